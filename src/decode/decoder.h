@@ -1,0 +1,91 @@
+// Packet decoding: link layer -> IP -> UDP/TCP, without copying.
+//
+// Contract:
+//  - decode_link() walks the link header (Ethernet with any number of
+//    802.1Q/802.1ad tags, Linux SLL/SLL2, NULL/LOOP, RAW/IPv4/IPv6) and the
+//    IP header (IPv4 options, IPv6 extension headers skipped) and fills an
+//    IpPacket. Non-IP packets (ARP, ...) are counted and return false.
+//  - decode_transport() parses UDP or TCP from a whole datagram (first
+//    fragment reassembled or not fragmented) into a Segment.
+//  - Neither throws nor allocates. Whatever cannot be parsed is counted as a
+//    named anomaly (see Anomaly) and the function returns false.
+#pragma once
+
+#include "capture/packet_source.h"
+#include "decode/packet.h"
+#include "util/counters.h"
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace sidetap::decode {
+
+enum class Anomaly : std::size_t {
+    UnknownLinkType,      // link type we do not decode
+    LinkTruncated,        // packet shorter than its link header
+    NotIp,                // ethertype / AF / protocol is not IPv4 or IPv6
+    IpTruncated,          // shorter than the IP header
+    IpBadVersion,         // version nibble does not match the link's claim
+    IpBadHeaderLength,    // IPv4 IHL < 5 or beyond the packet
+    IpBadTotalLength,     // IP length field smaller than the header
+    IpSnapped,            // captured bytes end before the IP length (snaplen)
+    Ipv6BadExtension,     // extension header chain runs past the packet
+    NotUdpTcp,            // ICMP, ESP, ... (counted, not an error)
+    UdpTruncated,         // shorter than the UDP header
+    UdpBadLength,         // UDP length < 8 or beyond the IP payload
+    TcpTruncated,         // shorter than the TCP header
+    TcpBadOffset,         // data offset < 5 or beyond the payload
+    Count_
+};
+
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(Anomaly::Count_)> kAnomalyNames{
+    "unknown_link_type", "link_truncated",     "not_ip",         "ip_truncated",
+    "ip_bad_version",    "ip_bad_header_length", "ip_bad_total_length", "ip_snapped",
+    "ipv6_bad_extension", "not_udp_tcp",       "udp_truncated",  "udp_bad_length",
+    "tcp_truncated",     "tcp_bad_offset",
+};
+
+using AnomalyCounters = util::CounterSet<Anomaly, static_cast<std::size_t>(Anomaly::Count_)>;
+
+class Decoder {
+public:
+    Decoder() : anomalies_(kAnomalyNames) {}
+
+    // Link + network layers. Returns false (and counts) when the packet is
+    // not an IP packet we can read.
+    bool decode_link(const capture::Packet& packet, IpPacket& out);
+
+    // Transport layer of a whole (non-fragmented or reassembled) datagram.
+    // `ip.is_fragment` must be false. Returns false (and counts) for
+    // protocols other than UDP/TCP and malformed headers.
+    bool decode_transport(const IpPacket& ip, std::uint64_t timestamp_ns, Segment& out);
+
+    [[nodiscard]] const AnomalyCounters& anomalies() const { return anomalies_; }
+
+    // Packets seen per link type, for the stats summary.
+    template <typename Fn>
+    void for_each_link_type(Fn&& fn) const {
+        for (std::size_t i = 0; i < kLinkSlots; ++i)
+            if (link_counts_[i] != 0) fn(link_type_name(kLinkValues[i]), link_counts_[i]);
+        if (other_link_count_ != 0) fn(std::string_view("other"), other_link_count_);
+    }
+    static std::string_view link_type_name(std::uint32_t link_type);
+
+private:
+    static constexpr std::size_t kLinkSlots = 9;
+    static constexpr std::array<std::uint32_t, kLinkSlots> kLinkValues{
+        capture::linktype::kNull,  capture::linktype::kEthernet, capture::linktype::kRaw,
+        capture::linktype::kLoop,  capture::linktype::kLinuxSll, capture::linktype::kIpv4,
+        capture::linktype::kIpv6,  capture::linktype::kLinuxSll2, capture::linktype::kRawOpenBsd,
+    };
+    void count_link(std::uint32_t link_type);
+    bool decode_ip(std::span<const std::uint8_t> bytes, std::uint32_t wire_len_hint, int expect_version,
+                   IpPacket& out);
+
+    AnomalyCounters anomalies_;
+    std::array<std::uint64_t, kLinkSlots> link_counts_{};
+    std::uint64_t other_link_count_ = 0;
+};
+
+}  // namespace sidetap::decode

@@ -1,0 +1,74 @@
+// DNS message header and question parsing for the hot path, plus the
+// DnsMessage that flows from reassembly to pairing.
+//
+// Contract: parse_header_question() reads the 12-byte header and, when
+// QDCOUNT >= 1, the first question (name lower-cased into a fixed buffer,
+// compression pointers refused in the question as no sane sender uses them
+// there... followed only backwards and bounded). It never allocates or
+// throws; it returns a ParseStatus naming what was wrong.
+#pragma once
+
+#include "decode/packet.h"
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace sidetap::dns {
+
+inline constexpr std::size_t kHeaderSize = 12;
+inline constexpr std::size_t kMaxNameWire = 255;
+
+struct Header {
+    std::uint16_t id = 0;
+    bool qr = false;           // true: response
+    std::uint8_t opcode = 0;
+    std::uint8_t rcode = 0;
+    bool tc = false;
+    std::uint16_t qdcount = 0;
+    std::uint16_t ancount = 0;
+    std::uint16_t nscount = 0;
+    std::uint16_t arcount = 0;
+};
+
+struct Question {
+    bool present = false;
+    std::uint8_t name_length = 0;                      // wire length, incl. root label
+    std::array<std::uint8_t, kMaxNameWire> name{};     // wire form, ASCII lower-cased
+    std::uint16_t qtype = 0;
+    std::uint16_t qclass = 0;
+
+    [[nodiscard]] std::span<const std::uint8_t> name_view() const { return {name.data(), name_length}; }
+    friend bool operator==(const Question& a, const Question& b) {
+        return a.present == b.present && a.qtype == b.qtype && a.qclass == b.qclass &&
+               std::equal(a.name_view().begin(), a.name_view().end(), b.name_view().begin(), b.name_view().end());
+    }
+};
+
+enum class ParseStatus : std::uint8_t {
+    Ok,
+    TooShort,          // fewer than 12 bytes
+    BadQuestionName,   // label runs past the end, name > 255, bad label type, pointer loop
+    QuestionTruncated, // qtype/qclass missing
+};
+
+std::string_view to_string(ParseStatus status);
+
+ParseStatus parse_header_question(std::span<const std::uint8_t> wire, Header& header, Question& question);
+
+// A DNS message as observed on the wire, direction known.
+struct DnsMessage {
+    std::uint64_t timestamp_ns = 0;  // time of the packet that completed it
+    decode::IpAddress client;        // the initiator (query sender)
+    decode::IpAddress server;        // the responder
+    std::uint16_t client_port = 0;
+    std::uint16_t server_port = 0;
+    decode::Transport transport = decode::Transport::Udp;
+    bool is_response = false;
+    Header header;
+    Question question;
+    std::span<const std::uint8_t> wire;  // the DNS message bytes
+};
+
+}  // namespace sidetap::dns
