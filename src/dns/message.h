@@ -2,14 +2,19 @@
 // DnsMessage that flows from reassembly to pairing.
 //
 // Contract: parse_header_question() reads the 12-byte header and, when
-// QDCOUNT >= 1, the first question (name lower-cased into a fixed buffer,
-// compression pointers refused in the question as no sane sender uses them
-// there... followed only backwards and bounded). It never allocates or
-// throws; it returns a ParseStatus naming what was wrong.
+// QDCOUNT >= 1, the first question: the name in wire form, ASCII A-Z
+// lower-cased, into a fixed buffer, then QTYPE and QCLASS. Compression
+// pointers are followed only backwards (to an offset before the pointer),
+// at most kMaxPointerJumps times; the name is at most 255 bytes, labels at
+// most 63; label types 0x40/0x80 are refused. It never allocates or throws;
+// `header` is filled whenever the status is not TooShort, `question.present`
+// is true only when the status is Ok and QDCOUNT >= 1 (QDCOUNT 0 is Ok with
+// no question).
 #pragma once
 
 #include "decode/packet.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <span>
@@ -19,9 +24,11 @@ namespace sidetap::dns {
 
 inline constexpr std::size_t kHeaderSize = 12;
 inline constexpr std::size_t kMaxNameWire = 255;
+inline constexpr int kMaxPointerJumps = 128;
 
 struct Header {
     std::uint16_t id = 0;
+    std::uint16_t flags = 0;   // the raw flags word (QR .. RCODE)
     bool qr = false;           // true: response
     std::uint8_t opcode = 0;
     std::uint8_t rcode = 0;
@@ -53,6 +60,7 @@ enum class ParseStatus : std::uint8_t {
     QuestionTruncated, // qtype/qclass missing
 };
 
+// "ok", "too_short", "bad_question_name", "question_truncated".
 std::string_view to_string(ParseStatus status);
 
 ParseStatus parse_header_question(std::span<const std::uint8_t> wire, Header& header, Question& question);

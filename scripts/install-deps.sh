@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what sidetap's build and test suite need on Debian 12 (bookworm).
+# Idempotent: checks every package with dpkg-query first and touches apt only
+# when something is missing (then one `apt-get update` + one `apt-get install`).
+# Needs root (or sudo) only when it has something to install.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config clang
+  libpcap-dev libprotobuf-dev protobuf-compiler libldns-dev libcli11-dev libgtest-dev libssl-dev
+  # tests: interpreter, independent dnstap decoders, capture tools
+  python3 tcpdump tshark
+  golang-github-dnstap-golang-dnstap-cli dnstap-ldns fstrm-bin
+  # root tests: a real DNS server with dnstap, clients, namespaces
+  knot knot-module-dnstap knot-dnsutils dnsperf iproute2 procps
+  # bench: /usr/bin/time -v for peak RSS
+  time
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=()
+if ((EUID != 0)); then
+  if command -v sudo >/dev/null; then
+    SUDO=(sudo)
+  else
+    echo "install-deps: missing packages (${missing[*]}) and not root; run as root" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer "no" up front.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | "${SUDO[@]}" debconf-set-selections
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"

@@ -1,0 +1,88 @@
+#include "cli/common_options.h"
+
+#include "output/file_output.h"
+#include "util/error.h"
+
+#include <arpa/inet.h>
+#include <climits>
+#include <unistd.h>
+
+namespace sidetap::cli {
+
+void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
+    cmd.add_option("-p,--port", options.ports,
+                   "Server port (repeatable, default 53). A datagram to a server port is a query, one from a "
+                   "server port a response; when both ports are server ports the QR bit decides")
+        ->check(CLI::Range(1, 65535))
+        ->take_all();
+    cmd.add_option("--server-addr", options.server_addresses,
+                   "Address of the local server (repeatable); decides direction when both ports are server ports");
+    cmd.add_option("--role", options.role,
+                   "Message types to emit: client (CLIENT_QUERY/RESPONSE) or auth (AUTH_QUERY/RESPONSE)")
+        ->check(CLI::IsMember({"client", "auth"}))
+        ->capture_default_str();
+}
+
+void add_output_options(CLI::App& cmd, OutputOptions& options) {
+    cmd.add_option("-w,--output", options.destinations, "Output: a file path, or - for stdout (default -)")
+        ->take_all();
+    cmd.add_option("--identity", options.identity, "Dnstap identity (default: the host name)");
+    cmd.add_option("--version", options.version, "Dnstap version (default: \"sidetap " SIDETAP_VERSION "\")");
+    cmd.add_option_function<std::string>(
+        "--extra",
+        [&options](const std::string& value) {
+            options.extra = value;
+            options.extra_set = true;
+        },
+        "Dnstap extra field");
+    cmd.add_flag("--no-wire", options.no_wire, "Leave out query_message/response_message");
+    cmd.add_flag("-q,--quiet", options.quiet, "No progress line and no stats summary");
+}
+
+namespace {
+decode::IpAddress parse_address(const std::string& text) {
+    decode::IpAddress address;
+    if (inet_pton(AF_INET, text.c_str(), address.bytes.data()) == 1) {
+        address.family = 4;
+    } else if (inet_pton(AF_INET6, text.c_str(), address.bytes.data()) == 1) {
+        address.family = 6;
+    } else {
+        throw util::FatalError("--server-addr: '" + text + "' is not an IPv4 or IPv6 address", util::kExitUsage);
+    }
+    return address;
+}
+
+std::string host_name() {
+    char name[HOST_NAME_MAX + 1] = {};
+    if (::gethostname(name, sizeof name - 1) != 0) return "sidetap";
+    return name;
+}
+}  // namespace
+
+pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, const OutputOptions& output) {
+    pipeline::PipelineConfig config;
+    config.classifier.server_ports = capture.ports;
+    for (const auto& text : capture.server_addresses) config.classifier.server_addresses.push_back(parse_address(text));
+    config.classifier.role = capture.role == "auth" ? pairing::Role::Auth : pairing::Role::Client;
+    config.envelope.identity = output.identity.empty() ? host_name() : output.identity;
+    config.envelope.version = output.version.empty() ? std::string("sidetap ") + SIDETAP_VERSION : output.version;
+    if (output.extra_set) config.envelope.extra = output.extra;
+    config.envelope.include_wire = !output.no_wire;
+    return config;
+}
+
+std::vector<std::unique_ptr<output::Output>> open_outputs(const OutputOptions& options) {
+    std::vector<std::unique_ptr<output::Output>> outputs;
+    for (const auto& dest : options.destinations) {
+        if (dest == "-" && ::isatty(STDOUT_FILENO))
+            throw util::FatalError("refusing to write binary dnstap to a terminal: use -w FILE or redirect stdout",
+                                   util::kExitUsage);
+        if (dest.find("://") != std::string::npos)
+            throw util::FatalError("output '" + dest + "': socket destinations are not supported yet",
+                                   util::kExitUsage);
+        outputs.push_back(std::make_unique<output::FileOutput>(dest));
+    }
+    return outputs;
+}
+
+}  // namespace sidetap::cli

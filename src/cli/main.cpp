@@ -1,0 +1,42 @@
+// sidetap: dnstap for DNS servers that cannot emit it themselves.
+#include "cli/replay_command.h"
+#include "util/error.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+namespace {
+constexpr const char* kExitCodes =
+    "Exit codes:\n"
+    "  0  success, including a clean stop on SIGINT/SIGTERM\n"
+    "  1  runtime failure: an input could not be read completely (not a capture file,\n"
+    "     truncated record, I/O error) or an output failed; output written so far is valid\n"
+    "  2  usage or configuration error\n"
+    "  130 a second SIGINT/SIGTERM while stopping\n";
+}
+
+int main(int argc, char** argv) {
+    CLI::App app{"sidetap: dnstap from observed DNS traffic (pcap files, live capture)", "sidetap"};
+    app.set_version_flag("--version", std::string("sidetap ") + SIDETAP_VERSION);
+    app.require_subcommand(1);
+    app.footer(kExitCodes);
+    auto run_replay = sidetap::cli::add_replay_command(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int code = app.exit(e);
+        return code == 0 ? 0 : sidetap::util::kExitUsage;
+    }
+    try {
+        if (app.got_subcommand("replay")) return run_replay();
+        return sidetap::util::kExitUsage;
+    } catch (const sidetap::util::FatalError& e) {
+        std::fprintf(stderr, "sidetap: %s\n", e.what());
+        return e.exit_code();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "sidetap: %s\n", e.what());
+        return sidetap::util::kExitRuntime;
+    }
+}

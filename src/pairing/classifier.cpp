@@ -1,0 +1,92 @@
+#include "pairing/classifier.h"
+
+#include <algorithm>
+
+namespace sidetap::pairing {
+
+Classifier::Classifier(const ClassifierConfig& config)
+    : server_addresses_(config.server_addresses), role_(config.role), skipped_(kSkipNames) {
+    for (auto port : config.server_ports) server_ports_.set(port);
+}
+
+bool Classifier::is_server_address(const decode::IpAddress& address) const {
+    return std::find(server_addresses_.begin(), server_addresses_.end(), address) != server_addresses_.end();
+}
+
+bool Classifier::classify(const decode::Segment& segment, std::span<const std::uint8_t> wire,
+                          std::uint64_t timestamp_ns, dns::DnsMessage& out) {
+    const bool to_server_port = server_ports_[segment.dst_port];
+    const bool from_server_port = server_ports_[segment.src_port];
+    if (!to_server_port && !from_server_port) {
+        skipped_.add(Skip::NotServerPort);
+        return false;
+    }
+    if (dns::parse_header_question(wire, out.header, out.question) == dns::ParseStatus::TooShort) {
+        skipped_.add(Skip::DnsTooShort);
+        return false;
+    }
+    // The question is optional for classification; a bad one is only noted.
+    if (!out.question.present && out.header.qdcount != 0) ++bad_question_;
+
+    bool is_response;
+    if (to_server_port && from_server_port) {
+        // Both sides use server ports (server to server): addresses, then QR.
+        const bool src_is_server = is_server_address(segment.src);
+        const bool dst_is_server = is_server_address(segment.dst);
+        if (src_is_server != dst_is_server) {
+            is_response = src_is_server;
+            if (is_response != out.header.qr) {
+                skipped_.add(Skip::QrDirectionMismatch);
+                return false;
+            }
+        } else {
+            is_response = out.header.qr;
+        }
+    } else {
+        is_response = from_server_port;
+        if (is_response != out.header.qr) {
+            skipped_.add(Skip::QrDirectionMismatch);
+            return false;
+        }
+    }
+
+    out.timestamp_ns = timestamp_ns;
+    out.transport = segment.transport;
+    out.is_response = is_response;
+    out.wire = wire;
+    if (is_response) {
+        out.client = segment.dst;
+        out.client_port = segment.dst_port;
+        out.server = segment.src;
+        out.server_port = segment.src_port;
+    } else {
+        out.client = segment.src;
+        out.client_port = segment.src_port;
+        out.server = segment.dst;
+        out.server_port = segment.dst_port;
+    }
+    return true;
+}
+
+MessageType Classifier::type_of(const dns::DnsMessage& message) const {
+    if (role_ == Role::Auth) return message.is_response ? MessageType::AuthResponse : MessageType::AuthQuery;
+    return message.is_response ? MessageType::ClientResponse : MessageType::ClientQuery;
+}
+
+std::string_view to_string(MessageType type) {
+    static constexpr std::string_view names[] = {
+        "UNKNOWN",         "AUTH_QUERY",     "AUTH_RESPONSE",  "RESOLVER_QUERY",     "RESOLVER_RESPONSE",
+        "CLIENT_QUERY",    "CLIENT_RESPONSE", "FORWARDER_QUERY", "FORWARDER_RESPONSE", "STUB_QUERY",
+        "STUB_RESPONSE",   "TOOL_QUERY",     "TOOL_RESPONSE",  "UPDATE_QUERY",       "UPDATE_RESPONSE"};
+    const auto i = static_cast<std::size_t>(type);
+    return i < std::size(names) ? names[i] : names[0];
+}
+
+std::string_view short_name(MessageType type) {
+    static constexpr std::string_view names[] = {"??", "AQ", "AR", "RQ", "RR", "CQ", "CR", "FQ",
+                                                 "FR", "SQ", "SR", "TQ", "TR", "UQ", "UR"};
+    const auto i = static_cast<std::size_t>(type);
+    return i < std::size(names) ? names[i] : names[0];
+}
+
+}  // namespace sidetap::pairing

@@ -1,0 +1,98 @@
+// Classifier: decides which side of a DNS exchange is the server and which
+// dnstap message type a DNS message becomes.
+//
+// Contract:
+//  - A segment to a server port (and not from one) is a query; one from a
+//    server port (and not to one) is a response. When both ports are server
+//    ports the QR bit decides. Neither port a server port: not DNS for us.
+//  - If --server-addr addresses are configured, a datagram whose ports are
+//    ambiguous is resolved by address (the server side is the configured
+//    address).
+//  - A query whose QR bit says "response" (or the reverse) contradicts the
+//    port direction: counted (qr_direction_mismatch) and not emitted, as the
+//    server would not have logged it as what its port says.
+//  - No allocation, no exceptions.
+#pragma once
+
+#include "decode/packet.h"
+#include "dns/message.h"
+#include "util/counters.h"
+
+#include <bitset>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace sidetap::pairing {
+
+// Values are the dnstap Message.Type numbers.
+enum class MessageType : std::uint8_t {
+    AuthQuery = 1,
+    AuthResponse = 2,
+    ResolverQuery = 3,
+    ResolverResponse = 4,
+    ClientQuery = 5,
+    ClientResponse = 6,
+    ForwarderQuery = 7,
+    ForwarderResponse = 8,
+    StubQuery = 9,
+    StubResponse = 10,
+    ToolQuery = 11,
+    ToolResponse = 12,
+    UpdateQuery = 13,
+    UpdateResponse = 14,
+};
+
+enum class Role : std::uint8_t { Client, Auth };
+
+struct ClassifierConfig {
+    std::vector<std::uint16_t> server_ports{53};
+    std::vector<decode::IpAddress> server_addresses;
+    Role role = Role::Client;
+};
+
+enum class Skip : std::size_t {
+    NotServerPort,        // neither port is a server port
+    QrDirectionMismatch,  // QR bit contradicts the port direction
+    DnsTooShort,          // payload shorter than a DNS header
+    Count_
+};
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(Skip::Count_)> kSkipNames{
+    "not_server_port", "qr_direction_mismatch", "dns_too_short"};
+using SkipCounters = util::CounterSet<Skip, static_cast<std::size_t>(Skip::Count_)>;
+
+class Classifier {
+public:
+    explicit Classifier(const ClassifierConfig& config);
+
+    // True when either port is a server port (cheap pre-filter before
+    // reassembly or DNS parsing).
+    [[nodiscard]] bool involves_server_port(const decode::Segment& segment) const {
+        return server_ports_[segment.src_port] || server_ports_[segment.dst_port];
+    }
+
+    // Fills `out` (addresses, ports, transport, direction, header/question,
+    // wire, timestamp) from one DNS message carried by `segment` with bytes
+    // `wire`. Returns false (counted) when it is not a message to emit.
+    bool classify(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns,
+                  dns::DnsMessage& out);
+
+    [[nodiscard]] MessageType type_of(const dns::DnsMessage& message) const;
+
+    [[nodiscard]] const SkipCounters& skipped() const { return skipped_; }
+    [[nodiscard]] std::uint64_t bad_question() const { return bad_question_; }
+
+private:
+    [[nodiscard]] bool is_server_address(const decode::IpAddress& address) const;
+
+    std::bitset<65536> server_ports_;
+    std::vector<decode::IpAddress> server_addresses_;
+    Role role_;
+    SkipCounters skipped_;
+    std::uint64_t bad_question_ = 0;
+};
+
+std::string_view to_string(MessageType type);
+std::string_view short_name(MessageType type);
+
+}  // namespace sidetap::pairing
