@@ -8,10 +8,11 @@ std::uint16_t be16(std::span<const std::uint8_t> b, std::size_t off) {
     return static_cast<std::uint16_t>((b[off] << 8) | b[off + 1]);
 }
 
-// Reads the name at `pos` into `question.name`. On success `end` is the
-// offset just past the name as it sits in the message (after the first
-// pointer, or after the root label).
-bool read_name(std::span<const std::uint8_t> wire, std::size_t pos, Question& question, std::size_t& end) {
+}  // namespace
+
+bool read_name(std::span<const std::uint8_t> wire, std::size_t offset, std::array<std::uint8_t, kMaxNameWire>& out,
+               std::uint8_t& out_length, std::size_t& next) {
+    std::size_t pos = offset;
     std::size_t out_len = 0;
     int jumps = 0;
     bool jumped = false;
@@ -26,7 +27,7 @@ bool read_name(std::span<const std::uint8_t> wire, std::size_t pos, Question& qu
             // pass through a loop adds labels, so the 255-byte limit and the
             // jump count both end a loop.
             if (target >= pos || ++jumps > kMaxPointerJumps) return false;
-            if (!jumped) end = pos + 2;
+            if (!jumped) next = pos + 2;
             jumped = true;
             pos = target;
             continue;
@@ -34,25 +35,23 @@ bool read_name(std::span<const std::uint8_t> wire, std::size_t pos, Question& qu
         if (kind != 0) return false;  // 0x40 (extended) and 0x80 (reserved) label types
         if (len == 0) {
             if (out_len + 1 > kMaxNameWire) return false;
-            question.name[out_len++] = 0;
-            if (!jumped) end = pos + 1;
-            question.name_length = static_cast<std::uint8_t>(out_len);
+            out[out_len++] = 0;
+            if (!jumped) next = pos + 1;
+            out_length = static_cast<std::uint8_t>(out_len);
             return true;
         }
         // Room for this label and the root label that must follow.
         if (out_len + 1 + len + 1 > kMaxNameWire) return false;
         if (len > wire.size() - pos - 1) return false;
-        question.name[out_len++] = len;
+        out[out_len++] = len;
         for (std::size_t i = 0; i < len; ++i) {
             std::uint8_t c = wire[pos + 1 + i];
             if (c >= 'A' && c <= 'Z') c = static_cast<std::uint8_t>(c + ('a' - 'A'));
-            question.name[out_len++] = c;
+            out[out_len++] = c;
         }
         pos += 1 + std::size_t{len};
     }
 }
-
-}  // namespace
 
 std::string_view to_string(ParseStatus status) {
     switch (status) {
@@ -86,7 +85,7 @@ ParseStatus parse_header_question(std::span<const std::uint8_t> wire, Header& he
     if (header.qdcount == 0) return ParseStatus::Ok;
 
     std::size_t end = 0;
-    if (!read_name(wire, kHeaderSize, question, end)) {
+    if (!read_name(wire, kHeaderSize, question.name, question.name_length, end)) {
         question.name_length = 0;
         return ParseStatus::BadQuestionName;
     }

@@ -60,6 +60,15 @@ enum class ParseStatus : std::uint8_t {
     QuestionTruncated, // qtype/qclass missing
 };
 
+// Reads the name at `offset` of the message `wire` into `out` in wire form,
+// ASCII lower-cased, with the rules above (backward pointers only, at most
+// kMaxPointerJumps of them, <= 255 bytes, no 0x40/0x80 label types). On
+// success sets `out_length` (>= 1, root label included) and `next` (the
+// offset just past the name where it sits: after its first pointer, or
+// after its root label) and returns true. Usable for any name in a message.
+bool read_name(std::span<const std::uint8_t> wire, std::size_t offset, std::array<std::uint8_t, kMaxNameWire>& out,
+               std::uint8_t& out_length, std::size_t& next);
+
 // "ok", "too_short", "bad_question_name", "question_truncated".
 std::string_view to_string(ParseStatus status);
 
@@ -74,6 +83,7 @@ struct DnsMessage {
     std::uint16_t server_port = 0;
     decode::Transport transport = decode::Transport::Udp;
     bool is_response = false;
+    bool upstream = false;  // the local server is the client (role resolver)
     Header header;
     Question question;
     std::span<const std::uint8_t> wire;  // the DNS message bytes

@@ -7,6 +7,9 @@ namespace sidetap::pairing {
 Classifier::Classifier(const ClassifierConfig& config)
     : server_addresses_(config.server_addresses), role_(config.role), skipped_(kSkipNames) {
     for (auto port : config.server_ports) server_ports_.set(port);
+    dns_ports_ = server_ports_;
+    if (role_ == Role::Resolver)
+        for (auto port : config.upstream_ports) dns_ports_.set(port);
 }
 
 bool Classifier::is_server_address(const decode::IpAddress& address) const {
@@ -15,8 +18,8 @@ bool Classifier::is_server_address(const decode::IpAddress& address) const {
 
 bool Classifier::classify(const decode::Segment& segment, std::span<const std::uint8_t> wire,
                           std::uint64_t timestamp_ns, dns::DnsMessage& out) {
-    const bool to_server_port = server_ports_[segment.dst_port];
-    const bool from_server_port = server_ports_[segment.src_port];
+    const bool to_server_port = dns_ports_[segment.dst_port];
+    const bool from_server_port = dns_ports_[segment.src_port];
     if (!to_server_port && !from_server_port) {
         skipped_.add(Skip::NotServerPort);
         return false;
@@ -65,11 +68,18 @@ bool Classifier::classify(const decode::Segment& segment, std::span<const std::u
         out.server = segment.dst;
         out.server_port = segment.dst_port;
     }
+    out.upstream = false;
+    if (role_ == Role::Resolver) {
+        out.upstream = server_addresses_.empty()
+                           ? !server_ports_[out.server_port]
+                           : is_server_address(out.client) && !is_server_address(out.server);
+    }
     return true;
 }
 
 MessageType Classifier::type_of(const dns::DnsMessage& message) const {
     if (role_ == Role::Auth) return message.is_response ? MessageType::AuthResponse : MessageType::AuthQuery;
+    if (message.upstream) return message.is_response ? MessageType::ResolverResponse : MessageType::ResolverQuery;
     return message.is_response ? MessageType::ClientResponse : MessageType::ClientQuery;
 }
 

@@ -11,6 +11,12 @@
 //  - A query whose QR bit says "response" (or the reverse) contradicts the
 //    port direction: counted (qr_direction_mismatch) and not emitted, as the
 //    server would not have logged it as what its port says.
+//  - Role resolver: exchanges the local server answers stay CLIENT_*; the
+//    exchanges it starts itself towards other servers (its upstream
+//    traffic) become RESOLVER_*. With --server-addr, an exchange is upstream
+//    when its client is a local address and its server is not. Without it,
+//    an exchange is upstream when its server port is an upstream port
+//    (default 53) but not one of the local server ports (-p).
 //  - No allocation, no exceptions.
 #pragma once
 
@@ -43,11 +49,12 @@ enum class MessageType : std::uint8_t {
     UpdateResponse = 14,
 };
 
-enum class Role : std::uint8_t { Client, Auth };
+enum class Role : std::uint8_t { Client, Auth, Resolver };
 
 struct ClassifierConfig {
     std::vector<std::uint16_t> server_ports{53};
     std::vector<decode::IpAddress> server_addresses;
+    std::vector<std::uint16_t> upstream_ports{53};  // resolver role only
     Role role = Role::Client;
 };
 
@@ -65,10 +72,10 @@ class Classifier {
 public:
     explicit Classifier(const ClassifierConfig& config);
 
-    // True when either port is a server port (cheap pre-filter before
+    // True when either port is a DNS port we watch (cheap pre-filter before
     // reassembly or DNS parsing).
-    [[nodiscard]] bool involves_server_port(const decode::Segment& segment) const {
-        return server_ports_[segment.src_port] || server_ports_[segment.dst_port];
+    [[nodiscard]] bool involves_dns_port(const decode::Segment& segment) const {
+        return dns_ports_[segment.src_port] || dns_ports_[segment.dst_port];
     }
 
     // Fills `out` (addresses, ports, transport, direction, header/question,
@@ -86,6 +93,7 @@ private:
     [[nodiscard]] bool is_server_address(const decode::IpAddress& address) const;
 
     std::bitset<65536> server_ports_;
+    std::bitset<65536> dns_ports_;  // server ports, plus upstream ports for role resolver
     std::vector<decode::IpAddress> server_addresses_;
     Role role_;
     SkipCounters skipped_;

@@ -30,7 +30,7 @@ void Pipeline::process(const capture::Packet& packet) {
         handle_udp(segment);
     } else {
         ++stats_.tcp_segments;
-        if (classifier_.involves_server_port(segment) && !segment.payload.empty()) ++stats_.tcp_segments_skipped;
+        if (classifier_.involves_dns_port(segment) && !segment.payload.empty()) ++stats_.tcp_segments_skipped;
     }
 }
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Replay throughput of sidetap against `tcpdump -r` on the same generated capture.
+#
+#   bench/replay_bench.sh [-n PAIRS] [-r RUNS] [-s SIDETAP] [-k]
+#     -n PAIRS   DNS query/response pairs in the generated pcap (default 500000 = 1M packets)
+#     -r RUNS    runs per command; the best (lowest) wall time counts (default 3)
+#     -s SIDETAP the binary (default build/sidetap)
+#     -k         keep the temporary directory (pcap and dnstap output)
+#
+# Measured in one run, on a pcap that bench/gen_udp_pcap.py writes into a temp dir (page-cached
+# by a read before timing):
+#   tcpdump -r FILE -w /dev/null                                       (read + write pcap: floor)
+#   sidetap replay -q -w /dev/null --identity bench --version bench FILE  (decode+pair+encode)
+#   sidetap replay -q -w OUT.dnstap --identity bench --version bench FILE (+ file output)
+# Wall time from date +%s%N around each run; peak RSS from /usr/bin/time -v (max over runs).
+# The dnstap file is then checked: START, one frame per packet, STOP.
+# Prints a markdown table (header + one row) to paste into bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pairs=500000 runs=3 sidetap=build/sidetap keep=0
+while getopts "n:r:s:kh" opt; do
+  case $opt in
+    n) pairs=$OPTARG ;;
+    r) runs=$OPTARG ;;
+    s) sidetap=$OPTARG ;;
+    k) keep=1 ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
+  esac
+done
+[[ -x $sidetap ]] || { echo "replay_bench: no sidetap binary at $sidetap (run scripts/build.sh)" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "replay_bench: /usr/bin/time missing (apt-get install time)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/sidetap-bench.XXXXXX)
+if ((keep)); then trap 'echo "kept $tmp" >&2' EXIT; else trap 'rm -rf "$tmp"' EXIT; fi
+pcap=$tmp/bench.pcap
+packets=$((2 * pairs))
+
+python3 bench/gen_udp_pcap.py -n "$pairs" -o "$pcap"
+cat "$pcap" >/dev/null
+
+# measure NAME CMD... -> sets best_<NAME> (seconds) and rss_<NAME> (KiB, max over runs)
+measure() {
+  local name=$1; shift
+  local best="" rss=0 i t0 t1 s r
+  for ((i = 1; i <= runs; i++)); do
+    t0=$(date +%s%N)
+    if ! /usr/bin/time -v -o "$tmp/time.txt" "$@" >/dev/null 2>"$tmp/stderr.txt"; then
+      echo "replay_bench: failed: $*" >&2; cat "$tmp/stderr.txt" "$tmp/time.txt" >&2; exit 1
+    fi
+    t1=$(date +%s%N)
+    s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+    r=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tmp/time.txt")
+    echo "  $name run $i: ${s} s, peak RSS $((r / 1024)) MiB" >&2
+    if [[ -z $best ]] || awk -v x="$s" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$s; fi
+    ((r > rss)) && rss=$r
+  done
+  printf -v "best_$name" '%s' "$best"
+  printf -v "rss_$name" '%s' "$rss"
+}
+
+echo "replay_bench: $pairs pairs ($packets packets), $(du -m "$pcap" | cut -f1) MB, best of $runs" >&2
+measure tcpdump tcpdump -r "$pcap" -w /dev/null
+measure null "$sidetap" replay -q -w /dev/null --identity bench --version bench "$pcap"
+measure file "$sidetap" replay -q -w "$tmp/out.dnstap" --identity bench --version bench "$pcap"
+
+frames=$(python3 - "$tmp/out.dnstap" <<'EOF'
+import os, sys
+sys.path.insert(0, os.path.join("tests", "lib"))
+from sidetap_testlib import read_frames, CONTENT_TYPE
+ct, frames, stop = read_frames(sys.argv[1])
+if ct != CONTENT_TYPE or not stop:
+    sys.exit(f"bad dnstap file: content type {ct!r}, STOP {stop}")
+print(len(frames))
+EOF
+)
+if [[ $frames != "$packets" ]]; then
+  echo "replay_bench: WARNING: $frames dnstap frames for $packets packets" >&2
+fi
+
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+echo
+echo "| date | CPU (nproc) | packets | pcap MB | tcpdump -r s | sidetap →/dev/null s | msg/s | ×tcpdump | sidetap →file s | msg/s | ×tcpdump | peak RSS MiB (sidetap / tcpdump) | dnstap MB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| $(date -u +%Y-%m-%d) | $cpu ($(nproc)) | $packets | $(du -m "$pcap" | cut -f1) | $best_tcpdump" \
+     "| $best_null | $(calc %.0f "$frames / $best_null") | $(calc %.1f "$best_null / $best_tcpdump")" \
+     "| $best_file | $(calc %.0f "$frames / $best_file") | $(calc %.1f "$best_file / $best_tcpdump")" \
+     "| $(( (rss_null > rss_file ? rss_null : rss_file) / 1024 )) / $((rss_tcpdump / 1024))" \
+     "| $(du -m "$tmp/out.dnstap" | cut -f1) |"
