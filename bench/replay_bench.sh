@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154  # best_* and rss_* are set by measure() through printf -v
 # Replay throughput of sidetap against `tcpdump -r` on the same generated capture.
 #
 #   bench/replay_bench.sh [-n PAIRS] [-r RUNS] [-s SIDETAP] [-k]
@@ -25,7 +26,7 @@ while getopts "n:r:s:kh" opt; do
     r) runs=$OPTARG ;;
     s) sidetap=$OPTARG ;;
     k) keep=1 ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    *) sed -n '3,19p' "$0"; exit 2 ;;
   esac
 done
 [[ -x $sidetap ]] || { echo "replay_bench: no sidetap binary at $sidetap (run scripts/build.sh)" >&2; exit 1; }

@@ -161,8 +161,8 @@ struct Tracker {
 }  // namespace
 
 struct IpDefragmenter::Impl {
-    Impl(const DefragConfig& cfg, DefragCounters& counters)
-        : config(cfg), counters(counters), pool(cfg.max_bytes) {
+    Impl(const DefragConfig& cfg, DefragCounters& counter_set)
+        : config(cfg), counters(counter_set), pool(cfg.max_bytes) {
         if (cfg.max_datagrams == 0 || cfg.max_datagrams >= kNone / 2)
             throw util::FatalError("defragmenter: max_datagrams must be between 1 and 2^31",
                                    util::kExitUsage);

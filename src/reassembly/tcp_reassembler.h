@@ -60,8 +60,8 @@
 //    connections idle for more than idle_timeout_ns (cheap: the LRU head
 //    only), expire() does the same for a given time.
 //  - No allocation per segment in the steady state; no exceptions on the
-//    packet path. The constructor throws util::FatalError when max_streams,
-//    max_stream_bytes or max_pending_segments is 0.
+//    packet path. The constructor throws util::FatalError when max_streams
+//    or max_pending_segments is 0 or max_stream_bytes is below 512.
 #pragma once
 
 #include "decode/packet.h"
@@ -95,7 +95,7 @@ enum class TcpEvent : std::size_t {
     Segments,             // segments with payload handled
     Messages,             // DNS messages emitted
     StreamsOpened,
-    StreamsClosed,        // FIN/RST in both directions or RST
+    StreamsClosed,        // FIN in both directions, RST, or replaced by a new SYN (port reuse)
     StreamsTimedOut,      // idle longer than idle_timeout_ns
     StreamsEvicted,       // dropped to make room (max_streams / max_total_bytes)
     StreamsFlushedAtEnd,  // still open at finish()
@@ -105,7 +105,7 @@ enum class TcpEvent : std::size_t {
     Duplicates,           // segments entirely already received
     Overlaps,             // segments partly overlapping received data
     OutOfOrder,           // segments buffered ahead of a gap
-    StreamBufferFull,     // data dropped: max_stream_bytes reached
+    StreamBufferFull,     // data dropped or hole forced: max_stream_bytes / max_pending_segments / max_total_bytes
     PartialAtClose,       // bytes of an unfinished message at FIN/RST/timeout/end
     NotDns,               // stream given up: no plausible DNS message boundary
     Count_

@@ -78,7 +78,7 @@ TSHARK = shutil.which("tshark") or "tshark"
 IPV6_EXT = {"ipv6.hopopts", "ipv6.routing", "ipv6.dstopts", "ipv6.fraghdr"}
 # Link-layer protocol names (frame.protocols) that sidetap decodes.
 LINK_FIRST = {"eth", "sll", "null", "loop", "raw", "ip", "ipv6"}
-LINK_MIDDLE = {"ethertype", "vlan", "pppoes", "ppp"}
+LINK_MIDDLE = {"ethertype", "vlan", "ieee8021ad", "pppoes", "ppp"}
 
 
 def _first_wins(pairs):

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sidetap::decode {
@@ -735,6 +736,74 @@ TEST(DecodeTruncation, EveryPrefixOfAFrameIsRefusedAtTheRightLayer) {
         SCOPED_TRACE(cut);
         expect_link_anomaly(packet(lt::kEthernet, prefix, static_cast<std::uint32_t>(frame6.size())), expected);
     }
+}
+
+// Deterministic mutation run: random byte changes and cuts of valid frames
+// of every link type. Under the sanitizer build any read outside the packet
+// fails the test; here every view must also stay inside the packet.
+TEST(DecodeRobustness, MutatedFramesNeverLeaveThePacketBytes) {
+    const Bytes v4 = ipv4(udp(1, 53, kDnsPayload));
+    const Bytes v6 = ipv6(0, cat(ext8(44), cat(frag6(17, 0, false, 1), udp(1, 53, kDnsPayload))));
+    V4 tv;
+    tv.protocol = 6;
+    tv.options = {1, 1, 1, 0};
+    const Bytes t4 = ipv4(tcp(1, 53, 1, 2, tcpflag::kAck, {1, 1, 1, 1}, kDnsPayload), tv);
+    Bytes sll(14, 0);
+    put16(sll, 0x0800);
+    Bytes sll2;
+    put16(sll2, 0x86DD);
+    append(sll2, Bytes(18, 0));
+    const std::vector<std::pair<std::uint32_t, Bytes>> seeds{
+        {lt::kEthernet, ether(0x0800, v4, {0x88A8, 0x8100})},
+        {lt::kEthernet, ether(0x86DD, v6)},
+        {lt::kEthernet, ether(0x0800, t4)},
+        {lt::kLinuxSll, cat(sll, t4)},
+        {lt::kLinuxSll2, cat(sll2, v6)},
+        {lt::kNull, cat({30, 0, 0, 0}, v6)},
+        {lt::kLoop, cat({0, 0, 0, 2}, v4)},
+        {lt::kRaw, v6},
+        {lt::kIpv4, t4},
+    };
+    std::uint32_t state = 12345;
+    auto next = [&state] {  // xorshift32: the same sequence everywhere
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        return state;
+    };
+    Decoder d;
+    std::uint64_t segments = 0;
+    for (int round = 0; round < 20000; ++round) {
+        const auto& [link, seed] = seeds[next() % seeds.size()];
+        Bytes frame = seed;
+        const int changes = 1 + static_cast<int>(next() % 4);
+        for (int i = 0; i < changes; ++i) frame[next() % frame.size()] = static_cast<std::uint8_t>(next());
+        if (next() % 3 == 0) frame.resize(next() % (frame.size() + 1));
+        capture::Packet pkt;
+        pkt.link_type = link;
+        pkt.data = frame;
+        pkt.original_length = static_cast<std::uint32_t>(seed.size());
+        IpPacket ip;
+        if (!d.decode_link(pkt, ip)) continue;
+        const auto* begin = frame.data();
+        const auto* end = frame.data() + frame.size();
+        ASSERT_TRUE(ip.payload.empty() || (ip.payload.data() >= begin && ip.payload.data() + ip.payload.size() <= end));
+        if (ip.is_fragment) continue;
+        Segment seg;
+        if (!d.decode_transport(ip, 0, seg)) continue;
+        ++segments;
+        ASSERT_TRUE(seg.payload.empty() ||
+                    (seg.payload.data() >= begin && seg.payload.data() + seg.payload.size() <= end));
+        dns::Header h;
+        dns::Question q;
+        const dns::ParseStatus status = dns::parse_header_question(seg.payload, h, q);
+        if (status == dns::ParseStatus::Ok && q.present) {
+            ASSERT_GE(q.name_length, 1);
+            ASSERT_EQ(q.name[q.name_length - 1], 0);
+        }
+    }
+    EXPECT_GT(segments, 1000u);
+    EXPECT_GT(anomaly_total(d), 1000u);
 }
 
 // ------------------------------------------------------ shared pcap corpus
