@@ -14,6 +14,8 @@ PACKAGES=(
   golang-github-dnstap-golang-dnstap-cli dnstap-ldns fstrm-bin
   # root tests: a real DNS server with dnstap, clients, namespaces
   knot knot-module-dnstap knot-dnsutils dnsperf iproute2 procps
+  # root tests: a forwarding resolver with dnstap; ethtool turns veth offloads off (real IP fragments)
+  unbound ethtool
   # bench: /usr/bin/time -v for peak RSS
   time
 )

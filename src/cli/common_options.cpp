@@ -14,9 +14,14 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
                    "Server port (repeatable, default 53). A datagram to a server port is a query, one from a "
                    "server port a response; when both ports are server ports the QR bit decides")
         ->check(CLI::Range(1, 65535))
-        ->take_all();
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cmd.add_option("--server-addr", options.server_addresses,
-                   "Address of the local server (repeatable); decides direction when both ports are server ports");
+                   "Address of the local server (repeatable); decides direction when both ports are server ports")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cmd.add_option("--role", options.role,
                    "Message types to emit: client (CLIENT_QUERY/RESPONSE) or auth (AUTH_QUERY/RESPONSE)")
         ->check(CLI::IsMember({"client", "auth"}))
@@ -25,7 +30,9 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
 
 void add_output_options(CLI::App& cmd, OutputOptions& options) {
     cmd.add_option("-w,--output", options.destinations, "Output: a file path, or - for stdout (default -)")
-        ->take_all();
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cmd.add_option("--identity", options.identity, "Dnstap identity (default: the host name)");
     cmd.add_option("--version", options.version, "Dnstap version (default: \"sidetap " SIDETAP_VERSION "\")");
     cmd.add_option_function<std::string>(

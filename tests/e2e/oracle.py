@@ -115,7 +115,18 @@ def rfc3339nano(ns):
     return base + "Z"
 
 
+_CACHE = {}
+
+
 def tshark_packets(pcap, defragment=False):
+    st = os.stat(pcap)
+    key = (os.path.abspath(pcap), defragment, st.st_mtime_ns, st.st_size)
+    if key not in _CACHE:
+        _CACHE[key] = _tshark_packets(pcap, defragment)
+    return _CACHE[key]
+
+
+def _tshark_packets(pcap, defragment=False):
     cmd = [TSHARK, "-n", "-r", pcap, "-T", "json", "-x", "-J", "frame ip ipv6 udp",
            "-o", "ip.defragment:%s" % ("TRUE" if defragment else "FALSE"),
            "-o", "ipv6.defragment:%s" % ("TRUE" if defragment else "FALSE"),
@@ -301,7 +312,10 @@ def compare(tc, expected, actual, label=""):
 # Running sidetap and the independent decoders.
 # ---------------------------------------------------------------------------
 def replay(sidetap, inputs, out_path, *args, check=True, **kw):
-    cmd = [sidetap, "replay", "-w", out_path, *args, *inputs]
+    # "--" before the inputs: `-w` takes all following values (CLI11
+    # take_all), so `-w OUT IN1 IN2` would make IN1 an OUTPUT and overwrite
+    # it (sidetap bug, see test_cli.py test_output_option_does_not_swallow_inputs).
+    cmd = [sidetap, "replay", *args, "-w", out_path, "--", *inputs]
     return tl.run(cmd, check=check, **kw)
 
 
@@ -342,9 +356,11 @@ def dnstap_ldns(path):
 
 def fstrm_dump(path):
     """fstrm_dump: (list of control names, content types, data frame sizes)."""
-    p = tl.run(["fstrm_dump", path])
+    p = subprocess.run(["fstrm_dump", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise AssertionError("fstrm_dump %s failed (%d)" % (path, p.returncode))
     controls, ctypes, sizes = [], [], []
-    lines = p.stdout.splitlines()
+    lines = p.stdout.decode("latin-1").splitlines()
     for i, line in enumerate(lines):
         m = re.match(r"^Data frame \((\d+)\) bytes\.", line)
         if m:

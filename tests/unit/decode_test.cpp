@@ -1001,7 +1001,7 @@ TEST_F(DecodeCorpusFile, EveryLinkTypeInTheCorpusGivesDnsMessages) {
     for (const char* name : {"dnscap-vlan11.pcap", "dnscap-sll2.pcap", "pcapplusplus-sll.pcap",
                              "pcapplusplus-raw_ip.pcap", "pcapplusplus-many_interfaces-1.pcapng",
                              "derived-tcpdump-dns-badcookie-dlt_loop.pcap", "ndpi-dns-qinq-pppoe.pcapng",
-                             "dnscap-dns6.pcap"}) {
+                             "dnsjit-ip6-udp-padd.pcap", "dnscap-dns6.pcap"}) {
         const FileStats st = run_file(corpus_path(name));
         EXPECT_GT(st.dns.count("ok") != 0 ? st.dns.at("ok") : 0, 0u) << describe(name, st);
     }
