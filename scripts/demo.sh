@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds sidetap, replays a bundled capture into a dnstap file and prints it decoded.
-#   scripts/demo.sh [PCAP]   (default: pcaps/udp-ethernet.pcap if present, else pcaps/sample.pcap,
-#                             a capture of kdig queries against Knot; see pcaps/make_sample.sh)
+#   scripts/demo.sh [PCAP]   (default: pcaps/sample.pcap, a capture of kdig queries against Knot
+#                             over IPv4 and IPv6; see pcaps/make_sample.sh)
 # Output: out/sample.dnstap (Frame Streams), shown as quiet text by golang-dnstap's `dnstap -r`
 # (an independent decoder), or by `sidetap read` when that tool is not installed.
 set -euo pipefail
@@ -9,10 +9,7 @@ cd "$(dirname "$0")/.."
 
 scripts/build.sh
 
-pcap=${1:-}
-if [[ -z "$pcap" ]]; then
-  if [[ -f pcaps/udp-ethernet.pcap ]]; then pcap=pcaps/udp-ethernet.pcap; else pcap=pcaps/sample.pcap; fi
-fi
+pcap=${1:-pcaps/sample.pcap}
 mkdir -p out
 echo "+ build/sidetap replay -w out/sample.dnstap $pcap"
 build/sidetap replay -w out/sample.dnstap "$pcap"

@@ -37,13 +37,14 @@ namespace sidetap::decode {
 enum class Anomaly : std::size_t {
     UnknownLinkType,      // link type we do not decode
     LinkTruncated,        // packet shorter than its link header
-    NotIp,                // ethertype / AF / protocol is not IPv4 or IPv6
+    NotIp,                // ethertype / AF / PPP protocol is not IPv4 or IPv6; > 8 VLAN tags
     IpTruncated,          // shorter than the IP header
-    IpBadVersion,         // version nibble does not match the link's claim
-    IpBadHeaderLength,    // IPv4 IHL < 5 or beyond the packet
+    IpBadVersion,         // version nibble not the link's claim (or neither 4 nor 6 on RAW)
+    IpBadHeaderLength,    // IPv4 IHL < 5 (an IHL beyond the bytes is IpSnapped/IpBadTotalLength)
     IpBadTotalLength,     // IP length field smaller than the header
-    IpSnapped,            // captured bytes end before the IP length (snaplen)
-    Ipv6BadExtension,     // extension header chain runs past the packet
+    IpSnapped,            // captured bytes end before the IP length (snaplen, or a length
+                          // larger than the wire had); IpPacket.truncated is set
+    Ipv6BadExtension,     // extension header runs past the payload, or more than 16 of them
     NotUdpTcp,            // ICMP, ESP, No Next Header ... (counted, not an error)
     UdpTruncated,         // shorter than the UDP header
     UdpBadLength,         // UDP length < 8 or beyond the IP payload

@@ -312,9 +312,9 @@ def compare(tc, expected, actual, label=""):
 # Running sidetap and the independent decoders.
 # ---------------------------------------------------------------------------
 def replay(sidetap, inputs, out_path, *args, check=True, **kw):
-    # "--" before the inputs: `-w` takes all following values (CLI11
-    # take_all), so `-w OUT IN1 IN2` would make IN1 an OUTPUT and overwrite
-    # it (sidetap bug, see test_cli.py test_output_option_does_not_swallow_inputs).
+    # "--" before the inputs: belt and braces against an option swallowing
+    # input paths as outputs (old -w take_all() bug, see test_cli.py
+    # test_output_option_does_not_swallow_inputs).
     cmd = [sidetap, "replay", *args, "-w", out_path, "--", *inputs]
     return tl.run(cmd, check=check, **kw)
 

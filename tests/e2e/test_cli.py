@@ -116,11 +116,10 @@ class Cli(unittest.TestCase):
                 self.assertTrue(p.stderr.strip(), "a usage error says why")
 
     def test_output_option_does_not_swallow_inputs(self):
-        # SIDETAP BUG (reported to the lead): `-w` is declared take_all() in
+        # Regression test: `-w` used to be take_all() in
         # src/cli/common_options.cpp, so in `sidetap replay -w OUT A B` the
-        # first input A becomes a second OUTPUT and is overwritten with dnstap
-        # (only B is replayed, exit 0). This destroyed two shared captures
-        # during development. Kept failing on purpose until fixed.
+        # first input A became a second OUTPUT and was overwritten with
+        # dnstap (only B replayed, exit 0). Fixed in 60dba4d.
         a = os.path.join(self.tmp.name, "a.pcap")
         b = os.path.join(self.tmp.name, "b.pcap")
         shutil.copy(oracle.own_pcap("udp-raw.pcap"), a)

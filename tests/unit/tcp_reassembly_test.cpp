@@ -946,3 +946,18 @@ TEST_F(TcpCaptureReplay, BigHoleInBothDirections) {
 
 }  // namespace
 }  // namespace sidetap::reassembly
+namespace sidetap::reassembly {
+namespace {
+TEST_F(TcpCaptureReplay, DISABLED_PrintAll) {
+    for (const auto& e : std::filesystem::directory_iterator(SIDETAP_SHARED_PCAPS)) {
+        if (e.path().extension() == ".md") continue;
+        CaptureCounts c;
+        try { c = replay(e.path().string()); } catch (const std::exception& ex) { continue; }
+        if (c.queries + c.responses == 0 && c.counters.get(TcpEvent::Segments) == 0) continue;
+        std::printf("%-55s q=%d r=%d bad=%d dir=%d |", e.path().filename().c_str(), c.queries, c.responses, c.unparsable, c.wrong_direction);
+        c.counters.for_each([](std::string_view n, std::uint64_t v) { if (v && n != "tcp_segments" && n != "tcp_messages") std::printf(" %s=%llu", std::string(n).c_str() + 4, (unsigned long long)v); });
+        std::printf("\n");
+    }
+}
+}
+}
