@@ -2,6 +2,7 @@
 
 #include "output/file_output.h"
 #include "util/error.h"
+#include "util/units.h"
 
 #include <arpa/inet.h>
 #include <climits>
@@ -23,8 +24,38 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
         ->allow_extra_args(false)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cmd.add_option("--role", options.role,
-                   "Message types to emit: client (CLIENT_QUERY/RESPONSE) or auth (AUTH_QUERY/RESPONSE)")
-        ->check(CLI::IsMember({"client", "auth"}))
+                   "Message types to emit: client (CLIENT_QUERY/RESPONSE), auth (AUTH_QUERY/RESPONSE) or "
+                   "resolver (CLIENT_* for traffic to the server, RESOLVER_* for its own upstream queries)")
+        ->check(CLI::IsMember({"client", "auth", "resolver"}))
+        ->capture_default_str();
+    cmd.add_option("--upstream-port", options.upstream_ports,
+                   "Port of upstream servers for --role resolver (repeatable, default 53)")
+        ->check(CLI::Range(1, 65535))
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    cmd.add_option("--query-timeout", options.query_timeout,
+                   "How long (packet time) a query waits for its response before it counts as unanswered")
+        ->capture_default_str();
+    cmd.add_option("--reorder-window", options.reorder_window,
+                   "How long a response seen before its query waits for it (packet time)")
+        ->capture_default_str();
+    cmd.add_option("--max-pending-queries", options.max_pending_queries,
+                   "Bound on queries waiting for a response; the oldest is evicted and counted")
+        ->check(CLI::Range(1, 1 << 24))
+        ->capture_default_str();
+    cmd.add_option("--max-tcp-streams", options.max_tcp_streams,
+                   "Bound on tracked TCP connections; the least recently active is evicted and counted")
+        ->check(CLI::Range(1, 1 << 22))
+        ->capture_default_str();
+    cmd.add_option("--tcp-idle-timeout", options.tcp_idle_timeout, "Idle TCP connections are closed after this")
+        ->capture_default_str();
+    cmd.add_option("--max-fragmented-datagrams", options.max_fragmented_datagrams,
+                   "Bound on IP datagrams being reassembled; the oldest is evicted and counted")
+        ->check(CLI::Range(1, 1 << 22))
+        ->capture_default_str();
+    cmd.add_option("--fragment-timeout", options.fragment_timeout,
+                   "Incomplete IP datagrams are dropped after this (packet time)")
         ->capture_default_str();
 }
 
@@ -59,6 +90,13 @@ decode::IpAddress parse_address(const std::string& text) {
     return address;
 }
 
+std::uint64_t duration_option(const char* name, const std::string& text) {
+    const auto ns = util::parse_duration_ns(text);
+    if (!ns) throw util::FatalError(std::string(name) + ": '" + text + "' is not a duration (e.g. 500ms, 10s, 5m)",
+                                    util::kExitUsage);
+    return *ns;
+}
+
 std::string host_name() {
     char name[HOST_NAME_MAX + 1] = {};
     if (::gethostname(name, sizeof name - 1) != 0) return "sidetap";
@@ -70,7 +108,17 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
     pipeline::PipelineConfig config;
     config.classifier.server_ports = capture.ports;
     for (const auto& text : capture.server_addresses) config.classifier.server_addresses.push_back(parse_address(text));
-    config.classifier.role = capture.role == "auth" ? pairing::Role::Auth : pairing::Role::Client;
+    config.classifier.upstream_ports = capture.upstream_ports;
+    config.classifier.role = capture.role == "auth"       ? pairing::Role::Auth
+                             : capture.role == "resolver" ? pairing::Role::Resolver
+                                                          : pairing::Role::Client;
+    config.pairing.query_timeout_ns = duration_option("--query-timeout", capture.query_timeout);
+    config.pairing.reorder_window_ns = duration_option("--reorder-window", capture.reorder_window);
+    config.pairing.max_queries = capture.max_pending_queries;
+    config.tcp.max_streams = capture.max_tcp_streams;
+    config.tcp.idle_timeout_ns = duration_option("--tcp-idle-timeout", capture.tcp_idle_timeout);
+    config.defrag.max_datagrams = capture.max_fragmented_datagrams;
+    config.defrag.timeout_ns = duration_option("--fragment-timeout", capture.fragment_timeout);
     config.envelope.identity = output.identity.empty() ? host_name() : output.identity;
     config.envelope.version = output.version.empty() ? std::string("sidetap ") + SIDETAP_VERSION : output.version;
     if (output.extra_set) config.envelope.extra = output.extra;

@@ -15,8 +15,16 @@ namespace sidetap::cli {
 
 struct CaptureOptions {
     std::vector<std::uint16_t> ports{53};
+    std::vector<std::uint16_t> upstream_ports{53};
     std::vector<std::string> server_addresses;
     std::string role = "client";
+    std::string query_timeout = "10s";
+    std::string reorder_window = "100ms";
+    std::size_t max_pending_queries = 65536;
+    std::size_t max_tcp_streams = 65536;
+    std::string tcp_idle_timeout = "60s";
+    std::size_t max_fragmented_datagrams = 8192;
+    std::string fragment_timeout = "30s";
 };
 
 struct OutputOptions {

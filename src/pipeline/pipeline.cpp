@@ -4,14 +4,26 @@
 
 namespace sidetap::pipeline {
 
+namespace {
+// Reassembly and pairing timers run at most this often (packet time).
+constexpr std::uint64_t kTimerIntervalNs = 100'000'000;
+constexpr std::uint16_t kDnsOverTlsPort = 853;
+}  // namespace
+
 Pipeline::Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs)
-    : classifier_(config.classifier), encoder_(config.envelope), outputs_(std::move(outputs)) {}
+    : defrag_(config.defrag),
+      tcp_(config.tcp),
+      classifier_(config.classifier),
+      pairer_(config.pairing),
+      encoder_(config.envelope),
+      outputs_(std::move(outputs)) {}
 
 Pipeline::~Pipeline() { finish(); }
 
 void Pipeline::process(const capture::Packet& packet) {
     ++stats_.packets;
     stats_.bytes += packet.data.size();
+    run_timers(packet.timestamp_ns);
     decode::IpPacket ip;
     const auto unknown_before = decoder_.anomalies().get(decode::Anomaly::UnknownLinkType);
     if (!decoder_.decode_link(packet, ip)) {
@@ -20,33 +32,60 @@ void Pipeline::process(const capture::Packet& packet) {
         return;
     }
     if (ip.is_fragment) {
-        ++stats_.ip_fragments_skipped;
+        decode::IpPacket whole;
+        if (defrag_.add(ip, packet.timestamp_ns, whole)) handle_datagram(whole, packet.timestamp_ns);
         return;
     }
+    handle_datagram(ip, packet.timestamp_ns);
+}
+
+void Pipeline::handle_datagram(const decode::IpPacket& ip, std::uint64_t timestamp_ns) {
     decode::Segment segment;
-    if (!decoder_.decode_transport(ip, packet.timestamp_ns, segment)) return;
-    if (segment.transport == decode::Transport::Udp) {
+    if (!decoder_.decode_transport(ip, timestamp_ns, segment)) return;
+    if (segment.transport == decode::Transport::Udp)
         ++stats_.udp_datagrams;
-        handle_udp(segment);
-    } else {
+    else
         ++stats_.tcp_segments;
-        if (classifier_.involves_dns_port(segment) && !segment.payload.empty()) ++stats_.tcp_segments_skipped;
+    if (!classifier_.involves_dns_port(segment)) {
+        if (segment.src_port == kDnsOverTlsPort || segment.dst_port == kDnsOverTlsPort)
+            ++stats_.dot_skipped;
+        else
+            ++stats_.not_dns_port;
+        return;
     }
+    if (segment.transport == decode::Transport::Udp)
+        handle_dns(segment, segment.payload, timestamp_ns);
+    else
+        tcp_.add(segment, *this);
 }
 
-void Pipeline::handle_udp(const decode::Segment& segment) {
-    if (!classifier_.classify(segment, segment.payload, segment.timestamp_ns, message_)) return;
-    emit(message_);
+void Pipeline::on_message(const decode::Segment& segment, std::span<const std::uint8_t> wire,
+                          std::uint64_t timestamp_ns) {
+    handle_dns(segment, wire, timestamp_ns);
 }
 
-void Pipeline::emit(const dns::DnsMessage& message) {
+void Pipeline::handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire,
+                          std::uint64_t timestamp_ns) {
+    if (!classifier_.classify(segment, wire, timestamp_ns, message_)) return;
+    pairer_.on_message(message_, *this);
+}
+
+void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t> query_time_ns) {
     if (message.is_response)
         ++stats_.dns_responses;
     else
         ++stats_.dns_queries;
-    const auto frame = encoder_.encode(message, classifier_.type_of(message));
+    const auto frame = encoder_.encode(message, classifier_.type_of(message), query_time_ns);
     ++stats_.frames_encoded;
     for (auto& out : outputs_) out->write(frame);
+}
+
+void Pipeline::run_timers(std::uint64_t now_ns) {
+    if (now_ns < last_timer_ns_ + kTimerIntervalNs) return;
+    last_timer_ns_ = now_ns;
+    defrag_.expire(now_ns);
+    tcp_.expire(now_ns, *this);
+    pairer_.expire(now_ns, *this);
 }
 
 void Pipeline::warn_unknown_link_type(std::uint32_t link_type) {
@@ -61,6 +100,9 @@ void Pipeline::warn_unknown_link_type(std::uint32_t link_type) {
 void Pipeline::finish() {
     if (finished_) return;
     finished_ = true;
+    defrag_.finish();
+    tcp_.finish(*this);
+    pairer_.finish(*this);
     for (auto& out : outputs_) out->close();
 }
 
@@ -70,39 +112,31 @@ bool Pipeline::output_failed() const {
 }
 
 void Pipeline::report(std::FILE* out) const {
-    std::fprintf(out, "sidetap: packets=%llu bytes=%llu", static_cast<unsigned long long>(stats_.packets),
-                 static_cast<unsigned long long>(stats_.bytes));
+    auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
+    std::fprintf(out, "sidetap: packets=%llu bytes=%llu", u(stats_.packets), u(stats_.bytes));
     decoder_.for_each_link_type([&](std::string_view name, std::uint64_t n) {
-        std::fprintf(out, " link.%.*s=%llu", static_cast<int>(name.size()), name.data(),
-                     static_cast<unsigned long long>(n));
+        std::fprintf(out, " link.%.*s=%llu", static_cast<int>(name.size()), name.data(), u(n));
     });
     std::fprintf(out, "\nsidetap: udp=%llu tcp=%llu dns_queries=%llu dns_responses=%llu frames=%llu\n",
-                 static_cast<unsigned long long>(stats_.udp_datagrams),
-                 static_cast<unsigned long long>(stats_.tcp_segments),
-                 static_cast<unsigned long long>(stats_.dns_queries),
-                 static_cast<unsigned long long>(stats_.dns_responses),
-                 static_cast<unsigned long long>(stats_.frames_encoded));
-    std::fprintf(out, "sidetap: anomalies:");
+                 u(stats_.udp_datagrams), u(stats_.tcp_segments), u(stats_.dns_queries), u(stats_.dns_responses),
+                 u(stats_.frames_encoded));
+    // Every non-zero counter of the inner stages, by name.
+    static constexpr std::string_view kHeadline[] = {"packets", "bytes", "udp_datagrams", "tcp_segments",
+                                                     "dns_queries", "dns_responses", "frames"};
+    std::fprintf(out, "sidetap: counters:");
     bool any = false;
-    auto print = [&](std::string_view name, std::uint64_t n) {
-        if (n == 0) return;
+    for_each_counter([&](std::string_view name, std::uint64_t n) {
+        if (n == 0 || std::find(std::begin(kHeadline), std::end(kHeadline), name) != std::end(kHeadline)) return;
         any = true;
-        std::fprintf(out, " %.*s=%llu", static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(n));
-    };
-    decoder_.anomalies().for_each(print);
-    classifier_.skipped().for_each(print);
-    print("dns_bad_question", classifier_.bad_question());
-    print("ip_fragments_not_reassembled", stats_.ip_fragments_skipped);
-    print("dns_over_tcp_not_reassembled", stats_.tcp_segments_skipped);
+        std::fprintf(out, " %.*s=%llu", static_cast<int>(name.size()), name.data(), u(n));
+    });
     if (!any) std::fprintf(out, " none");
     std::fprintf(out, "\n");
     for (const auto& o : outputs_) {
         const auto& s = o->stats();
         std::fprintf(out, "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu\n",
-                     o->name().c_str(), static_cast<unsigned long long>(s.frames_written),
-                     static_cast<unsigned long long>(s.bytes_written), static_cast<unsigned long long>(s.frames_dropped),
-                     static_cast<unsigned long long>(s.frames_too_large),
-                     static_cast<unsigned long long>(s.write_errors));
+                     o->name().c_str(), u(s.frames_written), u(s.bytes_written), u(s.frames_dropped),
+                     u(s.frames_too_large), u(s.write_errors));
     }
 }
 

@@ -1,13 +1,18 @@
 // Pipeline: the packet path from a captured packet to dnstap frames.
 //
-//   Packet -> decode (link, IP) -> [IP fragments] -> transport (UDP/TCP)
-//          -> classify (server side, direction) -> encode -> outputs
+//   Packet -> decode (link, IP) -> IP defragmentation -> transport (UDP/TCP)
+//          -> [TCP stream reassembly] -> classify (server side, direction,
+//          role) -> pair (query_time into responses) -> encode -> outputs
 //
 // Contract:
-//  - process() handles one packet completely; it does not allocate, throw or
-//    do I/O beyond handing frames to the outputs (which buffer or queue).
+//  - process() handles one packet completely; it does not allocate in the
+//    steady state, throw, or do I/O beyond handing frames to the outputs
+//    (which buffer or queue).
 //  - Everything that does not become a frame is counted by name.
-//  - finish() closes every output (STOP frames) and is idempotent.
+//  - Timeouts run on packet time, so a replay is deterministic.
+//  - finish() ends the input (flushes reassembly and pairing state, counts
+//    what stayed incomplete) and closes every output (STOP frames); it is
+//    idempotent.
 //  - Single-threaded: one pipeline per capture thread.
 #pragma once
 
@@ -16,17 +21,24 @@
 #include "dnstap/encoder.h"
 #include "output/output.h"
 #include "pairing/classifier.h"
+#include "pairing/pairer.h"
+#include "reassembly/ip_defragmenter.h"
+#include "reassembly/tcp_reassembler.h"
 
 #include <array>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 namespace sidetap::pipeline {
 
 struct PipelineConfig {
     pairing::ClassifierConfig classifier;
+    pairing::PairingConfig pairing;
+    reassembly::DefragConfig defrag;
+    reassembly::TcpConfig tcp;
     dnstap::Envelope envelope;
 };
 
@@ -35,18 +47,17 @@ struct PipelineStats {
     std::uint64_t bytes = 0;
     std::uint64_t udp_datagrams = 0;
     std::uint64_t tcp_segments = 0;
-    // Not handled yet: IP fragments and DNS over TCP need reassembly.
-    std::uint64_t ip_fragments_skipped = 0;
-    std::uint64_t tcp_segments_skipped = 0;
+    std::uint64_t not_dns_port = 0;    // UDP/TCP on ports we do not watch
+    std::uint64_t dot_skipped = 0;     // DNS over TLS (port 853): encrypted, skipped
     std::uint64_t dns_queries = 0;
     std::uint64_t dns_responses = 0;
     std::uint64_t frames_encoded = 0;
 };
 
-class Pipeline {
+class Pipeline final : private reassembly::TcpMessageSink, private pairing::PairSink {
 public:
     Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs);
-    ~Pipeline();
+    ~Pipeline() override;
     Pipeline(const Pipeline&) = delete;
     Pipeline& operator=(const Pipeline&) = delete;
 
@@ -56,27 +67,56 @@ public:
     // True when any output failed (for the exit code).
     [[nodiscard]] bool output_failed() const;
     [[nodiscard]] const PipelineStats& stats() const { return stats_; }
-    [[nodiscard]] const decode::Decoder& decoder() const { return decoder_; }
-    [[nodiscard]] const pairing::Classifier& classifier() const { return classifier_; }
     [[nodiscard]] const std::vector<std::unique_ptr<output::Output>>& outputs() const { return outputs_; }
+
+    // Calls fn(name, value) for every counter of every stage.
+    template <typename Fn>
+    void for_each_counter(Fn&& fn) const;
 
     // The stats summary: "key=value" lines on `out`.
     void report(std::FILE* out) const;
 
 private:
-    void handle_udp(const decode::Segment& segment);
-    void emit(const dns::DnsMessage& message);
+    void handle_datagram(const decode::IpPacket& ip, std::uint64_t timestamp_ns);
+    void handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns);
+    void on_message(const decode::Segment& segment, std::span<const std::uint8_t> wire,
+                    std::uint64_t timestamp_ns) override;
+    void emit(const dns::DnsMessage& message, std::optional<std::uint64_t> query_time_ns) override;
+    void run_timers(std::uint64_t now_ns);
     void warn_unknown_link_type(std::uint32_t link_type);
 
     decode::Decoder decoder_;
+    reassembly::IpDefragmenter defrag_;
+    reassembly::TcpReassembler tcp_;
     pairing::Classifier classifier_;
+    pairing::Pairer pairer_;
     dnstap::Encoder encoder_;
     std::vector<std::unique_ptr<output::Output>> outputs_;
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
+    std::uint64_t last_timer_ns_ = 0;
     std::array<std::uint32_t, 16> warned_link_types_{};
     std::size_t warned_count_ = 0;
     bool finished_ = false;
 };
+
+template <typename Fn>
+void Pipeline::for_each_counter(Fn&& fn) const {
+    fn(std::string_view("packets"), stats_.packets);
+    fn(std::string_view("bytes"), stats_.bytes);
+    fn(std::string_view("udp_datagrams"), stats_.udp_datagrams);
+    fn(std::string_view("tcp_segments"), stats_.tcp_segments);
+    fn(std::string_view("not_dns_port"), stats_.not_dns_port);
+    fn(std::string_view("dot_skipped"), stats_.dot_skipped);
+    fn(std::string_view("dns_queries"), stats_.dns_queries);
+    fn(std::string_view("dns_responses"), stats_.dns_responses);
+    fn(std::string_view("frames"), stats_.frames_encoded);
+    decoder_.anomalies().for_each(fn);
+    defrag_.counters().for_each(fn);
+    tcp_.counters().for_each(fn);
+    classifier_.skipped().for_each(fn);
+    fn(std::string_view("dns_bad_question"), classifier_.bad_question());
+    pairer_.counters().for_each(fn);
+}
 
 }  // namespace sidetap::pipeline

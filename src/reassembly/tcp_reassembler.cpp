@@ -754,6 +754,7 @@ void TcpReassembler::Impl::on_data(Conn& c, int d, std::uint32_t seq, std::span<
         D.next_seq = seq_add(seq, data.size());
         consume(D, data, seg);
         pull(c, d, &seg);
+        check_acked_gap(c, d);
         return;
     }
 }
