@@ -1,32 +1,39 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2154  # best_* and rss_* are set by measure() through printf -v
-# Replay throughput of sidetap against `tcpdump -r` on the same generated capture.
+# Replay throughput of sidetap against `tcpdump -r` on the same generated captures.
 #
-#   bench/replay_bench.sh [-n PAIRS] [-r RUNS] [-s SIDETAP] [-k]
-#     -n PAIRS   DNS query/response pairs in the generated pcap (default 500000 = 1M packets)
+#   bench/replay_bench.sh [-n PAIRS] [-r RUNS] [-s SIDETAP] [-t TCP_SHARE] [-f FRAG_SHARE]
+#                         [-o udp,mixed] [-k]
+#     -n PAIRS   DNS query/response pairs in each generated pcap (default 500000 = 1M messages)
 #     -r RUNS    runs per command; the best (lowest) wall time counts (default 3)
 #     -s SIDETAP the binary (default build/sidetap)
-#     -k         keep the temporary directory (pcap and dnstap output)
+#     -t SHARE   mixed file: share of the exchanges over TCP connections (default 0.15)
+#     -f SHARE   mixed file: share of UDP exchanges with an IP-fragmented response (default 0.01)
+#     -o FILES   which captures: udp (UDP only), mixed (UDP + TCP + fragments); default both
+#     -k         keep the temporary directory (pcaps and dnstap output)
 #
-# Measured in one run, on a pcap that bench/gen_udp_pcap.py writes into a temp dir (page-cached
-# by a read before timing):
+# Measured in one run, for each pcap that bench/gen_udp_pcap.py writes into a temp dir
+# (page-cached by a read before timing; `mixed` adds --tcp-share/--frag-share):
 #   tcpdump -r FILE -w /dev/null                                       (read + write pcap: floor)
 #   sidetap replay -q -w /dev/null --identity bench --version bench FILE  (decode+pair+encode)
 #   sidetap replay -q -w OUT.dnstap --identity bench --version bench FILE (+ file output)
 # Wall time from date +%s%N around each run; peak RSS from /usr/bin/time -v (max over runs).
-# The dnstap file is then checked: START, one frame per packet, STOP.
-# Prints a markdown table (header + one row) to paste into bench/RESULTS.md.
+# The dnstap file is then checked: START, one frame per DNS message (2 x PAIRS), STOP.
+# Prints a markdown table (header + one row per capture) to paste into bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pairs=500000 runs=3 sidetap=build/sidetap keep=0
-while getopts "n:r:s:kh" opt; do
+pairs=500000 runs=3 sidetap=build/sidetap keep=0 tcp_share=0.15 frag_share=0.01 files=udp,mixed
+while getopts "n:r:s:t:f:o:kh" opt; do
   case $opt in
     n) pairs=$OPTARG ;;
     r) runs=$OPTARG ;;
     s) sidetap=$OPTARG ;;
+    t) tcp_share=$OPTARG ;;
+    f) frag_share=$OPTARG ;;
+    o) files=$OPTARG ;;
     k) keep=1 ;;
-    *) sed -n '3,19p' "$0"; exit 2 ;;
+    *) sed -n '3,25p' "$0"; exit 2 ;;
   esac
 done
 [[ -x $sidetap ]] || { echo "replay_bench: no sidetap binary at $sidetap (run scripts/build.sh)" >&2; exit 1; }
@@ -34,11 +41,7 @@ done
 
 tmp=$(mktemp -d /tmp/sidetap-bench.XXXXXX)
 if ((keep)); then trap 'echo "kept $tmp" >&2' EXIT; else trap 'rm -rf "$tmp"' EXIT; fi
-pcap=$tmp/bench.pcap
-packets=$((2 * pairs))
-
-python3 bench/gen_udp_pcap.py -n "$pairs" -o "$pcap"
-cat "$pcap" >/dev/null
+messages=$((2 * pairs))
 
 # measure NAME CMD... -> sets best_<NAME> (seconds) and rss_<NAME> (KiB, max over runs)
 measure() {
@@ -60,12 +63,31 @@ measure() {
   printf -v "rss_$name" '%s' "$rss"
 }
 
-echo "replay_bench: $pairs pairs ($packets packets), $(du -m "$pcap" | cut -f1) MB, best of $runs" >&2
-measure tcpdump tcpdump -r "$pcap" -w /dev/null
-measure null "$sidetap" replay -q -w /dev/null --identity bench --version bench "$pcap"
-measure file "$sidetap" replay -q -w "$tmp/out.dnstap" --identity bench --version bench "$pcap"
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+rows=()
+IFS=, read -ra todo <<<"$files"
+for kind in "${todo[@]}"; do
+  pcap=$tmp/$kind.pcap
+  case $kind in
+    udp) python3 bench/gen_udp_pcap.py -n "$pairs" -o "$pcap" 2>"$tmp/gen.txt" ;;
+    mixed) python3 bench/gen_udp_pcap.py -n "$pairs" --tcp-share "$tcp_share" --frag-share "$frag_share" \
+             -o "$pcap" 2>"$tmp/gen.txt" ;;
+    *) echo "replay_bench: unknown capture $kind (udp, mixed)" >&2; exit 2 ;;
+  esac
+  cat "$tmp/gen.txt" >&2
+  packets=$(sed -n 's/.* \([0-9]*\) packets.*/\1/p' "$tmp/gen.txt")
+  cat "$pcap" >/dev/null
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "replay_bench: $kind: $pairs pairs ($messages messages, $packets packets), $(du -m "$pcap" | cut -f1) MB, best of $runs, load $load" >&2
+  measure tcpdump tcpdump -r "$pcap" -w /dev/null
+  measure null "$sidetap" replay -q -w /dev/null --identity bench --version bench "$pcap"
+  measure file "$sidetap" replay -q -w "$tmp/out.dnstap" --identity bench --version bench "$pcap"
+  # Counters of one more (untimed) run, for the notes: reassembly and pairing.
+  "$sidetap" replay -w /dev/null --identity bench --version bench "$pcap" 2>&1 >/dev/null \
+    | sed -n 's/^sidetap: counters: /  counters: /p' >&2
 
-frames=$(python3 - "$tmp/out.dnstap" <<'EOF'
+  frames=$(python3 - "$tmp/out.dnstap" <<'EOF'
 import os, sys
 sys.path.insert(0, os.path.join("tests", "lib"))
 from sidetap_testlib import read_frames, CONTENT_TYPE
@@ -75,17 +97,17 @@ if ct != CONTENT_TYPE or not stop:
 print(len(frames))
 EOF
 )
-if [[ $frames != "$packets" ]]; then
-  echo "replay_bench: WARNING: $frames dnstap frames for $packets packets" >&2
-fi
+  if [[ $frames != "$messages" ]]; then
+    echo "replay_bench: WARNING: $kind: $frames dnstap frames for $messages messages" >&2
+  fi
+  rows+=("| $(date -u +%Y-%m-%d) | $cpu ($(nproc)) | $load | $kind | $packets | $frames | $(du -m "$pcap" | cut -f1) | $best_tcpdump\
+ | $best_null | $(calc %.0f "$frames / $best_null") | $(calc %.1f "$best_null / $best_tcpdump")\
+ | $best_file | $(calc %.0f "$frames / $best_file") | $(calc %.1f "$best_file / $best_tcpdump")\
+ | $(( (rss_null > rss_file ? rss_null : rss_file) / 1024 )) / $((rss_tcpdump / 1024))\
+ | $(du -m "$tmp/out.dnstap" | cut -f1) |")
+done
 
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 echo
-echo "| date | CPU (nproc) | packets | pcap MB | tcpdump -r s | sidetap →/dev/null s | msg/s | ×tcpdump | sidetap →file s | msg/s | ×tcpdump | peak RSS MiB (sidetap / tcpdump) | dnstap MB |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-echo "| $(date -u +%Y-%m-%d) | $cpu ($(nproc)) | $packets | $(du -m "$pcap" | cut -f1) | $best_tcpdump" \
-     "| $best_null | $(calc %.0f "$frames / $best_null") | $(calc %.1f "$best_null / $best_tcpdump")" \
-     "| $best_file | $(calc %.0f "$frames / $best_file") | $(calc %.1f "$best_file / $best_tcpdump")" \
-     "| $(( (rss_null > rss_file ? rss_null : rss_file) / 1024 )) / $((rss_tcpdump / 1024))" \
-     "| $(du -m "$tmp/out.dnstap" | cut -f1) |"
+echo "| date | CPU (nproc) | load avg | capture | packets | messages | pcap MB | tcpdump -r s | sidetap →/dev/null s | msg/s | ×tcpdump | sidetap →file s | msg/s | ×tcpdump | peak RSS MiB (sidetap / tcpdump) | dnstap MB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"

@@ -6,7 +6,13 @@ namespace sidetap::dnstap {
 
 namespace {
 constexpr std::uint64_t kNanosPerSecond = 1'000'000'000;
+
+// Assigns into the field's existing std::string so its capacity is reused;
+// the generated set_xxx(ptr, size) builds a temporary string each time.
+void assign(std::string* field, const void* data, std::size_t size) {
+    field->assign(static_cast<const char*>(data), size);
 }
+}  // namespace
 
 Encoder::Encoder(Envelope envelope) : envelope_(std::move(envelope)), proto_(std::make_unique<::dnstap::Dnstap>()) {
     buffer_.resize(128 * 1024);
@@ -21,9 +27,9 @@ std::span<const std::uint8_t> Encoder::encode(const dns::DnsMessage& message, pa
     // once the buffers have grown to the largest message seen.
     d.Clear();
     d.set_type(::dnstap::Dnstap::MESSAGE);
-    if (!envelope_.identity.empty()) d.set_identity(envelope_.identity);
-    if (!envelope_.version.empty()) d.set_version(envelope_.version);
-    if (envelope_.extra) d.set_extra(*envelope_.extra);
+    if (!envelope_.identity.empty()) assign(d.mutable_identity(), envelope_.identity.data(), envelope_.identity.size());
+    if (!envelope_.version.empty()) assign(d.mutable_version(), envelope_.version.data(), envelope_.version.size());
+    if (envelope_.extra) assign(d.mutable_extra(), envelope_.extra->data(), envelope_.extra->size());
 
     auto& m = *d.mutable_message();
     m.set_type(static_cast<::dnstap::Message::Type>(type));
@@ -31,12 +37,11 @@ std::span<const std::uint8_t> Encoder::encode(const dns::DnsMessage& message, pa
     m.set_socket_protocol(message.transport == decode::Transport::Tcp ? ::dnstap::TCP : ::dnstap::UDP);
     const auto client = message.client.view();
     const auto server = message.server.view();
-    m.set_query_address(client.data(), client.size());
-    m.set_response_address(server.data(), server.size());
+    assign(m.mutable_query_address(), client.data(), client.size());
+    assign(m.mutable_response_address(), server.data(), server.size());
     m.set_query_port(message.client_port);
     m.set_response_port(message.server_port);
 
-    const auto wire = reinterpret_cast<const char*>(message.wire.data());
     if (message.is_response) {
         if (query_time_ns) {
             m.set_query_time_sec(*query_time_ns / kNanosPerSecond);
@@ -44,11 +49,11 @@ std::span<const std::uint8_t> Encoder::encode(const dns::DnsMessage& message, pa
         }
         m.set_response_time_sec(message.timestamp_ns / kNanosPerSecond);
         m.set_response_time_nsec(static_cast<std::uint32_t>(message.timestamp_ns % kNanosPerSecond));
-        if (envelope_.include_wire) m.set_response_message(wire, message.wire.size());
+        if (envelope_.include_wire) assign(m.mutable_response_message(), message.wire.data(), message.wire.size());
     } else {
         m.set_query_time_sec(message.timestamp_ns / kNanosPerSecond);
         m.set_query_time_nsec(static_cast<std::uint32_t>(message.timestamp_ns % kNanosPerSecond));
-        if (envelope_.include_wire) m.set_query_message(wire, message.wire.size());
+        if (envelope_.include_wire) assign(m.mutable_query_message(), message.wire.data(), message.wire.size());
     }
 
     const auto size = d.ByteSizeLong();

@@ -419,7 +419,7 @@ bool IpDefragmenter::Impl::add(const decode::IpPacket& frag, std::uint64_t time_
 }
 
 IpDefragmenter::IpDefragmenter(const DefragConfig& config)
-    : impl_(std::make_unique<Impl>(config, counters_)), counters_(kDefragEventNames) {}
+    : counters_(kDefragEventNames), impl_(std::make_unique<Impl>(config, counters_)) {}
 
 IpDefragmenter::~IpDefragmenter() = default;
 

@@ -114,8 +114,8 @@ public:
 
 private:
     struct Impl;
+    DefragCounters counters_;  // before impl_: Impl keeps a reference to it
     std::unique_ptr<Impl> impl_;
-    DefragCounters counters_;
 };
 
 }  // namespace sidetap::reassembly

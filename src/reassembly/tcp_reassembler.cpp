@@ -163,7 +163,8 @@ struct TcpReassembler::Impl {
     std::size_t active = 0;
 
     std::deque<Buf> bufs;  // grows while warming up (references stay valid), then recycled
-    std::uint32_t free_buf = kNil;
+    std::uint32_t free_buf = kNil;    // spare buffers holding storage
+    std::uint32_t free_empty = kNil;  // spare buffers without storage
     std::size_t storage = 0;     // capacity of every msg/win vector, in use or spare
     std::vector<Range> pieces;   // scratch for insert_ooo, reserved
 
@@ -184,6 +185,7 @@ struct TcpReassembler::Impl {
     void release_buf_if_empty(Dir& d);
     void release_buf(Dir& d);
     void free_vector(std::vector<std::uint8_t>& v);
+    void drop_spare();
     bool make_room(std::size_t extra);
     bool reserve(std::vector<std::uint8_t>& v, std::size_t wanted, std::size_t at_least);
 
@@ -323,6 +325,9 @@ Buf& TcpReassembler::Impl::buf_of(Dir& d) {
         if (free_buf != kNil) {
             d.buf = free_buf;
             free_buf = bufs[free_buf].next_free;
+        } else if (free_empty != kNil) {
+            d.buf = free_empty;
+            free_empty = bufs[free_empty].next_free;
         } else {
             // Warm-up only: at most two buffers per connection slot exist.
             d.buf = static_cast<std::uint32_t>(bufs.size());
@@ -339,8 +344,9 @@ void TcpReassembler::Impl::release_buf(Dir& d) {
     b.msg.clear();
     b.win.clear();
     b.ranges.clear();
-    b.next_free = free_buf;
-    free_buf = d.buf;
+    std::uint32_t& list = b.msg.capacity() + b.win.capacity() > 0 ? free_buf : free_empty;
+    b.next_free = list;
+    list = d.buf;
     d.buf = kNil;
 }
 
@@ -355,19 +361,25 @@ void TcpReassembler::Impl::free_vector(std::vector<std::uint8_t>& v) {
     std::vector<std::uint8_t>().swap(v);
 }
 
+// Frees the storage of one spare buffer.
+void TcpReassembler::Impl::drop_spare() {
+    const std::uint32_t i = free_buf;
+    Buf& b = bufs[i];
+    free_buf = b.next_free;
+    free_vector(b.msg);
+    free_vector(b.win);
+    b.next_free = free_empty;
+    free_empty = i;
+}
+
 // Makes `extra` bytes of storage fit under max_total_bytes: spare storage
 // first, then the least recently active other connections.
 bool TcpReassembler::Impl::make_room(std::size_t extra) {
     while (storage + extra > cfg.max_total_bytes) {
-        bool freed = false;
-        for (std::uint32_t i = free_buf; i != kNil && storage + extra > cfg.max_total_bytes; i = bufs[i].next_free) {
-            if (bufs[i].msg.capacity() + bufs[i].win.capacity() == 0) continue;
-            free_vector(bufs[i].msg);
-            free_vector(bufs[i].win);
-            freed = true;
+        if (free_buf != kNil) {
+            drop_spare();
+            continue;
         }
-        if (storage + extra <= cfg.max_total_bytes) return true;
-        if (freed) continue;
         if (closing > 0) return false;
         std::uint32_t victim = lru_head;
         if (victim == current) victim = conns[victim].lru_next;
@@ -857,10 +869,7 @@ void TcpReassembler::finish(TcpMessageSink& sink) {
     m.sink = &sink;
     m.current = kNil;
     while (m.lru_head != kNil) m.close(m.lru_head, TcpEvent::StreamsFlushedAtEnd);
-    for (std::uint32_t i = m.free_buf; i != kNil; i = m.bufs[i].next_free) {
-        m.free_vector(m.bufs[i].msg);
-        m.free_vector(m.bufs[i].win);
-    }
+    while (m.free_buf != kNil) m.drop_spare();
 }
 
 std::size_t TcpReassembler::active_streams() const { return impl_->active; }

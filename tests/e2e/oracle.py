@@ -26,10 +26,23 @@ documented rules and says why (see `skip_reason` values):
   * trailing bytes after the DNS message inside the UDP length are KEPT:
     the wire is the UDP payload (dnscap-dnspad, dnsjit trailing junk).
 
-Not reassembled yet (see FEATURES below): IP fragments and DNS over TCP. Flip
-the switches when the reassembly issue lands; the oracle then uses tshark's
-own IP defragmentation for UDP, and FUTURE_EXPECTED_COUNTS gives the
-per-file message counts the tests must then see.
+Reassembly (FEATURES below): IP fragments are rebuilt by tshark's own
+defragmenter (ip/ipv6.defragment); DNS over TCP comes from tshark's TCP
+reassembly (tcp.desegment_tcp_streams, tcp.reassemble_out_of_order, and
+`-d tcp.port==N,dns` for non-53 server ports): every DNS PDU tshark shows is
+one message, at the frame that completes it (tshark puts the PDU there),
+its wire being the PDU without the 2-byte length. A TCP length below 12 is
+never a message for sidetap (it resynchronises).
+
+Pairing and order: `pair()` re-implements the pairer contract
+(src/pairing/pairer.h): key = client addr+port, server addr+port,
+transport, ID, question (qname lower-cased, qtype, qclass); responses carry
+their query's time as query_time; a response with no pending query is held
+for --reorder-window and emitted right after its query, or unpaired when the
+window passes (before the first later message whose time is beyond it) or
+at the end. Where sidetap's TCP reassembler legitimately differs from
+tshark (streams without SYN, holes...) the tests say so, file by file
+(test_tcp_reassembly.TSHARK_DIFFERENCES).
 """
 import datetime
 import decimal
@@ -44,18 +57,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import sidetap_testlib as tl  # noqa: E402
 
 # ---------------------------------------------------------------------------
-# FEATURES: what today's sidetap does. Switch on when the reassembly issue is
-# done; tests marked "future" then start asserting the fragment/TCP counts.
+# FEATURES: what sidetap does. Both reassembly features are on since
+# bea2276 ("IP defragmentation, DNS-over-TCP reassembly and query/response
+# pairing wired in"); the switches stay so a regression can be bisected.
 # ---------------------------------------------------------------------------
 FEATURES = {
-    "ip_fragment_reassembly": False,   # ip_fragments_not_reassembled today
-    "dns_over_tcp": False,             # dns_over_tcp_not_reassembled today
+    "ip_fragment_reassembly": True,
+    "dns_over_tcp": True,
 }
 
-# Messages (queries, responses) sidetap must emit once the feature is on.
-# Counts from /work/shared/pcaps/SOURCES.md (tshark with reassembly), limited
-# to port 53 traffic. Today these files give only their unfragmented UDP part.
-FUTURE_EXPECTED_COUNTS = {
+# Messages (queries, responses) sidetap must emit for the files that need
+# reassembly (default options, server port 53). The counts are SOURCES.md's
+# tshark counts; where sidetap legitimately differs from tshark the entry
+# lives in test_tcp_reassembly.TSHARK_DIFFERENCES instead, with its reason.
+EXPECTED_COUNTS = {
     # file: (feature, queries, responses)
     "dnscap-frags.pcap": ("ip_fragment_reassembly", 41, 41),
     "dnscollector-dnsdump_ip4_fragmented+udp.pcap": ("ip_fragment_reassembly", 1, 1),
@@ -63,6 +78,8 @@ FUTURE_EXPECTED_COUNTS = {
     "derived-dnscollector-ip4-frags-reversed.pcap": ("ip_fragment_reassembly", 1, 1),
     "derived-dnscollector-ip6-frags-reversed.pcap": ("ip_fragment_reassembly", 1, 1),
     "dnscollector-dnsdump_ip4_fragmented_query.pcap": ("ip_fragment_reassembly", 2, 0),
+    "dnscollector-dnsdump_ip6_fragmented_query.pcap": ("ip_fragment_reassembly", 1, 0),
+    "zeek-ipv6-fragmented-dns.pcap": ("ip_fragment_reassembly", 3, 2),
     "drool-1qtcp.pcap": ("dns_over_tcp", 1, 1),
     "tcpdump-dns_tcp.pcap": ("dns_over_tcp", 1, 1),
     "dnscollector-dnsdump_tcp.pcap": ("dns_over_tcp", 5, 5),
@@ -72,20 +89,46 @@ FUTURE_EXPECTED_COUNTS = {
     "dnscap-dnsotcp-many1pkt.pcap": ("dns_over_tcp", 3, 1),
     "dnscap-dnsotcp-manyopkts.pcap": ("dns_over_tcp", 3, 0),
     "dnscollector-dnsdump_tcp_fastopen.pcap": ("dns_over_tcp", 4, 4),
+    "dnscollector-dnsdump_udp+tcp.pcap": ("dns_over_tcp", 2, 2),
+    "dnscollector-dnsdump_udp_truncated+tcp_fragmented.pcap": ("dns_over_tcp", 2, 2),
+    "zeek-dns-edns-tcp-keepalive.pcap": ("dns_over_tcp", 2, 2),
+    "dnscap-1qtcpnosyn.pcap": ("dns_over_tcp", 1, 1),
+    "dnscap-1qtcppadd.pcap": ("dns_over_tcp", 1, 1),
+    "dnsjit-tcp-response-with-trailing-junk.pcap": ("dns_over_tcp", 10, 10),
 }
+FUTURE_EXPECTED_COUNTS = EXPECTED_COUNTS  # old name
+
+# Pairing defaults of `sidetap replay` (--query-timeout, --reorder-window).
+DEFAULT_QUERY_TIMEOUT_NS = 10_000_000_000
+DEFAULT_REORDER_WINDOW_NS = 100_000_000
+MAX_HELD_RESPONSES = 256          # pairing/pairer.h PairingConfig
+MAX_HELD_BYTES = 4 << 20
 
 TSHARK = shutil.which("tshark") or "tshark"
 IPV6_EXT = {"ipv6.hopopts", "ipv6.routing", "ipv6.dstopts", "ipv6.fraghdr"}
 # Link-layer protocol names (frame.protocols) that sidetap decodes.
 LINK_FIRST = {"eth", "sll", "null", "loop", "raw", "ip", "ipv6"}
 LINK_MIDDLE = {"ethertype", "vlan", "ieee8021ad", "pppoes", "ppp"}
+# tshark preferences: IP defragmentation and TCP reassembly (in order and
+# out of order) on, as sidetap does.
+TSHARK_REASSEMBLY = ["-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
+                     "-o", "tcp.desegment_tcp_streams:TRUE", "-o", "tcp.reassemble_out_of_order:TRUE",
+                     "-o", "tcp.analyze_sequence_numbers:TRUE", "-o", "tcp.try_heuristic_first:FALSE"]
 
 
-def _first_wins(pairs):
+def _hook(pairs):
+    """JSON object hook: first occurrence wins (tunnels/ICMP quote inner
+    headers: keep the outer one), except "dns"/"dns_raw", which tshark
+    repeats once per DNS message in a TCP segment: keep them all, in order."""
     d = {}
     for k, v in pairs:
-        d.setdefault(k, v)  # tunnels/ICMP quote inner headers: keep the outer one
+        if k in ("dns", "dns_raw"):
+            d.setdefault(k + "#all", []).append(v)
+        d.setdefault(k, v)
     return d
+
+
+_first_wins = _hook
 
 
 def _find(obj, key):
@@ -118,24 +161,38 @@ def rfc3339nano(ns):
 _CACHE = {}
 
 
-def tshark_packets(pcap, defragment=False):
+def _decode_ports(ports):
+    return tuple(sorted({int(p) for p in ports} - {53}))
+
+
+def tshark_packets(pcap, defragment=None, ports=(53,)):
+    """tshark's view of every UDP/TCP frame (and IP fragment) of `pcap`,
+    with IP defragmentation and TCP reassembly as FEATURES says."""
+    if defragment is None:
+        defragment = FEATURES["ip_fragment_reassembly"]
     st = os.stat(pcap)
-    key = (os.path.abspath(pcap), defragment, st.st_mtime_ns, st.st_size)
+    key = (os.path.abspath(pcap), defragment, FEATURES["dns_over_tcp"], _decode_ports(ports), st.st_mtime_ns,
+           st.st_size)
     if key not in _CACHE:
-        _CACHE[key] = _tshark_packets(pcap, defragment)
+        _CACHE[key] = _tshark_packets(pcap, defragment, ports)
     return _CACHE[key]
 
 
-def _tshark_packets(pcap, defragment=False):
-    cmd = [TSHARK, "-n", "-r", pcap, "-T", "json", "-x", "-J", "frame ip ipv6 udp",
-           "-o", "ip.defragment:%s" % ("TRUE" if defragment else "FALSE"),
-           "-o", "ipv6.defragment:%s" % ("TRUE" if defragment else "FALSE"),
-           "-Y", "udp"]
+def _tshark_packets(pcap, defragment=True, ports=(53,)):
+    on = "TRUE" if defragment else "FALSE"
+    tcp = "TRUE" if FEATURES["dns_over_tcp"] else "FALSE"
+    cmd = [TSHARK, "-n", "-r", pcap, "-T", "json", "-x", "-J", "frame ip ipv6 udp tcp dns",
+           "-o", "ip.defragment:%s" % on, "-o", "ipv6.defragment:%s" % on,
+           "-o", "tcp.desegment_tcp_streams:%s" % tcp, "-o", "tcp.reassemble_out_of_order:%s" % tcp,
+           "-o", "tcp.analyze_sequence_numbers:TRUE"]
+    for p in _decode_ports(ports):
+        cmd += ["-d", "tcp.port==%d,dns" % p]
+    cmd += ["-Y", "udp or tcp or ip.flags.mf==1 or ip.frag_offset>0 or ipv6.fraghdr"]
     p = subprocess.run(cmd, capture_output=True)
     out = p.stdout.decode("utf-8", "replace").strip()
     if not out:
         return []
-    packets = json.loads(out, object_pairs_hook=_first_wins)
+    packets = json.loads(out, object_pairs_hook=_hook)
     return [pkt["_source"]["layers"] for pkt in packets]
 
 
@@ -169,14 +226,8 @@ def _hexdump_frame(pcap, number):
     return bytes(data)
 
 
-def classify_udp(layers, ports=(53,), pcap=None):
-    """One tshark UDP packet -> (record dict or None, reason)."""
-    try:
-        frame = bytes.fromhex(layers["frame_raw"][0])
-    except ValueError:
-        # tshark 4.0 prints "field length invalid!" instead of frame_raw when
-        # the record's caplen and len disagree oddly (dnsjit-46vs45.pcap).
-        frame = _hexdump_frame(pcap, int(layers["frame"]["frame.number"]))
+def _network(layers):
+    """(net, transport, family, src, dst) or (None, reason)."""
     finfo = layers["frame"]
     protos = finfo.get("frame.protocols", "").split(":")
     net_i = next((i for i, p in enumerate(protos) if p in ("ip", "ipv6")), None)
@@ -186,10 +237,58 @@ def classify_udp(layers, ports=(53,), pcap=None):
     if (link and link[0] not in LINK_FIRST) or any(p not in LINK_MIDDLE for p in link[1:]):
         return None, "link_not_decoded_by_sidetap"
     rest = [p for p in protos[net_i + 1:] if p not in IPV6_EXT]
-    if not rest or rest[0] != "udp":
-        return None, "udp_not_directly_in_ip"  # ICMP quote, IPv6-in-IPv4 ...
+    if not rest or rest[0] not in ("udp", "tcp"):
+        return None, "udp_not_directly_in_ip"  # ICMP quote, IPv6-in-IPv4, lone fragment ...
     net = protos[net_i]
-    if net not in layers or (net + "_raw") not in layers or "udp_raw" not in layers:
+    if net not in layers:
+        return None, "tshark_layer_missing"
+    if net == "ip":
+        family, src, dst = "INET", _find(layers["ip"], "ip.src"), _find(layers["ip"], "ip.dst")
+    else:
+        family, src, dst = "INET6", _find(layers["ipv6"], "ipv6.src"), _find(layers["ipv6"], "ipv6.dst")
+    return (net, rest[0], family, str(src), str(dst)), "ok"
+
+
+def _direction(sport, dport, payload, ports):
+    """sidetap's classifier: (is_response, None) or (None, reason)."""
+    to_server, from_server = dport in ports, sport in ports
+    if not to_server and not from_server:
+        return None, "not_dns_port"
+    if len(payload) < 12:
+        return None, "dns_too_short"
+    qr = bool(payload[2] & 0x80)
+    if to_server and from_server:
+        return qr, None
+    if from_server != qr:
+        return None, "qr_direction_mismatch"
+    return from_server, None
+
+
+def _record(family, proto, src, dst, sport, dport, is_response, t_ns, payload, frame):
+    client, server = (dst, src) if is_response else (src, dst)
+    cport, sport2 = (dport, sport) if is_response else (sport, dport)
+    return {"socket_family": family, "socket_protocol": proto,
+            "query_address": client, "response_address": server,
+            "query_port": cport, "response_port": sport2,
+            "is_response": is_response, "time_ns": t_ns, "wire": payload, "frame": frame}
+
+
+def classify_udp(layers, ports=(53,), pcap=None):
+    """One tshark UDP packet -> (record dict or None, reason)."""
+    try:
+        frame = bytes.fromhex(layers["frame_raw"][0])
+    except ValueError:
+        # tshark 4.0 prints "field length invalid!" instead of frame_raw when
+        # the record's caplen and len disagree oddly (dnsjit-46vs45.pcap).
+        frame = _hexdump_frame(pcap, int(layers["frame"]["frame.number"]))
+    finfo = layers["frame"]
+    netinfo, why = _network(layers)
+    if netinfo is None:
+        return None, why
+    net, transport, family, src, dst = netinfo
+    if transport != "udp":
+        return None, "not_udp"
+    if (net + "_raw") not in layers or "udp_raw" not in layers or "udp" not in layers:
         return None, "tshark_layer_missing"
     reassembled = isinstance(layers.get("udp_raw", [None])[0], str) and _find(layers[net], net + ".reassembled.data") is not None
     if _is_fragment(layers, net) and not reassembled:
@@ -197,18 +296,14 @@ def classify_udp(layers, ports=(53,), pcap=None):
     ip_off = layers[net + "_raw"][1]
     if net == "ip":
         ip_total = int(_find(layers["ip"], "ip.len"))
-        family = "INET"
-        src, dst = _find(layers["ip"], "ip.src"), _find(layers["ip"], "ip.dst")
     else:
         ip_total = 40 + int(_find(layers["ipv6"], "ipv6.plen"))
-        family = "INET6"
-        src, dst = _find(layers["ipv6"], "ipv6.src"), _find(layers["ipv6"], "ipv6.dst")
     udp = layers["udp"]
     sport, dport = int(udp["udp.srcport"]), int(udp["udp.dstport"])
     udp_len = int(udp["udp.length"])
     if reassembled:
-        # Future path (FEATURES["ip_fragment_reassembly"]): tshark rebuilt the
-        # datagram; its UDP payload field holds the whole payload.
+        # tshark rebuilt the datagram; its UDP payload field holds the whole
+        # payload (the datagram's time is the completing fragment's).
         payload = bytes.fromhex(layers["udp"].get("udp.payload", "").replace(":", ""))[:max(udp_len - 8, 0)]
     else:
         if ip_off + ip_total > len(frame):
@@ -219,53 +314,318 @@ def classify_udp(layers, ports=(53,), pcap=None):
         if udp_len < 8 or udp_off + udp_len > ip_off + ip_total:
             return None, "udp_bad_length"
         payload = frame[udp_off + 8:udp_off + udp_len]
-    to_server, from_server = dport in ports, sport in ports
-    if not to_server and not from_server:
-        return None, "not_server_port"
-    if len(payload) < 12:
-        return None, "dns_too_short"
-    qr = bool(payload[2] & 0x80)
-    if to_server and from_server:
-        is_response = qr
-    else:
-        is_response = from_server
-        if is_response != qr:
-            return None, "qr_direction_mismatch"
-    if "frame.time_epoch" in finfo:
-        t_ns = epoch_to_ns(finfo["frame.time_epoch"])
-    else:
-        # pcapng Simple Packet Block: no timestamp. sidetap gives it the
-        # previous packet's time (pcaps/README.md); the oracle uses the
-        # previous UDP packet's (all packets of multi-interface.pcapng are UDP).
-        t_ns = None
-    client, server = (dst, src) if is_response else (src, dst)
-    cport, sport2 = (dport, sport) if is_response else (sport, dport)
-    rec = {"socket_family": family, "socket_protocol": "UDP",
-           "query_address": str(client), "response_address": str(server),
-           "query_port": cport, "response_port": sport2,
-           "is_response": is_response, "time_ns": t_ns, "wire": payload,
-           "frame": int(finfo["frame.number"])}
-    return rec, "ok"
+    is_response, why = _direction(sport, dport, payload, ports)
+    if why:
+        return None, why
+    # pcapng Simple Packet Block: no timestamp. sidetap gives it the previous
+    # packet's time (pcaps/README.md); expected_messages() fills it in.
+    t_ns = epoch_to_ns(finfo["frame.time_epoch"]) if "frame.time_epoch" in finfo else None
+    return _record(family, "UDP", src, dst, sport, dport, is_response, t_ns, payload,
+                   int(finfo["frame.number"])), "ok"
 
 
-def expected_messages(pcap, ports=(53,), role="client", with_reasons=False):
-    """The dnstap records sidetap must write for `pcap`, in order."""
-    packets = tshark_packets(pcap, defragment=FEATURES["ip_fragment_reassembly"])
+def classify_tcp(layers, ports=(53,)):
+    """One tshark TCP frame -> ([records], [reasons]): one record per DNS
+    message that this frame completes (tshark's reassembled PDUs, in stream
+    order). The wire is tshark's DNS PDU without its 2-byte length."""
+    finfo = layers["frame"]
+    netinfo, why = _network(layers)
+    if netinfo is None:
+        return [], [why]
+    _, transport, family, src, dst = netinfo
+    if transport != "tcp" or "tcp" not in layers:
+        return [], ["not_tcp"]
+    tcp = layers["tcp"]
+    sport, dport = int(tcp["tcp.srcport"]), int(tcp["tcp.dstport"])
+    if dport not in ports and sport not in ports:
+        return [], ["not_dns_port" if 853 not in (sport, dport) else "dot_skipped"]
+    raws = layers.get("dns_raw#all", [])
+    if not raws:
+        return [], ["tcp_no_dns_message"]
+    recs, reasons = [], []
+    for raw in raws:
+        pdu = bytes.fromhex(raw[0])
+        n = int.from_bytes(pdu[:2], "big")
+        wire = pdu[2:2 + n]
+        if n < 12:
+            reasons.append("tcp_length_below_12")  # sidetap resynchronises
+            continue
+        if len(wire) != n:
+            reasons.append("tcp_pdu_incomplete")
+            continue
+        is_response, why = _direction(sport, dport, wire, ports)
+        if why:
+            reasons.append(why)
+            continue
+        recs.append(_record(family, "TCP", src, dst, sport, dport, is_response,
+                            epoch_to_ns(finfo["frame.time_epoch"]), wire, int(finfo["frame.number"])))
+        reasons.append("ok")
+    return recs, reasons
+
+
+# ---------------------------------------------------------------------------
+# Pairing model (src/pairing/pairer.h contract, re-implemented): decides the
+# output order and each response's query_time.
+# ---------------------------------------------------------------------------
+def parse_question(wire):
+    """(id, question) with question = (lower-cased wire name, qtype, qclass)
+    or None, following src/dns/message.h's rules."""
+    msg_id = int.from_bytes(wire[0:2], "big")
+    qdcount = int.from_bytes(wire[4:6], "big")
+    if qdcount == 0:
+        return msg_id, None
+    pos, out, jumps, jumped, nxt = 12, bytearray(), 0, False, None
+    while True:
+        if pos >= len(wire):
+            return msg_id, None
+        ln = wire[pos]
+        if ln & 0xC0 == 0xC0:
+            if pos + 1 >= len(wire):
+                return msg_id, None
+            target = ((ln & 0x3F) << 8) | wire[pos + 1]
+            jumps += 1
+            if target >= pos or jumps > 128:
+                return msg_id, None
+            if not jumped:
+                nxt = pos + 2
+            jumped, pos = True, target
+            continue
+        if ln & 0xC0:
+            return msg_id, None
+        if ln == 0:
+            if len(out) + 1 > 255:
+                return msg_id, None
+            out.append(0)
+            if not jumped:
+                nxt = pos + 1
+            break
+        if len(out) + 1 + ln + 1 > 255 or ln > len(wire) - pos - 1:
+            return msg_id, None
+        out.append(ln)
+        out += bytes(c + 32 if 65 <= c <= 90 else c for c in wire[pos + 1:pos + 1 + ln])
+        pos += 1 + ln
+    if nxt + 4 > len(wire):
+        return msg_id, None
+    return msg_id, (bytes(out), int.from_bytes(wire[nxt:nxt + 2], "big"), int.from_bytes(wire[nxt + 2:nxt + 4], "big"))
+
+
+def exchange_key(rec):
+    msg_id, question = parse_question(rec["wire"])
+    return (rec["query_address"], rec["query_port"], rec["response_address"], rec["response_port"],
+            rec["socket_protocol"], msg_id, question)
+
+
+def pair(records, query_timeout_ns=DEFAULT_QUERY_TIMEOUT_NS, reorder_window_ns=DEFAULT_REORDER_WINDOW_NS,
+         counters=None):
+    """Records in completion order -> records in sidetap's output order, each
+    response with "query_time_ns" (None when unpaired). `counters` (a dict)
+    gets paired / responses_before_query / unanswered_queries /
+    unanswered_at_end / unsolicited_responses / duplicate_queries."""
+    c = counters if counters is not None else {}
+    inc = lambda k, n=1: c.__setitem__(k, c.get(k, 0) + n)
+    out = []
+    queries = {}   # key -> [time, extra]; insertion order = age
+    held = {}      # key -> record; insertion order = age
+    held_bytes = [0]
+
+    def emit(rec, qt):
+        rec = dict(rec)
+        if rec["is_response"]:
+            rec["query_time_ns"] = qt
+        out.append(rec)
+
+    def release(key, qt):
+        rec = held.pop(key)
+        held_bytes[0] -= len(rec["wire"])
+        emit(rec, qt)
+
+    def expire(now):
+        while queries:
+            k, (t, extra) = next(iter(queries.items()))
+            if now < t or now - t <= query_timeout_ns:
+                break
+            inc("unanswered_queries", 1 + extra)
+            del queries[k]
+        while held:
+            k, rec = next(iter(held.items()))
+            if now < rec["time_ns"] or now - rec["time_ns"] <= reorder_window_ns:
+                break
+            inc("unsolicited_responses")
+            release(k, None)
+
+    for rec in records:
+        now = rec["time_ns"]
+        expire(now)
+        key = exchange_key(rec)
+        if not rec["is_response"]:
+            emit(rec, None)
+            if key in held:
+                inc("paired")
+                inc("responses_before_query")
+                release(key, now)
+                continue
+            if key in queries:
+                inc("duplicate_queries")
+                queries[key][1] += 1
+                continue
+            queries[key] = [now, 0]
+            continue
+        if key in queries:
+            qt = queries[key][0]
+            inc("paired")
+            if queries[key][1] > 0:
+                queries[key][1] -= 1
+            else:
+                del queries[key]
+            emit(rec, qt)
+            continue
+        if reorder_window_ns == 0 or key in held or len(rec["wire"]) > MAX_HELD_BYTES:
+            inc("unsolicited_responses")
+            emit(rec, None)
+            continue
+        while len(held) >= MAX_HELD_RESPONSES or held_bytes[0] + len(rec["wire"]) > MAX_HELD_BYTES:
+            inc("held_responses_evicted")
+            inc("unsolicited_responses")
+            release(next(iter(held)), None)
+        held[key] = rec
+        held_bytes[0] += len(rec["wire"])
+    while held:
+        inc("unsolicited_responses")
+        release(next(iter(held)), None)
+    for t, extra in queries.values():
+        inc("unanswered_at_end", 1 + extra)
+    return out
+
+
+def messages_in_completion_order(pcap, ports=(53,), with_reasons=False):
+    """Every DNS message sidetap must decode from `pcap`, in the order they
+    complete (UDP datagrams, reassembled IP datagrams, TCP messages), before
+    pairing."""
+    packets = tshark_packets(pcap, ports=ports)
     out, reasons = [], {}
     last_time = None
     for layers in packets:
-        rec, why = classify_udp(layers, ports, pcap)
+        netinfo, _ = _network(layers)
+        if netinfo is not None and netinfo[1] == "tcp":
+            recs, whys = classify_tcp(layers, ports)
+        else:
+            rec, why = classify_udp(layers, ports, pcap)
+            recs, whys = ([rec] if rec else []), [why]
         if "frame.time_epoch" in layers["frame"]:
             last_time = epoch_to_ns(layers["frame"]["frame.time_epoch"])
-        elif rec is not None:
-            rec["time_ns"] = last_time
-        reasons[why] = reasons.get(why, 0) + 1
-        if rec is None:
-            continue
-        kind = "AUTH" if role == "auth" else "CLIENT"
-        rec["type"] = kind + ("_RESPONSE" if rec["is_response"] else "_QUERY")
-        out.append(rec)
+        for rec in recs:
+            if rec["time_ns"] is None:
+                rec["time_ns"] = last_time
+        for why in whys:
+            reasons[why] = reasons.get(why, 0) + 1
+        out += recs
     return (out, reasons) if with_reasons else out
+
+
+def _type(rec, role, ports, upstream_ports):
+    if role == "auth":
+        kind = "AUTH"
+    elif role == "resolver" and rec["response_port"] not in ports:
+        kind = "RESOLVER"
+    else:
+        kind = "CLIENT"
+    return kind + ("_RESPONSE" if rec["is_response"] else "_QUERY")
+
+
+def expected_messages(pcap, ports=(53,), role="client", with_reasons=False, query_timeout_ns=None,
+                      reorder_window_ns=None, counters=None, upstream_ports=(53,)):
+    """The dnstap records sidetap must write for `pcap`, in order."""
+    dns_ports = tuple(ports) + (tuple(upstream_ports) if role == "resolver" else ())
+    recs, reasons = messages_in_completion_order(pcap, dns_ports, with_reasons=True)
+    return finish_expected(recs, reasons if with_reasons else None, ports, role, query_timeout_ns,
+                           reorder_window_ns, counters, upstream_ports)
+
+
+def finish_expected(recs, reasons=None, ports=(53,), role="client", query_timeout_ns=None, reorder_window_ns=None,
+                    counters=None, upstream_ports=(53,)):
+    out = pair(recs, DEFAULT_QUERY_TIMEOUT_NS if query_timeout_ns is None else query_timeout_ns,
+               DEFAULT_REORDER_WINDOW_NS if reorder_window_ns is None else reorder_window_ns, counters)
+    for rec in out:
+        rec["type"] = _type(rec, role, ports, upstream_ports)
+    return (out, reasons) if reasons is not None else out
+
+
+# ---------------------------------------------------------------------------
+# Many files at once: one tshark over all of them (mergecap -a), except files
+# whose TCP connections or fragmented datagrams share a key with another
+# file's (tshark would reassemble across the files): those get their own run.
+# ---------------------------------------------------------------------------
+def _frame_keys(layers):
+    keys = set()
+    netinfo, _ = _network(layers)
+    ip = layers.get("ip") if isinstance(layers.get("ip"), dict) else None
+    if ip is not None and _is_fragment(layers, "ip") or _find(layers.get("ip", {}), "ip.fragments") is not None:
+        keys.add(("frag4", _find(ip, "ip.src"), _find(ip, "ip.dst"), _find(ip, "ip.id")))
+    v6 = layers.get("ipv6") if isinstance(layers.get("ipv6"), dict) else None
+    if v6 is not None and _find(v6, "ipv6.fraghdr") is not None:
+        keys.add(("frag6", _find(v6, "ipv6.src"), _find(v6, "ipv6.dst"), _find(v6, "ipv6.fraghdr.ident")))
+    if netinfo is not None and netinfo[1] == "tcp" and isinstance(layers.get("tcp"), dict):
+        a = (netinfo[3], layers["tcp"].get("tcp.srcport"))
+        b = (netinfo[4], layers["tcp"].get("tcp.dstport"))
+        keys.add(("tcp",) + tuple(sorted([a, b])))
+    return keys
+
+
+def messages_for_files(files, ports=(53,), with_reasons=False):
+    """{file: messages in completion order} (see messages_in_completion_order)."""
+    files = list(files)
+    result = {}
+    counts = subprocess.run(["capinfos", "-c", "-M", "-T", "-r", *files], capture_output=True, text=True).stdout
+    npackets = {}
+    for line in counts.splitlines():
+        name, _, n = line.rpartition("\t")
+        if n.isdigit():
+            npackets[name] = int(n)
+    mergeable = [f for f in files if f in npackets]
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        merged = os.path.join(tmp, "all.pcapng")
+        if len(mergeable) > 1:
+            m = subprocess.run(["mergecap", "-a", "-F", "pcapng", "-w", merged, *mergeable], capture_output=True,
+                               text=True)
+            if m.returncode != 0:
+                mergeable = []
+        else:
+            mergeable = []
+        if mergeable:
+            packets = _tshark_packets(merged, FEATURES["ip_fragment_reassembly"], ports)
+            bounds, first = [], 1
+            for f in mergeable:
+                bounds.append((first, first + npackets[f], f))
+                first += npackets[f]
+            import bisect
+            starts = [b[0] for b in bounds]
+            per_file = {f: [] for f in mergeable}
+            owners = {}
+            for layers in packets:
+                n = int(layers["frame"]["frame.number"])
+                i = bisect.bisect_right(starts, n) - 1
+                f = bounds[i][2]
+                per_file[f].append(layers)
+                for k in _frame_keys(layers):
+                    owners.setdefault(k, set()).add(f)
+            shared = set()
+            for k, fs in owners.items():
+                if len(fs) > 1:
+                    shared |= fs
+            for (lo, _, f) in bounds:
+                if f in shared:
+                    continue
+                # Renumber frames to the file's own numbering.
+                for layers in per_file[f]:
+                    layers["frame"]["frame.number"] = str(int(layers["frame"]["frame.number"]) - lo + 1)
+                st = os.stat(f)
+                key = (os.path.abspath(f), FEATURES["ip_fragment_reassembly"], FEATURES["dns_over_tcp"],
+                       _decode_ports(ports), st.st_mtime_ns, st.st_size)
+                _CACHE[key] = per_file[f]
+    for f in files:
+        result[f] = messages_in_completion_order(f, ports, with_reasons=with_reasons)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -274,17 +634,23 @@ def expected_messages(pcap, ports=(53,), role="client", with_reasons=False):
 def actual_view(d):
     """Reduce one decoded dnstap record to the oracle's keys."""
     resp = d.get("type", "").endswith("_RESPONSE")
-    return {"type": d.get("type"), "socket_family": d.get("socket_family"),
-            "socket_protocol": d.get("socket_protocol"),
-            "query_address": d.get("query_address"), "response_address": d.get("response_address"),
-            "query_port": d.get("query_port"), "response_port": d.get("response_port"),
-            "time_ns": d.get("response_time_ns") if resp else d.get("query_time_ns"),
-            "wire": d.get("response_message") if resp else d.get("query_message")}
+    v = {"type": d.get("type"), "socket_family": d.get("socket_family"),
+         "socket_protocol": d.get("socket_protocol"),
+         "query_address": d.get("query_address"), "response_address": d.get("response_address"),
+         "query_port": d.get("query_port"), "response_port": d.get("response_port"),
+         "time_ns": d.get("response_time_ns") if resp else d.get("query_time_ns"),
+         "wire": d.get("response_message") if resp else d.get("query_message")}
+    if resp:
+        v["query_time_ns"] = d.get("query_time_ns")  # the paired query's time, absent when unpaired
+    return v
 
 
 def expected_view(e):
-    return {k: e[k] for k in ("type", "socket_family", "socket_protocol", "query_address",
-                              "response_address", "query_port", "response_port", "time_ns", "wire")}
+    v = {k: e[k] for k in ("type", "socket_family", "socket_protocol", "query_address",
+                           "response_address", "query_port", "response_port", "time_ns", "wire")}
+    if e["type"].endswith("_RESPONSE"):
+        v["query_time_ns"] = e.get("query_time_ns")
+    return v
 
 
 def compare(tc, expected, actual, label=""):
@@ -293,7 +659,7 @@ def compare(tc, expected, actual, label=""):
     act = [actual_view(a) for a in actual]
     for i, (e, a) in enumerate(zip(exp, act)):
         if e != a:
-            diff = {k: (e[k], a[k]) for k in e if e[k] != a[k]}
+            diff = {k: (e.get(k), a.get(k)) for k in set(e) | set(a) if e.get(k) != a.get(k)}
             if "wire" in diff:
                 diff["wire"] = ("%d bytes %s" % (len(e["wire"] or b""), (e["wire"] or b"")[:16].hex()),
                                 "%d bytes %s" % (len(a["wire"] or b""), (a["wire"] or b"")[:16].hex()))

@@ -777,6 +777,32 @@ TEST(TcpReassembly, StressHundredThousandStreamsStayUnderTheCaps) {
                   count(r, TcpEvent::StreamsFlushedAtEnd) + count(r, TcpEvent::StreamsClosed));
 }
 
+TEST(TcpReassembly, SteadyStateReusesItsStorage) {
+    // Split, pipelined and out-of-order messages on 50 connections: after a
+    // first round, further rounds need no more buffer storage (the pool
+    // recycles it; nothing grows per segment).
+    TcpReassembler r;
+    Collect sink;
+    const Bytes a1 = framed(response(1, 700)), a2 = framed(response(2, 30));
+    const Bytes w = cat({a1, a2});
+    std::size_t after_warmup = 0;
+    for (std::uint32_t round = 0; round < 20; ++round) {
+        for (std::uint16_t i = 0; i < 50; ++i) {
+            Flow f;
+            f.client_port = static_cast<std::uint16_t>(30000 + i);
+            const std::uint32_t base = kS + 1 + round * static_cast<std::uint32_t>(w.size());
+            if (round == 0) f.handshake(r, sink, kC, kS, 1);
+            f.server_data(r, sink, base + 300, slice(w, 300, 600), 2);  // out of order
+            f.server_data(r, sink, base, slice(w, 0, 300), 3);
+            f.server_data(r, sink, base + 600, slice(w, 600, w.size()), 4);
+        }
+        if (round == 0) after_warmup = r.buffered_bytes();
+        EXPECT_EQ(r.buffered_bytes(), after_warmup);
+    }
+    EXPECT_EQ(sink.msgs.size(), 20u * 50u * 2u);
+    EXPECT_GT(after_warmup, 0u);
+}
+
 TEST(TcpReassembly, ConnectionsAreKeyedByTheWholeTuple) {
     TcpReassembler r;
     Collect sink;
@@ -1038,7 +1064,7 @@ TEST(TcpReassembly, RandomSegmentationReorderingAndRetransmissionDeliverEveryMes
 }
 
 TEST(TcpReassembly, RandomLossAndMidStreamStartsNeverEmitGarbage) {
-    std::size_t emitted = 0, sent = 0;
+    std::size_t emitted = 0, sent = 0, whole = 0;
     for (std::uint64_t seed = 1; seed <= 300; ++seed) {
         SCOPED_TRACE(seed);
         Rng rng{seed * 7919};
@@ -1054,12 +1080,20 @@ TEST(TcpReassembly, RandomLossAndMidStreamStartsNeverEmitGarbage) {
         }
         const std::uint32_t isn = rng.next();
         const bool with_syn = rng.below(2) == 0;
-        if (with_syn) f.handshake(r, sink, isn, isn ^ 0x5555);
+        const bool with_acks = rng.below(2) == 0;
+        if (with_syn) {
+            if (responses) f.handshake(r, sink, isn ^ 0x5555, isn);
+            else f.handshake(r, sink, isn, isn ^ 0x5555);
+        }
         std::size_t start = with_syn ? 0 : rng.below(w.size() / 2);
         std::uint64_t t = 10;
+        std::vector<bool> got(w.size(), false);
         for (const Piece& p : random_cuts(rng, w.size())) {
             if (p.to <= start) continue;
             if (rng.below(6) == 0) continue;  // lost
+            if (with_acks && rng.below(3) == 0)  // the peer acknowledges all sent so far
+                f.send(r, sink, responses, 7, 0, {}, t++, isn + 1 + static_cast<std::uint32_t>(p.from));
+            for (std::size_t i = std::max(p.from, start); i < p.to; ++i) got[i] = true;
             const std::size_t from = std::max(p.from, start);
             f.send(r, sink, !responses, isn + 1 + static_cast<std::uint32_t>(from), flag::kPsh, slice(w, from, p.to),
                    t++);
@@ -1074,9 +1108,20 @@ TEST(TcpReassembly, RandomLossAndMidStreamStartsNeverEmitGarbage) {
         }
         emitted += sink.msgs.size();
         sent += msgs.size();
+        // Whole messages: every byte captured, prefix included.
+        std::size_t at = 0, w_here = 0;
+        for (const Bytes& m : msgs) {
+            bool all = true;
+            for (std::size_t i = at; i < at + m.size() + 2; ++i) all = all && got[i];
+            w_here += all ? 1 : 0;
+            at += m.size() + 2;
+        }
+        whole += w_here;
     }
-    // Most whole messages are still recovered.
-    EXPECT_GT(emitted, sent / 3);
+    // Every message captured whole is recovered (with these seeds; the
+    // boundary test is a heuristic, so this documents its quality).
+    EXPECT_EQ(emitted, whole);
+    EXPECT_GT(whole, sent / 2);
 }
 
 }  // namespace
