@@ -24,7 +24,8 @@ Kinds (every item has its own tuple, so nothing ever merges; --ipv6-share of the
            sent). Distinct client address/port per connection. Every --interval-us
            (default 200: 100k connections in 20 s, inside the default 60 s idle timeout).
 - queries: N UDP queries to port 53 that are never answered; distinct (client address,
-           port) per query. Every --interval-us (default 20: 1M queries in 20 s).
+           port) per query: port 1024 + i % 64512, client number i // 64512 (or, with
+           --random-tuples, random ones). Every --interval-us (default 20: 1M queries in 20 s).
 
 Classic pcap, Ethernet, microsecond timestamps, valid IPv4 header / UDP / TCP checksums
 (the UDP checksum of a fragment's datagram covers bytes that never come: it is computed
@@ -239,17 +240,21 @@ def gen_queries(args, rng, w):
         t_us += args.interval_us
         port = 1024 + (i % 64512)
         qid = rng.randrange(65536)
+        j = i // 64512
+        if args.random_tuples:      # random client and port (rare repeats: duplicate_queries)
+            port = 1024 + rng.randrange(64512)
+            j = rng.randrange(1 << 20)
         body, bsum = bodies[i & 255]
         ulen = 10 + len(body)
         if rng.random() < args.ipv6_share:
             n6 += 1
-            src = client6(i // 64512)
+            src = client6(j)
             ck = ~fold(word_sum(src) + s6 + 17 + ulen + port + 53 + ulen + qid + bsum) & 0xFFFF \
                 or 0xFFFF
             w.packet(t_us, ETH6_TO_SERVER,
                      ip6.pack(0x60000000, ulen, 17, 64, src, SERVER6, port, 53, ulen, ck, qid), body)
         else:
-            src = client4(i // 64512)
+            src = client4(j)
             tlen = 20 + ulen
             ipid = i & 0xFFFF
             ipck = ~fold(0x4500 + tlen + ipid + 0x4000 + 0x4011 + word_sum(src) + s4) & 0xFFFF
@@ -276,6 +281,8 @@ def main():
                     help="frags: bytes after the IP/Fragment header (multiple of 8)")
     ap.add_argument("--frag-offset", type=int, default=0,
                     help="frags: send a middle fragment at this byte offset instead of a first one")
+    ap.add_argument("--random-tuples", action="store_true",
+                    help="queries: random client address/port instead of sequential ones")
     ap.add_argument("--tcp-claimed", type=int, default=0,
                     help="tcp: DNS message length in the 2-byte prefix (default: the query's)")
     ap.add_argument("--tcp-sent", type=int, help="tcp: bytes of the message actually sent")

@@ -46,7 +46,7 @@ public:
     }
     void flush() override {}
     void close() override { closed = true; }
-    [[nodiscard]] const output::OutputStats& stats() const override { return stats_; }
+    [[nodiscard]] output::OutputStats stats() const override { return stats_; }
     [[nodiscard]] const std::string& name() const override { return name_; }
 
     bool closed = false;

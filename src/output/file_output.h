@@ -24,7 +24,6 @@
 
 namespace sidetap::output {
 
-inline constexpr std::size_t kMaxFrameSize = 96 * 1024;
 
 class FileOutput final : public Output {
 public:
@@ -36,7 +35,7 @@ public:
     WriteResult write(std::span<const std::uint8_t> frame) override;
     void flush() override;
     void close() override;
-    [[nodiscard]] const OutputStats& stats() const override { return stats_; }
+    [[nodiscard]] OutputStats stats() const override { return stats_; }
     [[nodiscard]] const std::string& name() const override { return path_; }
     [[nodiscard]] bool failed() const { return failed_; }
 

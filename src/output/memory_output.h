@@ -24,7 +24,7 @@ public:
     }
     void flush() override {}
     void close() override { closed_ = true; }
-    [[nodiscard]] const OutputStats& stats() const override { return stats_; }
+    [[nodiscard]] OutputStats stats() const override { return stats_; }
     [[nodiscard]] const std::string& name() const override { return name_; }
 
     [[nodiscard]] const std::vector<std::vector<std::uint8_t>>& frames() const { return frames_; }

@@ -161,8 +161,13 @@ def rfc3339nano(ns):
 _CACHE = {}
 
 
+# TCP ports tshark decodes as DNS besides 53 (the ones SOURCES.md's counts
+# used), plus any server port a test asks for.
+TSHARK_DNS_TCP_PORTS = (1053, 5355, 8053)
+
+
 def _decode_ports(ports):
-    return tuple(sorted({int(p) for p in ports} - {53}))
+    return tuple(sorted(({int(p) for p in ports} | set(TSHARK_DNS_TCP_PORTS)) - {53}))
 
 
 def tshark_packets(pcap, defragment=None, ports=(53,)):
@@ -194,6 +199,23 @@ def _tshark_packets(pcap, defragment=True, ports=(53,)):
         return []
     packets = json.loads(out, object_pairs_hook=_hook)
     return [pkt["_source"]["layers"] for pkt in packets]
+
+
+def tshark_dns_counts(pcap, ports=(53,)):
+    """tshark's own DNS message count (queries, responses) after reassembly,
+    as in SOURCES.md: every DNS PDU it decodes, whatever the ports or link
+    type (mDNS and LLMNR over UDP are separate protocols and not counted)."""
+    q = r = 0
+    for layers in tshark_packets(pcap, ports=ports):
+        for d in layers.get("dns#all", []):
+            if not isinstance(d, dict):
+                continue
+            flag = _find(d, "dns.flags.response")
+            if flag == "1":
+                r += 1
+            elif flag == "0":
+                q += 1
+    return q, r
 
 
 def _is_fragment(layers, net):

@@ -1,0 +1,104 @@
+// QueuedOutput: the Output every destination uses — a bounded FrameQueue
+// fed by the capture thread and drained by this output's own I/O thread
+// into a FrameWriter (a file, or a Frame Streams socket connection).
+//
+// Contract:
+//  - write() copies the frame into the queue and returns at once. When the
+//    queue is full: with OverflowPolicy::Drop (live capture, listen) the
+//    frame is dropped and counted; with OverflowPolicy::Block (replay: never
+//    lose data from a file) it waits for room — unless the output has given
+//    up (reconnect attempts exhausted), then it drops and counts.
+//  - Frames larger than kMaxFrameSize (96 KiB, golang-dnstap's limit) are
+//    refused and counted as too_large; they would stop golang-dnstap readers.
+//  - The I/O thread batches frames into a write buffer of `write_buffer`
+//    bytes and flushes when it is full and at least every `flush_interval`.
+//  - When the writer fails (collector absent, connection dropped, write
+//    error) the thread reopens it with exponential backoff and full jitter
+//    between reconnect_initial and reconnect_max; every new connection gets
+//    a fresh handshake and START. Frames of a batch that failed stay queued
+//    and are sent again on the next connection. While disconnected, frames
+//    wait in the queue until it is full.
+//  - With reconnect_attempts set, the output gives up after that many
+//    consecutive failures: it reports an error, counts later frames as
+//    dropped, and failed() becomes true.
+//  - Drops are logged at most every drop_log_interval ("sidetap: dropped N
+//    messages for tcp://… in the last 10 s") and are in stats().
+//  - request_reopen() (SIGHUP) makes the writer close and reopen between
+//    frames (file outputs: logrotate). Rotation by size/time is the file
+//    writer's business.
+//  - close() drains the queue for at most drain_timeout, ends the stream
+//    (STOP; on sockets waits for FINISH, bounded), joins the thread; frames
+//    still queued after the timeout are counted as dropped. Idempotent;
+//    the destructor calls it.
+#pragma once
+
+#include "output/output.h"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace sidetap::output {
+
+
+enum class OverflowPolicy : std::uint8_t { Drop, Block };
+
+struct QueueSettings {
+    std::size_t queue_frames = 10000;           // --queue (CoreDNS's default)
+    std::size_t queue_bytes = 64u << 20;         // hard memory bound of the ring
+    std::size_t write_buffer = 64u << 10;        // --write-buffer
+    std::chrono::milliseconds flush_interval{1000};
+    std::chrono::milliseconds reconnect_initial{100};
+    std::chrono::milliseconds reconnect_max{30000};
+    std::optional<std::uint32_t> reconnect_attempts;  // unset: retry forever
+    std::chrono::milliseconds connect_timeout{5000};   // also bounds the handshake
+    std::chrono::milliseconds finish_timeout{2000};    // wait for FINISH after STOP
+    std::chrono::milliseconds drain_timeout{5000};     // at close()
+    std::chrono::milliseconds drop_log_interval{10000};
+    OverflowPolicy overflow = OverflowPolicy::Drop;
+};
+
+// The far end of a QueuedOutput, used only by its I/O thread.
+class FrameWriter {
+public:
+    virtual ~FrameWriter() = default;
+    // Opens the stream: a file is (re)opened and gets START; a socket is
+    // connected and does READY → ACCEPT (checked) → START. On failure returns
+    // false with `error` set; the caller retries with backoff.
+    virtual bool open(std::string& error) = 0;
+    // Writes already framed bytes (4-byte length + payload, repeated).
+    virtual bool write(std::span<const std::uint8_t> framed, std::string& error) = 0;
+    // Ends the stream cleanly: STOP (and FINISH for sockets), then closes.
+    virtual void close() = 0;
+    // Called between batches; true when the writer wants close()+open()
+    // (file rotation by size or time).
+    virtual bool wants_reopen(std::chrono::steady_clock::time_point /*now*/) { return false; }
+    // True when a connected peer has gone away while idle.
+    virtual bool broken() { return false; }
+    [[nodiscard]] virtual const std::string& describe() const = 0;
+};
+
+class QueuedOutput final : public Output {
+public:
+    QueuedOutput(std::unique_ptr<FrameWriter> writer, const QueueSettings& settings);
+    ~QueuedOutput() override;
+    QueuedOutput(const QueuedOutput&) = delete;
+    QueuedOutput& operator=(const QueuedOutput&) = delete;
+
+    WriteResult write(std::span<const std::uint8_t> frame) override;
+    void flush() override;   // asks the I/O thread to flush now
+    void close() override;
+    [[nodiscard]] OutputStats stats() const override;
+    [[nodiscard]] const std::string& name() const override;
+    void request_reopen() override;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sidetap::output
