@@ -118,8 +118,9 @@ def make_tcp_overlap_conflict():
     """Query 0x3001 arrives as [prefix + 20 bytes], then a segment that
     overlaps bytes 10..21 with conflicting bytes ('X') and brings the rest.
     First wins: the query is the original one. Then the same with the
-    conflicting segment first (out of order, ahead of a gap): query 0x3002's
-    bytes 30.. arrive, then a segment covering 0.. that conflicts at 30..37."""
+    conflicting segment last (out of order): query 0x3002's framed bytes 30..
+    arrive ahead of a gap, then a segment covering all of it fills the gap and
+    conflicts ('Y') at 30 to the end."""
     frames = []
     c = Conn(frames, 40001)
     c.handshake(BASE)
@@ -134,9 +135,9 @@ def make_tcp_overlap_conflict():
     f2 = framed(q2)
     base2 = len(f1)
     c.client(BASE + 4 * MS, base2 + 30, f2[30:])          # ahead of a gap
-    bad2 = bytearray(f2[:38])
-    bad2[30:38] = b"Y" * 8
-    c.client(BASE + 5 * MS, base2, bytes(bad2))            # fills the gap, conflicts at 30..37
+    bad2 = bytearray(f2)
+    bad2[30:] = b"Y" * (len(f2) - 30)
+    c.client(BASE + 5 * MS, base2, bytes(bad2))            # fills the gap, conflicts at 30..end
     c.server(BASE + 6 * MS, len(framed(r1)), framed(r2))
     c.close(BASE + 7 * MS)
     return pcap(frames)
@@ -266,7 +267,7 @@ def make_pair_late_response():
 FILES = [
     ("tcp-overlap-conflict.pcap", make_tcp_overlap_conflict,
      "TCP overlapping segments with conflicting bytes: an in-order overlap (bytes 10..21 differ) and an "
-     "out-of-order one (the gap-filling segment differs at 30..37); the bytes received first win",
+     "out-of-order one (the gap-filling segment differs from byte 30 on); the bytes received first win",
      None, 2, 2, "sidetap counts tcp_overlaps; both queries are the original bytes"),
     ("tcp-seq-wrap.pcap", make_tcp_seq_wrap,
      "TCP sequence numbers wrapping past 2^32 in both directions (ISNs 0xfffffff0 / 0xffffff80); "

@@ -122,12 +122,11 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
     config.envelope.identity = output.identity.empty() ? host_name() : output.identity;
     config.envelope.version = output.version.empty() ? std::string("sidetap ") + SIDETAP_VERSION : output.version;
     if (output.extra_set) config.envelope.extra = output.extra;
-    config.envelope.include_wire = !output.no_wire;
     return config;
 }
 
-std::vector<std::unique_ptr<output::Output>> open_outputs(const OutputOptions& options) {
-    std::vector<std::unique_ptr<output::Output>> outputs;
+std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
+    std::vector<pipeline::OutputRoute> outputs;
     for (const auto& dest : options.destinations) {
         if (dest == "-" && ::isatty(STDOUT_FILENO))
             throw util::FatalError("refusing to write binary dnstap to a terminal: use -w FILE or redirect stdout",
@@ -135,7 +134,10 @@ std::vector<std::unique_ptr<output::Output>> open_outputs(const OutputOptions& o
         if (dest.find("://") != std::string::npos)
             throw util::FatalError("output '" + dest + "': socket destinations are not supported yet",
                                    util::kExitUsage);
-        outputs.push_back(std::make_unique<output::FileOutput>(dest));
+        pipeline::OutputRoute route;
+        route.output = std::make_unique<output::FileOutput>(dest);
+        route.wire = !options.no_wire;
+        outputs.push_back(std::move(route));
     }
     return outputs;
 }

@@ -42,6 +42,6 @@ void add_output_options(CLI::App& cmd, OutputOptions& options);
 
 // Throws util::FatalError (exit code 2) for values CLI11 cannot check.
 pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, const OutputOptions& output);
-std::vector<std::unique_ptr<output::Output>> open_outputs(const OutputOptions& output);
+std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& output);
 
 }  // namespace sidetap::cli

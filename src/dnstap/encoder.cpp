@@ -21,7 +21,7 @@ Encoder::Encoder(Envelope envelope) : envelope_(std::move(envelope)), proto_(std
 Encoder::~Encoder() = default;
 
 std::span<const std::uint8_t> Encoder::encode(const dns::DnsMessage& message, pairing::MessageType type,
-                                              std::optional<std::uint64_t> query_time_ns) {
+                                              std::optional<std::uint64_t> query_time_ns, bool include_wire) {
     auto& d = *proto_;
     // Clear() keeps allocated string capacity, so refilling allocates nothing
     // once the buffers have grown to the largest message seen.
@@ -49,11 +49,11 @@ std::span<const std::uint8_t> Encoder::encode(const dns::DnsMessage& message, pa
         }
         m.set_response_time_sec(message.timestamp_ns / kNanosPerSecond);
         m.set_response_time_nsec(static_cast<std::uint32_t>(message.timestamp_ns % kNanosPerSecond));
-        if (envelope_.include_wire) assign(m.mutable_response_message(), message.wire.data(), message.wire.size());
+        if (include_wire) assign(m.mutable_response_message(), message.wire.data(), message.wire.size());
     } else {
         m.set_query_time_sec(message.timestamp_ns / kNanosPerSecond);
         m.set_query_time_nsec(static_cast<std::uint32_t>(message.timestamp_ns % kNanosPerSecond));
-        if (envelope_.include_wire) assign(m.mutable_query_message(), message.wire.data(), message.wire.size());
+        if (include_wire) assign(m.mutable_query_message(), message.wire.data(), message.wire.size());
     }
 
     const auto size = d.ByteSizeLong();

@@ -32,7 +32,6 @@ struct Envelope {
     std::string identity;
     std::string version;
     std::optional<std::string> extra;
-    bool include_wire = true;
 };
 
 class Encoder {
@@ -42,8 +41,11 @@ public:
     Encoder(const Encoder&) = delete;
     Encoder& operator=(const Encoder&) = delete;
 
+    // include_wire: put the DNS message bytes in (query_message or
+    // response_message); without it the frame has only the metadata.
     std::span<const std::uint8_t> encode(const dns::DnsMessage& message, pairing::MessageType type,
-                                         std::optional<std::uint64_t> query_time_ns = std::nullopt);
+                                         std::optional<std::uint64_t> query_time_ns = std::nullopt,
+                                         bool include_wire = true);
 
 private:
     Envelope envelope_;

@@ -6,13 +6,23 @@
 //    `max_frames` frames and `max_bytes` bytes (frame bytes plus a small
 //    per-frame header). push() copies the frame in, never blocks, never
 //    allocates; it returns false when either bound is reached (the caller
-//    drops and counts the frame).
+//    drops and counts the frame). Empty frames are refused too (a zero
+//    length is the Frame Streams escape, never a data frame).
 //  - The consumer peeks at the oldest frames without removing them
-//    (front()/next), so a batch whose write failed can be sent again on the
+//    (peek()), so a batch whose write failed can be sent again on the
 //    next connection, and pops them once written.
 //  - Exactly one producer thread and one consumer thread; the counters are
-//    safe to read from any thread.
+//    safe to read from any thread (size()/bytes() may be one frame stale
+//    while a push or pop is in progress, never torn or negative).
+//
+// Ring layout: every frame is stored as its 4-byte big-endian length (the
+// Frame Streams data-frame prefix) followed by the payload, contiguously. A
+// frame that does not fit before the end of the ring is preceded by padding
+// up to the end: a zero length word when at least 4 bytes remain, nothing
+// when fewer do. Positions are monotonic byte counters; index = pos % size.
 #pragma once
+
+#include "framestream/codec.h"
 
 #include <atomic>
 #include <cstddef>
@@ -24,6 +34,9 @@ namespace sidetap::output {
 
 class FrameQueue {
 public:
+    // Per-frame overhead in the ring (the length word).
+    static constexpr std::size_t kFrameHeader = 4;
+
     FrameQueue(std::size_t max_frames, std::size_t max_bytes);
     ~FrameQueue();
     FrameQueue(const FrameQueue&) = delete;
@@ -33,16 +46,19 @@ public:
     bool push(std::span<const std::uint8_t> frame);
 
     // Consumer: visits up to max_frames queued frames (oldest first) whose
-    // total size is at most max_bytes (at least one frame if any is queued),
-    // without removing them. Returns how many were visited.
+    // total size (payload + kFrameHeader each) is at most max_bytes (at
+    // least one frame if any is queued), without removing them. `fn` gets
+    // each payload as std::span<const std::uint8_t>, valid until pop().
+    // Returns how many were visited.
     template <typename Fn>
     std::size_t peek(std::size_t max_frames, std::size_t max_bytes, Fn&& fn) const;
-    // Consumer: removes the `count` oldest frames.
+    // Consumer: removes the `count` oldest frames (at most size()).
     void pop(std::size_t count);
 
     [[nodiscard]] std::size_t size() const;        // frames queued
-    [[nodiscard]] std::size_t bytes() const;       // bytes queued
+    [[nodiscard]] std::size_t bytes() const;       // ring bytes in use (headers and padding included)
     [[nodiscard]] std::size_t capacity() const { return max_frames_; }
+    [[nodiscard]] std::size_t byte_capacity() const { return ring_size_; }
 
 private:
     std::span<const std::uint8_t> frame_at(std::size_t offset, std::size_t& next_offset) const;
@@ -54,5 +70,25 @@ private:
     alignas(64) std::atomic<std::size_t> tail_{0};   // producer position (bytes, monotonic)
     alignas(64) std::atomic<std::size_t> frames_{0};
 };
+
+template <typename Fn>
+std::size_t FrameQueue::peek(std::size_t max_frames, std::size_t max_bytes, Fn&& fn) const {
+    std::size_t pos = head_.load(std::memory_order_relaxed);
+    const std::size_t end = tail_.load(std::memory_order_acquire);
+    std::size_t visited = 0;
+    std::size_t total = 0;
+    while (pos != end && visited < max_frames) {
+        std::size_t next = 0;
+        const auto frame = frame_at(pos, next);
+        const std::size_t framed = frame.size() + kFrameHeader;
+        if (visited > 0 && framed > max_bytes - total) break;
+        fn(frame);
+        total += framed;
+        ++visited;
+        pos = next;
+        if (total >= max_bytes) break;
+    }
+    return visited;
+}
 
 }  // namespace sidetap::output

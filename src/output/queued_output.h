@@ -24,12 +24,29 @@
 //  - Drops are logged at most every drop_log_interval ("sidetap: dropped N
 //    messages for tcp://… in the last 10 s") and are in stats().
 //  - request_reopen() (SIGHUP) makes the writer close and reopen between
-//    frames (file outputs: logrotate). Rotation by size/time is the file
-//    writer's business.
+//    batches when the writer wants that (FrameWriter::reopen_on_request():
+//    file outputs, for logrotate; sockets ignore it). Rotation by size/time
+//    is the file writer's business (wants_reopen()).
 //  - close() drains the queue for at most drain_timeout, ends the stream
 //    (STOP; on sockets waits for FINISH, bounded), joins the thread; frames
 //    still queued after the timeout are counted as dropped. Idempotent;
-//    the destructor calls it.
+//    the destructor calls it. A write() in progress on the I/O thread cannot
+//    be interrupted, so close() takes at most drain_timeout plus the
+//    transport's own write timeout plus finish_timeout.
+//  - Accounting: once close() has returned, every frame given to write() is
+//    counted exactly once in frames_written, frames_dropped or
+//    frames_too_large (empty frames count as too_large: they are not valid
+//    data frames). write() must not race with close() from another thread
+//    (single producer); write() after close() drops and counts.
+//  - Return values: Written = queued; Dropped = queue full (Drop policy);
+//    Failed = the output gave up or is closed; TooLarge = over 96 KiB/empty.
+//  - Counters: write_errors counts failed writes and lost connections,
+//    failed opens are not write errors (they are logged; after
+//    reconnect_attempts they set failed). reconnects counts successful opens
+//    after the first (reconnects, rotations and reopens alike).
+//  - Logging on stderr, one line per event: the first open failure of an
+//    outage (and a changed error), giving up, reconnecting after a logged
+//    failure, the first write error of a connection, drop counts.
 #pragma once
 
 #include "output/output.h"
@@ -54,7 +71,7 @@ struct QueueSettings {
     std::chrono::milliseconds flush_interval{1000};
     std::chrono::milliseconds reconnect_initial{100};
     std::chrono::milliseconds reconnect_max{30000};
-    std::optional<std::uint32_t> reconnect_attempts;  // unset: retry forever
+    std::optional<std::uint32_t> reconnect_attempts;  // consecutive failed opens; unset: retry forever
     std::chrono::milliseconds connect_timeout{5000};   // also bounds the handshake
     std::chrono::milliseconds finish_timeout{2000};    // wait for FINISH after STOP
     std::chrono::milliseconds drain_timeout{5000};     // at close()
@@ -62,7 +79,8 @@ struct QueueSettings {
     OverflowPolicy overflow = OverflowPolicy::Drop;
 };
 
-// The far end of a QueuedOutput, used only by its I/O thread.
+// The far end of a QueuedOutput, used only by its I/O thread (describe()
+// excepted: any thread). No method throws.
 class FrameWriter {
 public:
     virtual ~FrameWriter() = default;
@@ -77,8 +95,13 @@ public:
     // Called between batches; true when the writer wants close()+open()
     // (file rotation by size or time).
     virtual bool wants_reopen(std::chrono::steady_clock::time_point /*now*/) { return false; }
-    // True when a connected peer has gone away while idle.
+    // True when a connected peer has gone away while idle. Checked before
+    // every batch and when idle, so a collector that closed after reading
+    // everything is noticed before the next batch goes into a dead socket.
     virtual bool broken() { return false; }
+    // request_reopen() (SIGHUP) reached the I/O thread: true when the writer
+    // wants close()+open() for it (regular files, for logrotate).
+    virtual bool reopen_on_request() { return false; }
     [[nodiscard]] virtual const std::string& describe() const = 0;
 };
 

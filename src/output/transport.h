@@ -7,11 +7,30 @@
 //    `error` set to a one-line reason ("connect to 127.0.0.1:6000: Connection
 //    refused", "TLS handshake with collector:6000: certificate verify
 //    failed").
+//  - connect(timeout) bounds the whole setup: every address tried, and for
+//    TLS the handshake too. Host names are resolved (getaddrinfo) at every
+//    connect(), so a collector that moved is found again; note that the
+//    resolver itself is bounded by resolv.conf's timeouts, not by `timeout`.
 //  - A Connection is a connected, blocking byte stream owned by one I/O
-//    thread. write_all() writes every byte or fails; read_exact() reads
-//    exactly n bytes or fails, waiting at most `timeout`. Both return false
-//    with error() set on failure (peer closed, reset, timeout). The
-//    destructor closes the socket (and sends TLS close_notify).
+//    thread. write_all() writes every byte or fails, waiting at most the
+//    write timeout (by default the timeout given to connect(); see
+//    set_write_timeout()); read_exact() reads exactly n bytes or fails,
+//    waiting at most `timeout`. Both return false with error() set on
+//    failure (peer closed, reset, timeout), e.g. "read from 127.0.0.1:6000:
+//    timed out after 2000 ms". After a failure the Connection is not usable
+//    again: drop it and connect() anew. The destructor closes the socket
+//    (TLS: sends close_notify without waiting for the peer's).
+//  - TCP: Nagle stays on (TCP_NODELAY off, as CoreDNS): the writer already
+//    batches frames into large writes. SO_KEEPALIVE is on, so a collector
+//    host that vanished is noticed even when idle.
+//  - TLS: TLS 1.2 minimum; the peer certificate is verified against
+//    TlsOptions::ca_file or the system store, and its name against the
+//    host (IP literals: the IP SAN; names: DNS SAN, and SNI is sent),
+//    unless skip_verify. Handshake errors carry OpenSSL's reason
+//    ("certificate verify failed: self-signed certificate"). With TLS 1.3
+//    a server that rejects our client certificate does so after our side
+//    of the handshake has completed: connect() succeeds and the first
+//    read_exact() fails with "tlsv13 alert certificate required".
 //  - Every handle is RAII; no signal is raised on a dead peer (MSG_NOSIGNAL
 //    / SO_NOSIGPIPE; SIGPIPE is also ignored process-wide by the CLI).
 #pragma once
@@ -35,6 +54,10 @@ public:
     // blocking (a collector that went away while we had nothing to send).
     virtual bool peer_closed() = 0;
     [[nodiscard]] virtual const std::string& error() const = 0;
+    // Bounds every later write_all(). Connections made by a Connector start
+    // with the connect() timeout; the default implementation ignores it (for
+    // test doubles).
+    virtual void set_write_timeout(std::chrono::milliseconds /*timeout*/) {}
 };
 
 class Connector {
@@ -53,8 +76,11 @@ struct TlsOptions {
     std::string server_name;      // SNI and name check; default: the host of the URI
 };
 
-// Factories. Setup problems that can never work (a bad certificate file, a
-// path too long for sockaddr_un) throw util::FatalError at construction.
+// Factories. Setup problems that can never work (a bad certificate or key
+// file, a client certificate without its key, a path too long for
+// sockaddr_un) throw util::FatalError with util::kExitUsage at construction.
+// The TLS connector builds its SSL_CTX once; each connect() makes one SSL.
+// IPv6 literals are given without brackets ("::1").
 std::unique_ptr<Connector> make_unix_connector(const std::string& path);
 std::unique_ptr<Connector> make_tcp_connector(const std::string& host, std::uint16_t port);
 std::unique_ptr<Connector> make_tls_connector(const std::string& host, std::uint16_t port, const TlsOptions& tls);

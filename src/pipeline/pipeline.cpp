@@ -10,13 +10,24 @@ constexpr std::uint64_t kTimerIntervalNs = 100'000'000;
 constexpr std::uint16_t kDnsOverTlsPort = 853;
 }  // namespace
 
-Pipeline::Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs)
+Pipeline::Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes)
     : defrag_(config.defrag),
       tcp_(config.tcp),
       classifier_(config.classifier),
       pairer_(config.pairing),
       encoder_(config.envelope),
-      outputs_(std::move(outputs)) {}
+      routes_(std::move(routes)) {}
+
+namespace {
+std::vector<OutputRoute> route_all(std::vector<std::unique_ptr<output::Output>> outputs) {
+    std::vector<OutputRoute> routes;
+    for (auto& out : outputs) routes.push_back(OutputRoute{std::move(out)});
+    return routes;
+}
+}  // namespace
+
+Pipeline::Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs)
+    : Pipeline(config, route_all(std::move(outputs))) {}
 
 Pipeline::~Pipeline() { finish(); }
 
@@ -75,9 +86,26 @@ void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t>
         ++stats_.dns_responses;
     else
         ++stats_.dns_queries;
-    const auto frame = encoder_.encode(message, classifier_.type_of(message), query_time_ns);
-    ++stats_.frames_encoded;
-    for (auto& out : outputs_) out->write(frame);
+    const auto type = classifier_.type_of(message);
+    const std::uint32_t bit = 1u << static_cast<unsigned>(type);
+    bool want_wire = false;
+    bool want_bare = false;
+    for (const auto& r : routes_) {
+        if ((r.types & bit) == 0) continue;
+        (r.wire ? want_wire : want_bare) = true;
+    }
+    if (!want_wire && !want_bare) {
+        ++stats_.filtered;
+        return;
+    }
+    // The encoder reuses one buffer: finish with one variant before the other.
+    for (const bool wire : {true, false}) {
+        if (wire ? !want_wire : !want_bare) continue;
+        const auto frame = encoder_.encode(message, type, query_time_ns, wire);
+        ++stats_.frames_encoded;
+        for (auto& r : routes_)
+            if ((r.types & bit) != 0 && r.wire == wire) r.output->write(frame);
+    }
 }
 
 void Pipeline::run_timers(std::uint64_t now_ns) {
@@ -103,12 +131,14 @@ void Pipeline::finish() {
     defrag_.finish();
     tcp_.finish(*this);
     pairer_.finish(*this);
-    for (auto& out : outputs_) out->close();
+    for (auto& r : routes_) r.output->close();
 }
 
 bool Pipeline::output_failed() const {
-    return std::any_of(outputs_.begin(), outputs_.end(),
-                       [](const auto& out) { return out->stats().write_errors != 0; });
+    return std::any_of(routes_.begin(), routes_.end(), [](const auto& r) {
+        const auto s = r.output->stats();
+        return s.failed || s.write_errors != 0;
+    });
 }
 
 void Pipeline::report(std::FILE* out) const {
@@ -132,11 +162,13 @@ void Pipeline::report(std::FILE* out) const {
     });
     if (!any) std::fprintf(out, " none");
     std::fprintf(out, "\n");
-    for (const auto& o : outputs_) {
-        const auto& s = o->stats();
-        std::fprintf(out, "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu\n",
-                     o->name().c_str(), u(s.frames_written), u(s.bytes_written), u(s.frames_dropped),
-                     u(s.frames_too_large), u(s.write_errors));
+    for (const auto& r : routes_) {
+        const auto s = r.output->stats();
+        std::fprintf(out,
+                     "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu "
+                     "reconnects=%llu\n",
+                     r.output->name().c_str(), u(s.frames_written), u(s.bytes_written), u(s.frames_dropped),
+                     u(s.frames_too_large), u(s.write_errors), u(s.reconnects));
     }
 }
 

@@ -34,6 +34,15 @@
 
 namespace sidetap::pipeline {
 
+// One output and what it receives: a set of dnstap message types (bit
+// 1 << type; all by default) and whether frames carry the DNS message bytes.
+struct OutputRoute {
+    static constexpr std::uint32_t kAllTypes = 0xffffffffu;
+    std::unique_ptr<output::Output> output;
+    std::uint32_t types = kAllTypes;
+    bool wire = true;
+};
+
 struct PipelineConfig {
     pairing::ClassifierConfig classifier;
     pairing::PairingConfig pairing;
@@ -52,10 +61,13 @@ struct PipelineStats {
     std::uint64_t dns_queries = 0;
     std::uint64_t dns_responses = 0;
     std::uint64_t frames_encoded = 0;
+    std::uint64_t filtered = 0;        // messages no output wanted (type filters)
 };
 
 class Pipeline final : private reassembly::TcpMessageSink, private pairing::PairSink {
 public:
+    Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes);
+    // Every output gets every message, with the wire bytes.
     Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs);
     ~Pipeline() override;
     Pipeline(const Pipeline&) = delete;
@@ -67,7 +79,7 @@ public:
     // True when any output failed (for the exit code).
     [[nodiscard]] bool output_failed() const;
     [[nodiscard]] const PipelineStats& stats() const { return stats_; }
-    [[nodiscard]] const std::vector<std::unique_ptr<output::Output>>& outputs() const { return outputs_; }
+    [[nodiscard]] const std::vector<OutputRoute>& outputs() const { return routes_; }
 
     // Calls fn(name, value) for every counter of every stage.
     template <typename Fn>
@@ -91,7 +103,7 @@ private:
     pairing::Classifier classifier_;
     pairing::Pairer pairer_;
     dnstap::Encoder encoder_;
-    std::vector<std::unique_ptr<output::Output>> outputs_;
+    std::vector<OutputRoute> routes_;
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
     std::uint64_t last_timer_ns_ = 0;
@@ -111,6 +123,7 @@ void Pipeline::for_each_counter(Fn&& fn) const {
     fn(std::string_view("dns_queries"), stats_.dns_queries);
     fn(std::string_view("dns_responses"), stats_.dns_responses);
     fn(std::string_view("frames"), stats_.frames_encoded);
+    fn(std::string_view("filtered_by_type"), stats_.filtered);
     decoder_.anomalies().for_each(fn);
     defrag_.counters().for_each(fn);
     tcp_.counters().for_each(fn);

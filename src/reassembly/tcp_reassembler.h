@@ -17,24 +17,26 @@
 //    segments. L < 12 cannot be a DNS message: the direction resynchronises.
 //  - Sequence numbers are compared modulo 2^32. SYN and FIN each take one
 //    sequence number; data in the SYN (TCP Fast Open) is stream data at
-//    ISN + 1. Out-of-order segments are kept (at most max_stream_bytes ahead
-//    and max_pending_segments ranges per direction) and delivered when the
-//    gap fills; for duplicates and overlaps the bytes received first win
-//    (Duplicates / Overlaps). RST closes the connection; FIN closes its
+//    ISN + 1. Out-of-order segments are kept (per direction: their span
+//    plus any unfinished message within max_stream_bytes, at most
+//    max_pending_segments ranges) and delivered when the gap fills; for
+//    duplicates and overlaps the bytes received first win (Duplicates /
+//    Overlaps). RST closes the connection; FIN closes its
 //    direction, and the connection is released when both are closed.
 //  - Alignment: a direction that started with its SYN is trusted: every
 //    length prefix is taken as is (L >= 12). A direction picked up without
 //    its SYN (NoSynStreams) or resynchronised after a hole is untrusted:
 //    every message start must be plausible — L >= 12, a DNS header with
-//    opcode 0-2/4-6, QDCOUNT <= 1 (exactly 1 for a standard query), sane
-//    counts for L, a query with RCODE 0 and no answers, and, when QDCOUNT is
-//    1, a question that parses with a known class and a non-zero type.
+//    opcode 0-2/4-6, QDCOUNT <= 1, counts that fit in L, RCODE 0 in queries,
+//    a standard query with exactly one question, no answer, <= 1 authority
+//    and <= 2 additional records, and, when QDCOUNT is 1, a question that
+//    parses with class IN/CH/HS/NONE/ANY and a non-zero type.
 //    Undecidable for lack of bytes means "wait for more". An implausible
 //    start is skipped byte by byte (ResyncSkippedBytes) until a plausible
 //    one; after more than max_stream_bytes skipped in a row the direction is
 //    given up (NotDns) and its data ignored until the connection ends.
-//  - Holes: a gap before buffered data is given up when the peer
-//    acknowledges data beyond it (the capture lost it), when the direction's
+//  - Holes: a gap before buffered data is given up when the peer has
+//    acknowledged bytes of the gap (the capture lost them), when the direction's
 //    out-of-order storage is full, at FIN, RST, idle timeout, eviction or
 //    finish(). The message spanning the hole is dropped (Holes) and the
 //    direction resynchronises (untrusted) at the data after the hole.

@@ -775,7 +775,9 @@ def readme_counts():
     if not os.path.exists(path):
         return counts
     header = None
-    for line in open(path, encoding="utf-8"):
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.readlines()
+    for line in lines:
         if not line.startswith("|"):
             header = None if not line.strip() else header
             continue

@@ -40,7 +40,9 @@ class Cli(unittest.TestCase):
     def test_non_standard_port_needs_dash_p(self):
         recs, stats = self.replay([UDP8053])
         self.assertEqual(recs, [])
-        self.assertEqual(stats.get("not_server_port"), 2)
+        # Neither port is a DNS port: dropped before DNS parsing.
+        self.assertEqual(stats.get("not_dns_port"), 2)
+        self.assertNotIn("not_server_port", stats)
         recs, stats = self.replay([UDP8053], "-p", "8053")
         oracle.compare(self, oracle.expected_messages(UDP8053, ports=(8053,)), recs, "8053")
         self.assertEqual([r["type"] for r in recs], ["CLIENT_QUERY", "CLIENT_RESPONSE"])
@@ -106,7 +108,8 @@ class Cli(unittest.TestCase):
     def test_bad_option_exits_2(self):
         for args in (["replay", "--no-such-option", oracle.own_pcap("udp-raw.pcap")],
                      ["replay"],  # FILE is required
-                     ["replay", "--role", "resolver", oracle.own_pcap("udp-raw.pcap")],
+                     ["replay", "--role", "recursor", oracle.own_pcap("udp-raw.pcap")],
+                     ["replay", "--role", "", oracle.own_pcap("udp-raw.pcap")],
                      ["replay", "-p", "0", oracle.own_pcap("udp-raw.pcap")],
                      ["replay", "--server-addr", "not-an-ip", oracle.own_pcap("udp-raw.pcap")],
                      ["no-such-subcommand"], []):
@@ -114,6 +117,53 @@ class Cli(unittest.TestCase):
                 p = tl.run([SIDETAP["path"], *args, "-w", self.out], check=False)
                 self.assertEqual(p.returncode, 2, p.stderr)
                 self.assertTrue(p.stderr.strip(), "a usage error says why")
+
+    def test_bad_durations_and_bounds_exit_2(self):
+        raw = oracle.own_pcap("udp-raw.pcap")
+        for opt in ("--query-timeout", "--reorder-window", "--tcp-idle-timeout", "--fragment-timeout"):
+            for bad in ("ten", "10parsecs", "-1s", "", "1e30s", "s"):
+                with self.subTest(option=opt, value=bad):
+                    p = tl.run([SIDETAP["path"], "replay", opt, bad, "-w", self.out, "--", raw], check=False)
+                    self.assertEqual(p.returncode, 2, p.stderr)
+                    self.assertTrue(p.stderr.strip(), "a usage error says why")
+        for opt in ("--max-pending-queries", "--max-tcp-streams", "--max-fragmented-datagrams"):
+            for bad in ("0", "-5", "many"):
+                with self.subTest(option=opt, value=bad):
+                    p = tl.run([SIDETAP["path"], "replay", opt, bad, "-w", self.out, "--", raw], check=False)
+                    self.assertEqual(p.returncode, 2, p.stderr)
+        # Good values of every new option are accepted and change nothing here.
+        base = oracle.expected_messages(raw)
+        for args in (("--query-timeout", "250ms"), ("--reorder-window", "0"), ("--reorder-window", "1500us"),
+                     ("--tcp-idle-timeout", "5s"), ("--fragment-timeout", "1000000000ns"),
+                     ("--max-pending-queries", "1"), ("--max-tcp-streams", "1"),
+                     ("--max-fragmented-datagrams", "1"), ("--server-addr", "192.0.2.53"),
+                     ("--upstream-port", "5300")):
+            with self.subTest(args=args):
+                recs, _ = self.replay([raw], *args)
+                oracle.compare(self, base, recs, " ".join(args))
+
+    def test_role_resolver_splits_client_and_upstream_exchanges(self):
+        # -p 8053 is the local server; its port-53 traffic (udp-raw.pcap) is
+        # the resolver's own upstream traffic: RESOLVER_QUERY/RESPONSE.
+        pcaps = [UDP8053, oracle.own_pcap("udp-raw.pcap")]
+        recs, stats = self.replay(pcaps, "--role", "resolver", "-p", "8053")
+        exp = []
+        for f in pcaps:
+            exp += oracle.expected_messages(f, ports=(8053,), role="resolver")
+        oracle.compare(self, exp, recs, "resolver")
+        self.assertEqual([r["type"] for r in recs],
+                         ["CLIENT_QUERY", "CLIENT_RESPONSE"] + ["RESOLVER_QUERY", "RESOLVER_RESPONSE"] * 2)
+        # --upstream-port replaces 53: the port-53 file is then not DNS at all.
+        recs, stats = self.replay(pcaps, "--role", "resolver", "-p", "8053", "--upstream-port", "5300")
+        self.assertEqual([r["type"] for r in recs], ["CLIENT_QUERY", "CLIENT_RESPONSE"])
+        self.assertEqual(stats.get("not_dns_port"), 4)
+        # With --server-addr, an exchange whose client is the local server is upstream.
+        recs, _ = self.replay([oracle.own_pcap("udp-raw.pcap")], "--role", "resolver",
+                              "--server-addr", "192.0.2.10", "--server-addr", "2001:db8::10")
+        self.assertEqual({r["type"] for r in recs}, {"RESOLVER_QUERY", "RESOLVER_RESPONSE"})
+        recs, _ = self.replay([oracle.own_pcap("udp-raw.pcap")], "--role", "resolver",
+                              "--server-addr", "192.0.2.53", "--server-addr", "2001:db8::53")
+        self.assertEqual({r["type"] for r in recs}, {"CLIENT_QUERY", "CLIENT_RESPONSE"})
 
     def test_output_option_does_not_swallow_inputs(self):
         # Regression test: `-w` used to be take_all() in

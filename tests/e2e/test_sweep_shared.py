@@ -6,7 +6,8 @@ never crashes (exit 0 or 1, no signal), its output always decodes with
 
 For speed the oracle runs tshark once over all files concatenated with
 `mergecap -a` (pcapng keeps each file's link types and time resolution);
-`capinfos` gives each file's packet count to slice the result back."""
+files whose TCP connections or fragmented datagrams share a key with another
+file's get their own tshark run (oracle.messages_for_files)."""
 import os
 import subprocess
 import sys
@@ -16,17 +17,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import oracle  # noqa: E402
+import test_pairing  # noqa: E402
+import test_reassembly_cases  # noqa: E402
 
 tl = oracle.tl
 SIDETAP = {}
 
-# Where sidetap and the oracle legitimately differ today. file: reason.
+# Where sidetap and the oracle legitimately differ. file: reason. The TCP
+# ones are documented (with exact expectations) in test_reassembly_cases.py
+# and test_pairing.py; here they are only checked to still differ.
 KNOWN_DIFFERENCES = {
     # NULL link header 0x0008000f (non-standard AF; tshark reads it as an
     # ethertype-like value and decodes IPv4). sidetap accepts only the AF
     # values of real OSes (2, 10, 24, 28, 30) and counts it as not_ip.
     "pcapplusplus-null_loopback.pcap": "non-standard NULL family value",
 }
+KNOWN_DIFFERENCES.update({f: d["reason"] for f, d in test_reassembly_cases.TSHARK_DIFFERENCES.items()
+                          if "oracle_reason" not in d})
+KNOWN_DIFFERENCES.update(test_pairing.OWN_TSHARK_DIFFERENCES)
 # Input files sidetap must refuse (exit 1); everything else exits 0.
 EXIT_1 = {"not-a-capture.pcap", "truncated-record.pcap"}
 
@@ -44,28 +52,10 @@ class Sweep(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         files = all_captures()
-        counts = subprocess.run(["capinfos", "-c", "-M", "-T", "-r", *files], capture_output=True, text=True).stdout
-        cls.npackets = {}
-        for line in counts.splitlines():
-            name, _, n = line.rpartition("\t")
-            cls.npackets[name] = int(n)
-        # Only the shared captures are merged (mergecap cannot write our
-        # two-sections.pcapng as one stream); our own get one tshark each.
-        readable = [f for f in files if f in cls.npackets and f.startswith(tl.SHARED_PCAPS + os.sep)]
-        merged = os.path.join(cls.tmp.name, "all.pcapng")
-        m = subprocess.run(["mergecap", "-a", "-F", "pcapng", "-w", merged, *readable], capture_output=True,
-                           text=True)
-        if m.returncode != 0:
-            raise AssertionError("mergecap failed: " + m.stderr)
-        exp = oracle.expected_messages(merged)
-        cls.expected, first = {}, 1
-        for f in readable:
-            last = first + cls.npackets[f]
-            cls.expected[f] = [e for e in exp if first <= e["frame"] < last]
-            for e in cls.expected[f]:
-                e["frame"] -= first - 1
-            first = last
-        for f in files:  # cut/invalid files cannot be merged: one tshark each
+        readable = [f for f in files if os.path.basename(f) not in EXIT_1]
+        found = oracle.messages_for_files(readable)
+        cls.expected = {f: oracle.finish_expected(found[f]) for f in readable}
+        for f in files:  # cut/invalid files: tshark reads what it can
             if f not in cls.expected:
                 cls.expected[f] = oracle.expected_messages(f)
         cls.files = files
@@ -106,26 +96,30 @@ class Sweep(unittest.TestCase):
 
     def test_known_differences_still_differ(self):
         # If one starts to agree, drop it from KNOWN_DIFFERENCES.
-        for f, out, _, _ in self.results:
-            if os.path.basename(f) in KNOWN_DIFFERENCES:
-                with self.subTest(capture=os.path.basename(f)):
-                    self.assertNotEqual(len(tl.read_dnstap_file(out)), len(self.expected[f]))
-
-    def test_udp_only_counts_match_sources_md(self):
-        # For the UDP-only DNS files the count must equal the oracle's; the
-        # fragment/TCP files give today only their unfragmented UDP messages.
-        # FUTURE: when oracle.FEATURES is switched on, these counts apply.
+        seen = set()
         for f, out, _, _ in self.results:
             name = os.path.basename(f)
-            if name in oracle.FUTURE_EXPECTED_COUNTS:
-                feature, q, r = oracle.FUTURE_EXPECTED_COUNTS[name]
-                recs = tl.read_dnstap_file(out)
+            if name in KNOWN_DIFFERENCES:
+                seen.add(name)
                 with self.subTest(capture=name):
-                    if oracle.FEATURES[feature]:
-                        self.assertEqual(sum(x["type"].endswith("QUERY") for x in recs), q)
-                        self.assertEqual(sum(x["type"].endswith("RESPONSE") for x in recs), r)
-                    else:
-                        self.assertLessEqual(len(recs), q + r)
+                    self.assertNotEqual([oracle.actual_view(a) for a in tl.read_dnstap_file(out)],
+                                        [oracle.expected_view(e) for e in self.expected[f]], KNOWN_DIFFERENCES[name])
+        self.assertEqual(seen, set(KNOWN_DIFFERENCES))
+
+    def test_all_shared_captures_swept(self):
+        shared = [f for f, *_ in self.results if f.startswith(tl.SHARED_PCAPS + os.sep)]
+        self.assertEqual(len(shared), 120)
+
+    def test_reassembly_counts(self):
+        # The files that need IP defragmentation or TCP reassembly give
+        # exactly SOURCES.md's (tshark's) message counts.
+        names = {os.path.basename(f): out for f, out, _, _ in self.results}
+        for name, (feature, q, r) in sorted(oracle.EXPECTED_COUNTS.items()):
+            self.assertTrue(oracle.FEATURES[feature])
+            with self.subTest(capture=name):
+                recs = tl.read_dnstap_file(names[name])
+                self.assertEqual(sum(x["type"].endswith("QUERY") for x in recs), q)
+                self.assertEqual(sum(x["type"].endswith("RESPONSE") for x in recs), r)
 
 
 if __name__ == "__main__":

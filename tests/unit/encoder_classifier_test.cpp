@@ -101,7 +101,7 @@ TEST(Classifier, OtherPortsAndShortPayloadsAreCounted) {
 }
 
 TEST(Encoder, QueryCarriesEnvelopeAddressesTimeAndWire) {
-    sidetap::dnstap::Encoder enc({"id", "ver", std::string("xtra"), true});
+    sidetap::dnstap::Encoder enc({"id", "ver", std::string("xtra")});
     pairing::Classifier c({});
     const auto wire = query_wire();
     const auto seg = udp_segment(40000, 53, wire);
@@ -131,7 +131,7 @@ TEST(Encoder, QueryCarriesEnvelopeAddressesTimeAndWire) {
 }
 
 TEST(Encoder, ResponseCarriesResponseTimeAndOptionalQueryTime) {
-    sidetap::dnstap::Encoder enc({"id", "ver", std::nullopt, true});
+    sidetap::dnstap::Encoder enc({"id", "ver", std::nullopt});
     pairing::Classifier c({});
     const auto wire = query_wire(true);
     const auto seg = udp_segment(53, 40000, wire);
@@ -148,15 +148,15 @@ TEST(Encoder, ResponseCarriesResponseTimeAndOptionalQueryTime) {
 }
 
 TEST(Encoder, NoWireLeavesMessagesOutAndIsDeterministic) {
-    sidetap::dnstap::Encoder enc({"id", "ver", std::nullopt, false});
+    sidetap::dnstap::Encoder enc({"id", "ver", std::nullopt});
     pairing::Classifier c({});
     const auto wire = query_wire();
     const auto seg = udp_segment(40000, 53, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    const auto f1 = enc.encode(m, pairing::MessageType::ClientQuery);
+    const auto f1 = enc.encode(m, pairing::MessageType::ClientQuery, std::nullopt, false);
     const std::vector<std::uint8_t> first(f1.begin(), f1.end());
-    const auto f2 = enc.encode(m, pairing::MessageType::ClientQuery);
+    const auto f2 = enc.encode(m, pairing::MessageType::ClientQuery, std::nullopt, false);
     EXPECT_EQ(first, std::vector<std::uint8_t>(f2.begin(), f2.end()));
     ::dnstap::Dnstap d;
     ASSERT_TRUE(d.ParseFromArray(first.data(), static_cast<int>(first.size())));
@@ -164,7 +164,7 @@ TEST(Encoder, NoWireLeavesMessagesOutAndIsDeterministic) {
 }
 
 TEST(Encoder, FieldsAreWrittenInFieldNumberOrderLikeNativeServers) {
-    sidetap::dnstap::Encoder enc({"id", "ver", std::nullopt, true});
+    sidetap::dnstap::Encoder enc({"id", "ver", std::nullopt});
     pairing::Classifier c({});
     const auto wire = query_wire();
     const auto seg = udp_segment(40000, 53, wire);

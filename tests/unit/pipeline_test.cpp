@@ -153,3 +153,33 @@ TEST(Pipeline, SteadyStateAllocatesNothingPerPacket) {
     EXPECT_EQ(frames, 260u);  // 82 + 82 + 82 + 4 + 8 + 2 messages per pass
     EXPECT_EQ(g_allocations.load(), 0u) << "allocations during " << frames << " frames";
 }
+
+TEST(Pipeline, EachOutputGetsItsTypesAndItsOwnWireSetting) {
+    auto source = load("dnscap-dns.pcap");
+    pipeline::PipelineConfig config;
+    config.envelope.identity = "test";
+    std::vector<pipeline::OutputRoute> routes;
+    auto queries = std::make_unique<output::MemoryOutput>();
+    auto responses_bare = std::make_unique<output::MemoryOutput>();
+    auto everything = std::make_unique<output::MemoryOutput>();
+    auto* q = queries.get();
+    auto* r = responses_bare.get();
+    auto* all = everything.get();
+    routes.push_back({std::move(queries), 1u << 5, true});           // CLIENT_QUERY
+    routes.push_back({std::move(responses_bare), 1u << 6, false});   // CLIENT_RESPONSE, no wire
+    routes.push_back({std::move(everything)});
+    pipeline::Pipeline p(config, std::move(routes));
+    feed(p, source);
+    p.finish();
+    ASSERT_EQ(q->frames().size(), 41u);
+    ASSERT_EQ(r->frames().size(), 41u);
+    ASSERT_EQ(all->frames().size(), 82u);
+    ::dnstap::Dnstap d;
+    ASSERT_TRUE(d.ParseFromArray(q->frames()[0].data(), static_cast<int>(q->frames()[0].size())));
+    EXPECT_EQ(d.message().type(), ::dnstap::Message::CLIENT_QUERY);
+    EXPECT_TRUE(d.message().has_query_message());
+    ASSERT_TRUE(d.ParseFromArray(r->frames()[0].data(), static_cast<int>(r->frames()[0].size())));
+    EXPECT_EQ(d.message().type(), ::dnstap::Message::CLIENT_RESPONSE);
+    EXPECT_FALSE(d.message().has_response_message());
+    EXPECT_TRUE(d.message().has_query_time_sec());
+}

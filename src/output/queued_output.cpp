@@ -1,0 +1,444 @@
+#include "output/queued_output.h"
+
+#include "framestream/codec.h"
+#include "output/frame_queue.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace sidetap::output {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The ring always holds at least two of the largest frames, whatever
+// queue_bytes says, so one big frame can never wedge the queue.
+constexpr std::size_t kMinRingBytes = 2 * (kMaxFrameSize + FrameQueue::kFrameHeader);
+
+std::string format_elapsed(Clock::duration d) {
+    const auto ms = std::chrono::duration_cast<milliseconds>(d).count();
+    char text[32];
+    if (ms >= 1000) {
+        std::snprintf(text, sizeof text, "%lld s", static_cast<long long>((ms + 500) / 1000));
+    } else {
+        std::snprintf(text, sizeof text, "%lld ms", static_cast<long long>(ms));
+    }
+    return text;
+}
+}  // namespace
+
+struct QueuedOutput::Impl {
+    Impl(std::unique_ptr<FrameWriter> w, const QueueSettings& s)
+        : settings(s),
+          writer(std::move(w)),
+          name(writer->describe()),
+          queue(s.queue_frames, std::max(s.queue_bytes, kMinRingBytes)),
+          buffer(std::max(s.write_buffer, kMaxFrameSize + FrameQueue::kFrameHeader)),
+          batch_bytes(std::max<std::size_t>(s.write_buffer, 1)),
+          wake_bytes(std::max<std::size_t>(std::min(s.write_buffer, queue.byte_capacity() / 2), 1)),
+          wake_frames(std::max<std::size_t>(queue.capacity() / 2, 1)),
+          rng(std::random_device{}()) {}
+
+    // ---- shared ----
+    const QueueSettings settings;
+    const std::unique_ptr<FrameWriter> writer;
+    const std::string name;
+    FrameQueue queue;
+
+    std::atomic<std::uint64_t> frames_written{0};
+    std::atomic<std::uint64_t> bytes_written{0};
+    std::atomic<std::uint64_t> frames_dropped{0};
+    std::atomic<std::uint64_t> frames_too_large{0};
+    std::atomic<std::uint64_t> write_errors{0};
+    std::atomic<std::uint64_t> reconnects{0};
+    std::atomic<bool> connected{false};
+    std::atomic<bool> failed{false};
+    std::atomic<bool> closing{false};
+    std::atomic<Clock::rep> drain_deadline{0};  // valid once closing is set
+
+    std::atomic<bool> flush_requested{false};
+    std::atomic<bool> reopen_requested{false};
+    std::atomic<bool> space_wanted{false};      // a Block producer waits for room
+    std::atomic<bool> io_waiting{false};
+    std::atomic<bool> producer_waiting{false};
+
+    std::mutex mutex;                 // only for the condition variables
+    std::condition_variable io_cv;
+    std::condition_variable space_cv;
+
+    std::mutex close_mutex;
+    bool closed = false;
+    std::thread thread;
+
+    // ---- I/O thread only ----
+    std::vector<std::uint8_t> buffer;
+    const std::size_t batch_bytes;
+    const std::size_t wake_bytes;
+    const std::size_t wake_frames;
+    bool open = false;
+    bool ever_opened = false;
+    std::uint32_t consecutive_failures = 0;
+    unsigned backoff_level = 0;
+    Clock::time_point next_attempt{};
+    Clock::time_point next_flush{};
+    std::size_t flush_frames = 0;     // frames still to write for a flush-everything
+    bool outage_logged = false;
+    std::string last_error;
+    std::uint64_t drops_logged = 0;   // also touched by close() after the join
+    Clock::time_point last_drop_log{};
+    std::minstd_rand rng;
+
+    [[nodiscard]] bool over_threshold() const {
+        return queue.bytes() >= wake_bytes || queue.size() >= wake_frames;
+    }
+
+    void notify_io() {
+        { std::lock_guard lock(mutex); }
+        io_cv.notify_one();
+    }
+
+    // Producer side: wake a sleeping I/O thread once a batch is worth writing.
+    void after_push() {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (io_waiting.load(std::memory_order_relaxed) && over_threshold()) notify_io();
+    }
+
+    WriteResult write(std::span<const std::uint8_t> frame) {
+        if (frame.empty() || frame.size() > kMaxFrameSize) {
+            frames_too_large.fetch_add(1, std::memory_order_relaxed);
+            return WriteResult::TooLarge;
+        }
+        if (failed.load(std::memory_order_acquire) || closing.load(std::memory_order_acquire)) {
+            frames_dropped.fetch_add(1, std::memory_order_relaxed);
+            return WriteResult::Failed;
+        }
+        if (queue.push(frame)) {
+            after_push();
+            return WriteResult::Written;
+        }
+        if (settings.overflow == OverflowPolicy::Drop) {
+            frames_dropped.fetch_add(1, std::memory_order_relaxed);
+            return WriteResult::Dropped;
+        }
+        return write_blocking(frame);
+    }
+
+    WriteResult write_blocking(std::span<const std::uint8_t> frame) {
+        std::unique_lock lock(mutex);
+        producer_waiting.store(true, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        for (;;) {
+            if (queue.push(frame)) {
+                producer_waiting.store(false, std::memory_order_relaxed);
+                lock.unlock();
+                after_push();
+                return WriteResult::Written;
+            }
+            if (failed.load(std::memory_order_acquire) || closing.load(std::memory_order_acquire)) {
+                producer_waiting.store(false, std::memory_order_relaxed);
+                frames_dropped.fetch_add(1, std::memory_order_relaxed);
+                return WriteResult::Failed;
+            }
+            space_wanted.store(true, std::memory_order_relaxed);
+            io_cv.notify_one();
+            // The timeout is only a safety net; pops and give-ups notify.
+            space_cv.wait_for(lock, milliseconds(100));
+        }
+    }
+
+    // ---- I/O thread ----
+    enum class Wake { ClosingOnly, Any };
+
+    void wait_until(Clock::time_point deadline, Wake mode) {
+        std::unique_lock lock(mutex);
+        const bool was_closing = closing.load(std::memory_order_acquire);
+        io_waiting.store(true, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        io_cv.wait_until(lock, deadline, [&] {
+            if (!was_closing && closing.load(std::memory_order_acquire)) return true;
+            if (mode == Wake::ClosingOnly) return false;
+            return flush_requested.load(std::memory_order_relaxed) || reopen_requested.load(std::memory_order_relaxed) ||
+                   space_wanted.load(std::memory_order_relaxed) || over_threshold();
+        });
+        io_waiting.store(false, std::memory_order_relaxed);
+    }
+
+    [[nodiscard]] Clock::time_point deadline_of_drain() const {
+        return Clock::time_point(Clock::duration(drain_deadline.load(std::memory_order_acquire)));
+    }
+
+    void notify_producers() {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (producer_waiting.load(std::memory_order_relaxed)) {
+            std::lock_guard lock(mutex);
+            space_cv.notify_all();
+        }
+    }
+
+    Clock::duration backoff_delay() {
+        const auto initial = std::max<milliseconds::rep>(settings.reconnect_initial.count(), 1);
+        const auto max = std::max<milliseconds::rep>(settings.reconnect_max.count(), initial);
+        milliseconds::rep cap = initial;
+        for (unsigned i = 0; i < backoff_level && cap < max; ++i) cap = std::min(max, cap * 2);
+        if (backoff_level < 64) ++backoff_level;
+        // Full jitter over [initial, cap]: the floor keeps a dead collector
+        // from being hammered, the spread keeps many senders from retrying
+        // in lockstep.
+        std::uniform_int_distribution<milliseconds::rep> pick(initial, cap);
+        return milliseconds(pick(rng));
+    }
+
+    void log_drops(Clock::time_point now, bool final) {
+        if (!final && now - last_drop_log < settings.drop_log_interval) return;
+        const std::uint64_t total = frames_dropped.load(std::memory_order_relaxed);
+        if (total != drops_logged) {
+            std::fprintf(stderr, "sidetap: dropped %llu messages for %s in the last %s\n",
+                         static_cast<unsigned long long>(total - drops_logged), name.c_str(),
+                         format_elapsed(now - last_drop_log).c_str());
+        }
+        drops_logged = total;
+        last_drop_log = now;
+    }
+
+    void drop_queued() {
+        const std::size_t n = queue.size();
+        if (n == 0) return;
+        queue.pop(n);
+        frames_dropped.fetch_add(n, std::memory_order_relaxed);
+        notify_producers();
+    }
+
+    void mark_closed_writer() {
+        open = false;
+        connected.store(false, std::memory_order_release);
+    }
+
+    void give_up(const std::string& error) {
+        std::fprintf(stderr, "sidetap: giving up on %s after %u failed attempts: %s; further messages are dropped\n",
+                     name.c_str(), consecutive_failures, error.c_str());
+        failed.store(true, std::memory_order_release);
+        drop_queued();
+        std::lock_guard lock(mutex);
+        space_cv.notify_all();
+    }
+
+    void try_open(Clock::time_point now) {
+        std::string error;
+        if (writer->open(error)) {
+            open = true;
+            connected.store(true, std::memory_order_release);
+            if (ever_opened) reconnects.fetch_add(1, std::memory_order_relaxed);
+            ever_opened = true;
+            if (outage_logged) std::fprintf(stderr, "sidetap: %s: connected again\n", name.c_str());
+            outage_logged = false;
+            last_error.clear();
+            consecutive_failures = 0;
+            backoff_level = 0;
+            return;
+        }
+        ++consecutive_failures;
+        if (settings.reconnect_attempts && consecutive_failures >= *settings.reconnect_attempts) {
+            give_up(error);
+            return;
+        }
+        if (!outage_logged || error != last_error) {
+            std::fprintf(stderr, "sidetap: %s: %s; retrying\n", name.c_str(), error.c_str());
+            outage_logged = true;
+            last_error = error;
+        }
+        next_attempt = now + backoff_delay();
+    }
+
+    // The connection (or file) failed: close it and reconnect with backoff.
+    // The frames of the failed batch are still queued.
+    void lost(const std::string& reason) {
+        write_errors.fetch_add(1, std::memory_order_relaxed);
+        if (!outage_logged) {
+            std::fprintf(stderr, "sidetap: %s: %s; reconnecting\n", name.c_str(), reason.c_str());
+            outage_logged = true;
+            last_error = reason;
+        }
+        writer->close();
+        mark_closed_writer();
+        next_attempt = Clock::now() + backoff_delay();
+    }
+
+    void reopen_now(Clock::time_point now) {
+        writer->close();
+        mark_closed_writer();
+        next_attempt = now;
+        try_open(now);
+    }
+
+    // Writes one batch of at most batch_bytes (at least one frame).
+    // Returns the number of frames written, 0 after a failure.
+    std::size_t write_batch() {
+        std::size_t used = 0;
+        std::uint8_t* out = buffer.data();
+        const std::size_t n = queue.peek(std::numeric_limits<std::size_t>::max(), batch_bytes,
+                                         [&](std::span<const std::uint8_t> frame) {
+                                             framestream::put_be32(out + used, static_cast<std::uint32_t>(frame.size()));
+                                             std::memcpy(out + used + 4, frame.data(), frame.size());
+                                             used += frame.size() + 4;
+                                         });
+        if (n == 0) return 0;
+        std::string error;
+        if (!writer->write({out, used}, error)) {
+            lost(error.empty() ? std::string("write failed") : error);
+            return 0;
+        }
+        frames_written.fetch_add(n, std::memory_order_relaxed);
+        bytes_written.fetch_add(used, std::memory_order_relaxed);
+        queue.pop(n);
+        notify_producers();
+        return n;
+    }
+
+    void loop() {
+        Clock::time_point now = Clock::now();
+        next_flush = now + settings.flush_interval;
+        last_drop_log = now;
+        next_attempt = now;
+        for (;;) {
+            now = Clock::now();
+            log_drops(now, false);
+            const auto next_log = last_drop_log + settings.drop_log_interval;
+            const bool is_closing = closing.load(std::memory_order_acquire);
+            if (is_closing && (queue.size() == 0 || failed.load(std::memory_order_acquire) ||
+                               now >= deadline_of_drain()))
+                return;
+            if (failed.load(std::memory_order_acquire)) {
+                drop_queued();  // frames pushed just before write() saw `failed`
+                wait_until(next_log, Wake::ClosingOnly);
+                continue;
+            }
+            if (!open) {
+                reopen_requested.store(false, std::memory_order_relaxed);  // the next open is fresh anyway
+                if (now < next_attempt) {
+                    auto until = std::min(next_attempt, next_log);
+                    if (is_closing) until = std::min(until, deadline_of_drain());
+                    wait_until(until, Wake::ClosingOnly);
+                    continue;
+                }
+                try_open(now);
+                continue;
+            }
+            // Between batches: rotation and SIGHUP.
+            if (reopen_requested.exchange(false, std::memory_order_relaxed) && writer->reopen_on_request()) {
+                reopen_now(now);
+                continue;
+            }
+            if (writer->wants_reopen(now)) {
+                reopen_now(now);
+                continue;
+            }
+            const bool flush_now = flush_requested.exchange(false, std::memory_order_relaxed) |
+                                   space_wanted.exchange(false, std::memory_order_relaxed);
+            if (flush_now || is_closing || now >= next_flush) {
+                flush_frames = std::max(flush_frames, queue.size());
+                if (now >= next_flush) next_flush = now + settings.flush_interval;
+            }
+            if (flush_frames > 0 || over_threshold()) {
+                if (writer->broken()) {
+                    lost("connection closed by the peer");
+                    continue;
+                }
+                const std::size_t n = write_batch();
+                if (n == 0 && open) flush_frames = 0;  // nothing was queued after all
+                flush_frames = flush_frames > n ? flush_frames - n : 0;
+                continue;
+            }
+            if (writer->broken()) {
+                lost("connection closed by the peer");
+                continue;
+            }
+            wait_until(std::min(next_flush, next_log), Wake::Any);
+        }
+    }
+
+    void run() {
+        try {
+            loop();
+        } catch (const std::exception& e) {
+            // Nothing in the writers should throw; if something does
+            // (bad_alloc), the output stops cleanly instead of terminating.
+            std::fprintf(stderr, "sidetap: %s: output thread failed: %s\n", name.c_str(), e.what());
+            failed.store(true, std::memory_order_release);
+        }
+        if (open) {
+            writer->close();
+            mark_closed_writer();
+        }
+        drop_queued();
+        std::lock_guard lock(mutex);
+        space_cv.notify_all();
+    }
+
+    void close() {
+        std::lock_guard close_lock(close_mutex);
+        if (closed) return;
+        closed = true;
+        {
+            std::lock_guard lock(mutex);
+            drain_deadline.store((Clock::now() + settings.drain_timeout).time_since_epoch().count(),
+                                 std::memory_order_release);
+            closing.store(true, std::memory_order_release);
+        }
+        io_cv.notify_all();
+        space_cv.notify_all();
+        if (thread.joinable()) thread.join();
+        // The I/O thread is gone: this thread is the consumer now. Anything a
+        // racing producer pushed at the last moment is still accounted for.
+        drop_queued();
+        log_drops(Clock::now(), true);
+    }
+};
+
+QueuedOutput::QueuedOutput(std::unique_ptr<FrameWriter> writer, const QueueSettings& settings)
+    : impl_(std::make_unique<Impl>(std::move(writer), settings)) {
+    impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+}
+
+QueuedOutput::~QueuedOutput() { close(); }
+
+WriteResult QueuedOutput::write(std::span<const std::uint8_t> frame) { return impl_->write(frame); }
+
+void QueuedOutput::flush() {
+    impl_->flush_requested.store(true, std::memory_order_relaxed);
+    impl_->notify_io();
+}
+
+void QueuedOutput::close() { impl_->close(); }
+
+void QueuedOutput::request_reopen() {
+    impl_->reopen_requested.store(true, std::memory_order_relaxed);
+    impl_->notify_io();
+}
+
+const std::string& QueuedOutput::name() const { return impl_->name; }
+
+OutputStats QueuedOutput::stats() const {
+    OutputStats s;
+    s.frames_written = impl_->frames_written.load(std::memory_order_relaxed);
+    s.bytes_written = impl_->bytes_written.load(std::memory_order_relaxed);
+    s.frames_dropped = impl_->frames_dropped.load(std::memory_order_relaxed);
+    s.frames_too_large = impl_->frames_too_large.load(std::memory_order_relaxed);
+    s.write_errors = impl_->write_errors.load(std::memory_order_relaxed);
+    s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
+    s.queue_depth = impl_->queue.size();
+    s.connected = impl_->connected.load(std::memory_order_acquire);
+    s.failed = impl_->failed.load(std::memory_order_acquire);
+    return s;
+}
+
+}  // namespace sidetap::output
