@@ -1,55 +1,52 @@
-// FileOutput: a unidirectional Frame Streams file (START, data frames, STOP).
+// FileOutput: a Frame Streams file output — a QueuedOutput (bounded queue,
+// own I/O thread) over a FileWriter (START, data frames, STOP; rotation by
+// size/time; reopen on SIGHUP). See queued_output.h and file_writer.h.
 //
 // Contract:
-//  - The constructor opens the path ("-" = stdout) and writes START with the
-//    dnstap content type; it throws util::FatalError if the file cannot be
-//    opened.
-//  - write() appends one data frame into an in-memory buffer of
-//    `buffer_size` bytes, written out with one write(2) when full; no
-//    allocation per frame. Frames larger than kMaxFrameSize are refused
-//    (WriteResult::TooLarge, counted) because golang-dnstap stops reading a
-//    stream at the first frame over 96 KiB.
-//  - close() flushes and writes STOP; it is called by the destructor, so a
+//  - The constructor opens the path ("-" = stdout) and writes START at once;
+//    it throws util::FatalError ("cannot open output PATH: reason") if the
+//    file cannot be opened. Later reopen failures (rotation, SIGHUP) are
+//    retried with backoff by the I/O thread.
+//  - FileOutput(path, buffer_size) keeps the old synchronous writer's
+//    behaviour: OverflowPolicy::Block (nothing is lost), write buffer of
+//    buffer_size bytes, no rotation. The CLI passes QueueSettings.
+//  - Frames larger than kMaxFrameSize are refused (TooLarge, counted).
+//  - close() drains, writes STOP and closes; the destructor calls it, so a
 //    file always ends with STOP unless the process is killed with SIGKILL.
-//  - A write(2) error is reported once on stderr, counted in write_errors,
-//    and further frames are counted as dropped.
 #pragma once
 
+#include "output/file_writer.h"
 #include "output/output.h"
+#include "output/queued_output.h"
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
-#include <vector>
 
 namespace sidetap::output {
-
 
 class FileOutput final : public Output {
 public:
     explicit FileOutput(std::string path, std::size_t buffer_size = 256 * 1024);
+    FileOutput(FileWriterOptions options, const QueueSettings& settings);
     ~FileOutput() override;
     FileOutput(const FileOutput&) = delete;
     FileOutput& operator=(const FileOutput&) = delete;
 
-    WriteResult write(std::span<const std::uint8_t> frame) override;
-    void flush() override;
-    void close() override;
-    [[nodiscard]] OutputStats stats() const override { return stats_; }
-    [[nodiscard]] const std::string& name() const override { return path_; }
-    [[nodiscard]] bool failed() const { return failed_; }
+    WriteResult write(std::span<const std::uint8_t> frame) override { return queue_->write(frame); }
+    void flush() override { queue_->flush(); }
+    void close() override { queue_->close(); }
+    [[nodiscard]] OutputStats stats() const override { return queue_->stats(); }
+    [[nodiscard]] const std::string& name() const override { return queue_->name(); }
+    void request_reopen() override { queue_->request_reopen(); }
+    [[nodiscard]] bool failed() const { return queue_->stats().failed; }
 
 private:
-    bool write_all(const std::uint8_t* data, std::size_t size);
-
-    std::string path_;
-    int fd_ = -1;
-    bool owns_fd_ = false;
-    bool failed_ = false;
-    bool closed_ = false;
-    std::vector<std::uint8_t> buffer_;
-    std::size_t used_ = 0;
-    OutputStats stats_;
+    std::unique_ptr<QueuedOutput> queue_;
 };
+
+// The same as std::make_unique<FileOutput>(options, settings).
+std::unique_ptr<Output> make_file_output(FileWriterOptions options, const QueueSettings& settings);
 
 }  // namespace sidetap::output

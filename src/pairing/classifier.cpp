@@ -1,6 +1,7 @@
 #include "pairing/classifier.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace sidetap::pairing {
 
@@ -97,6 +98,37 @@ std::string_view short_name(MessageType type) {
                                                  "FR", "SQ", "SR", "TQ", "TR", "UQ", "UR"};
     const auto i = static_cast<std::size_t>(type);
     return i < std::size(names) ? names[i] : names[0];
+}
+
+std::optional<std::uint32_t> parse_type_list(std::string_view text, std::string& error) {
+    std::uint32_t bits = 0;
+    while (!text.empty()) {
+        const auto comma = text.find(',');
+        auto item = text.substr(0, comma);
+        text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (item.empty()) continue;
+        std::string upper(item);
+        for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        bool found = false;
+        for (unsigned v = 1; v <= 14 && !found; ++v) {
+            const auto type = static_cast<MessageType>(v);
+            if (upper == to_string(type) || upper == short_name(type)) {
+                bits |= 1u << v;
+                found = true;
+            }
+        }
+        if (!found) {
+            error = "unknown message type '" + std::string(item) + "' (use e.g. CLIENT_QUERY or CQ)";
+            return std::nullopt;
+        }
+    }
+    if (bits == 0) {
+        error = "empty message type list";
+        return std::nullopt;
+    }
+    return bits;
 }
 
 }  // namespace sidetap::pairing

@@ -25,6 +25,8 @@
 #include "util/counters.h"
 
 #include <bitset>
+#include <optional>
+#include <string>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -102,5 +104,10 @@ private:
 
 std::string_view to_string(MessageType type);
 std::string_view short_name(MessageType type);
+
+// Parses a comma-separated list of message types — full names
+// (CLIENT_QUERY) or golang-dnstap's mnemonics (CQ), any case — into a bit
+// set (bit 1 << type value). nullopt with `error` set for an unknown name.
+std::optional<std::uint32_t> parse_type_list(std::string_view text, std::string& error);
 
 }  // namespace sidetap::pairing

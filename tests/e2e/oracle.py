@@ -159,6 +159,7 @@ def rfc3339nano(ns):
 
 
 _CACHE = {}
+_STATS = {}
 
 
 # TCP ports tshark decodes as DNS besides 53 (the ones SOURCES.md's counts
@@ -179,6 +180,7 @@ def tshark_packets(pcap, defragment=None, ports=(53,)):
     key = (os.path.abspath(pcap), defragment, FEATURES["dns_over_tcp"], _decode_ports(ports), st.st_mtime_ns,
            st.st_size)
     if key not in _CACHE:
+        _STATS.setdefault("single_runs", []).append(os.path.basename(pcap))
         _CACHE[key] = _tshark_packets(pcap, defragment, ports)
     return _CACHE[key]
 
@@ -594,60 +596,67 @@ def _frame_keys(layers):
 
 
 def messages_for_files(files, ports=(53,), with_reasons=False):
-    """{file: messages in completion order} (see messages_in_completion_order)."""
+    """{file: messages in completion order} (see messages_in_completion_order),
+    with as few tshark runs as possible."""
     files = list(files)
-    result = {}
     counts = subprocess.run(["capinfos", "-c", "-M", "-T", "-r", *files], capture_output=True, text=True).stdout
     npackets = {}
     for line in counts.splitlines():
         name, _, n = line.rpartition("\t")
         if n.isdigit():
             npackets[name] = int(n)
-    mergeable = [f for f in files if f in npackets]
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        merged = os.path.join(tmp, "all.pcapng")
-        if len(mergeable) > 1:
-            m = subprocess.run(["mergecap", "-a", "-F", "pcapng", "-w", merged, *mergeable], capture_output=True,
-                               text=True)
-            if m.returncode != 0:
-                mergeable = []
-        else:
-            mergeable = []
-        if mergeable:
-            packets = _tshark_packets(merged, FEATURES["ip_fragment_reassembly"], ports)
-            bounds, first = [], 1
-            for f in mergeable:
-                bounds.append((first, first + npackets[f], f))
-                first += npackets[f]
-            import bisect
-            starts = [b[0] for b in bounds]
-            per_file = {f: [] for f in mergeable}
-            owners = {}
-            for layers in packets:
-                n = int(layers["frame"]["frame.number"])
-                i = bisect.bisect_right(starts, n) - 1
-                f = bounds[i][2]
-                per_file[f].append(layers)
-                for k in _frame_keys(layers):
-                    owners.setdefault(k, set()).add(f)
-            shared = set()
-            for k, fs in owners.items():
-                if len(fs) > 1:
-                    shared |= fs
-            for (lo, _, f) in bounds:
-                if f in shared:
-                    continue
-                # Renumber frames to the file's own numbering.
-                for layers in per_file[f]:
-                    layers["frame"]["frame.number"] = str(int(layers["frame"]["frame.number"]) - lo + 1)
-                st = os.stat(f)
-                key = (os.path.abspath(f), FEATURES["ip_fragment_reassembly"], FEATURES["dns_over_tcp"],
-                       _decode_ports(ports), st.st_mtime_ns, st.st_size)
-                _CACHE[key] = per_file[f]
+        # pcapng files of our own are not merged: mergecap rewrites odd time
+        # resolutions (multi-interface.pcapng's 2^-20) and loses precision.
+        _prefetch_merged([f for f in files if f in npackets and not (
+            f.endswith(".pcapng") and os.path.abspath(f).startswith(tl.OWN_PCAPS + os.sep))], npackets, ports, tmp)
+    return {f: messages_in_completion_order(f, ports, with_reasons=with_reasons) for f in files}
+
+
+def _prefetch_merged(files, npackets, ports, tmp):
+    """Fills _CACHE for `files` from one tshark run over their mergecap -a
+    concatenation; a group mergecap refuses (e.g. a pcapng with two
+    sections) is split in halves, down to single files (left to the caller)."""
+    import bisect
+    if len(files) < 2:
+        return
+    merged = os.path.join(tmp, "all-%d.pcapng" % len(os.listdir(tmp)))
+    m = subprocess.run(["mergecap", "-a", "-F", "pcapng", "-w", merged, *files], capture_output=True, text=True)
+    if m.returncode != 0:
+        half = len(files) // 2
+        _prefetch_merged(files[:half], npackets, ports, tmp)
+        _prefetch_merged(files[half:], npackets, ports, tmp)
+        return
+    packets = _tshark_packets(merged, FEATURES["ip_fragment_reassembly"], ports)
+    os.unlink(merged)
+    bounds, first = [], 1
     for f in files:
-        result[f] = messages_in_completion_order(f, ports, with_reasons=with_reasons)
-    return result
+        bounds.append((first, f))
+        first += npackets[f]
+    starts = [b[0] for b in bounds]
+    per_file = {f: [] for f in files}
+    owners = {}
+    for layers in packets:
+        n = int(layers["frame"]["frame.number"])
+        f = bounds[bisect.bisect_right(starts, n) - 1][1]
+        per_file[f].append(layers)
+        for k in _frame_keys(layers):
+            owners.setdefault(k, set()).add(f)
+    shared = set()
+    _STATS["merged_files"] = _STATS.get("merged_files", 0) + len(files)
+    for fs in owners.values():
+        if len(fs) > 1:
+            shared |= fs   # tshark may have reassembled across these files: own runs
+    for lo, f in bounds:
+        if f in shared:
+            continue
+        for layers in per_file[f]:  # back to the file's own frame numbers
+            layers["frame"]["frame.number"] = str(int(layers["frame"]["frame.number"]) - lo + 1)
+        st = os.stat(f)
+        key = (os.path.abspath(f), FEATURES["ip_fragment_reassembly"], FEATURES["dns_over_tcp"],
+               _decode_ports(ports), st.st_mtime_ns, st.st_size)
+        _CACHE[key] = per_file[f]
 
 
 # ---------------------------------------------------------------------------

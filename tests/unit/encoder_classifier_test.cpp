@@ -178,3 +178,17 @@ TEST(Encoder, FieldsAreWrittenInFieldNumberOrderLikeNativeServers) {
     EXPECT_EQ(f[f.size() - 2], 0x78);
     EXPECT_EQ(f[f.size() - 1], 0x01);
 }
+
+TEST(MessageTypeList, AcceptsFullNamesAndMnemonicsInAnyCase) {
+    std::string error;
+    const auto bits = pairing::parse_type_list("CLIENT_QUERY, cr,AQ", error);
+    ASSERT_TRUE(bits) << error;
+    EXPECT_EQ(*bits, (1u << 5) | (1u << 6) | (1u << 1));
+}
+
+TEST(MessageTypeList, RejectsUnknownNamesAndEmptyLists) {
+    std::string error;
+    EXPECT_FALSE(pairing::parse_type_list("CQ,BOGUS", error));
+    EXPECT_NE(error.find("BOGUS"), std::string::npos);
+    EXPECT_FALSE(pairing::parse_type_list(" , ", error));
+}

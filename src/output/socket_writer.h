@@ -1,0 +1,65 @@
+// SocketWriter: the FrameWriter of socket outputs — a bidirectional Frame
+// Streams connection over a Connector (unix://, tcp://, tls://).
+//
+// Contract:
+//  - open(): Connector::connect(connect_timeout), then READY (content type
+//    protobuf:dnstap.Dnstap) → ACCEPT (a control frame of at most 512 bytes,
+//    read within what is left of connect_timeout; it must list the dnstap
+//    content type, else the error is "collector accepted content types
+//    [a, b] but not protobuf:dnstap.Dnstap") → START. Every open is a new
+//    connection with a fresh handshake. On failure: false + one-line error.
+//  - write(): Connection::write_all() of the framed batch.
+//  - close(): on a healthy connection, STOP, then waits at most
+//    finish_timeout for FINISH; then drops the connection. After a failed
+//    write or a peer that went away, it just drops the connection (no STOP
+//    into a dead socket, no FINISH wait).
+//  - broken(): Connection::peer_closed() (checked between batches).
+//  - Needs from the transport: Connection::write_all must give up after a
+//    bounded time (e.g. SO_SNDTIMEO = connect_timeout, as CoreDNS's 4 s
+//    write timeout), or a collector that never reads stalls close().
+#pragma once
+
+#include "framestream/codec.h"
+#include "output/queued_output.h"
+#include "output/transport.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sidetap::output {
+
+class SocketWriter final : public FrameWriter {
+public:
+    // Uses settings.connect_timeout and settings.finish_timeout.
+    SocketWriter(std::unique_ptr<Connector> connector, const QueueSettings& settings);
+    ~SocketWriter() override;
+    SocketWriter(const SocketWriter&) = delete;
+    SocketWriter& operator=(const SocketWriter&) = delete;
+
+    bool open(std::string& error) override;
+    bool write(std::span<const std::uint8_t> framed, std::string& error) override;
+    void close() override;
+    bool broken() override;
+    [[nodiscard]] const std::string& describe() const override { return connector_->describe(); }
+
+private:
+    // Reads one control frame (escape, length ≤ 512, payload) within `timeout`.
+    std::optional<framestream::ControlFrame> read_control(std::chrono::milliseconds timeout, std::string& error);
+
+    std::unique_ptr<Connector> connector_;
+    std::chrono::milliseconds connect_timeout_;
+    std::chrono::milliseconds finish_timeout_;
+    std::unique_ptr<Connection> connection_;
+    bool healthy_ = false;
+};
+
+// A QueuedOutput over a SocketWriter: what the CLI builds for unix://,
+// tcp:// and tls:// destinations. Never fails at construction: a collector
+// that is not there yet is retried with backoff.
+std::unique_ptr<Output> make_socket_output(std::unique_ptr<Connector> connector, const QueueSettings& settings);
+
+}  // namespace sidetap::output
