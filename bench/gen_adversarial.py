@@ -23,6 +23,13 @@ Kinds (every item has its own tuple, so nothing ever merges; --ipv6-share of the
            announced as --tcp-claimed bytes; default: the query's real length, half of it
            sent). Distinct client address/port per connection. Every --interval-us
            (default 200: 100k connections in 20 s, inside the default 60 s idle timeout).
+- hashflood: N unanswered UDP queries from one client/port/ID whose qnames
+           ("example.XXXXX") are chosen so that the pairing table's hash (ExchangeKeyHash:
+           FNV-1a, no seed; index of 131072 slots for the default 65536 queries) puts all of
+           them into the first --flood-window slots. Linear probing then turns every insert,
+           lookup and backward-shift erase into a walk of one giant cluster. --control writes
+           the same shape with random names instead. (Model of src/pairing/pairer.cpp as of
+           2026-11-22; if the hash changes, this kind no longer collides.)
 - queries: N UDP queries to port 53 that are never answered; distinct (client address,
            port) per query: port 1024 + i % 64512, client number i // 64512 (or, with
            --random-tuples, random ones). Every --interval-us (default 20: 1M queries in 20 s).
@@ -266,9 +273,47 @@ def gen_queries(args, rng, w):
     return {"queries": args.count, "ipv6": n6}
 
 
+def gen_hashflood(args, rng, w):
+    P, M = 1099511628211, (1 << 64) - 1
+    src, cport, qid = bytes([10, 9, 9, 9]), 40000, 0x1234
+    h = 1469598103934665603
+    for b in src + SERVER4 + bytes([cport & 0xFF, cport >> 8, 53, 0, qid & 0xFF, qid >> 8, 1, 0]) \
+            + b"\x07example\x05":
+        h = ((h ^ b) * P) & M
+    alpha = b"abcdefghijklmnopqrstuvwxyz0123456789"
+    names = []
+    if args.control:
+        names = [bytes(rng.choice(alpha) for _ in range(5)) for _ in range(args.count)]
+    else:
+        import itertools
+        for combo in itertools.product(alpha, repeat=5):
+            g = h
+            for b in combo:
+                g = ((g ^ b) * P) & M
+            g = (g * P) & M                      # the root label's 0 byte
+            if ((g ^ (g >> 29)) & 131071) < args.flood_window:
+                names.append(bytes(combo))
+                if len(names) == args.count:
+                    break
+    s4 = word_sum(SERVER4)
+    t_us = args.start * 1_000_000
+    for i, n in enumerate(names):
+        t_us += args.interval_us
+        body = (struct.pack("!HHHHH", 0x0100, 1, 0, 0, 0) + b"\x07example\x05" + n + b"\x00"
+                + struct.pack("!HH", 1, 1))
+        ulen, ipid = 10 + len(body), i & 0xFFFF
+        ipck = ~fold(0x4500 + 20 + ulen + ipid + 0x4000 + 0x4011 + word_sum(src) + s4) & 0xFFFF
+        ck = ~fold(word_sum(src) + s4 + 17 + ulen + cport + 53 + ulen + qid + word_sum(body)) \
+            & 0xFFFF or 0xFFFF
+        w.packet(t_us, ETH4_TO_SERVER,
+                 struct.pack("!HHHHHH4s4sHHHHH", 0x4500, 20 + ulen, ipid, 0x4000, 0x4011, ipck,
+                             src, SERVER4, cport, 53, ulen, ck, qid), body)
+    return {"queries": len(names), "window": 0 if args.control else args.flood_window}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("kind", choices=["frags", "tcp", "queries"])
+    ap.add_argument("kind", choices=["frags", "tcp", "queries", "hashflood"])
     ap.add_argument("-n", "--count", type=int, help="items (default: frags/queries 1000000, "
                     "tcp 100000)")
     ap.add_argument("-o", "--output", required=True)
@@ -283,11 +328,16 @@ def main():
                     help="frags: send a middle fragment at this byte offset instead of a first one")
     ap.add_argument("--random-tuples", action="store_true",
                     help="queries: random client address/port instead of sequential ones")
+    ap.add_argument("--flood-window", type=int, default=2048,
+                    help="hashflood: slots the crafted keys fall into")
+    ap.add_argument("--control", action="store_true",
+                    help="hashflood: random names (the same traffic without collisions)")
     ap.add_argument("--tcp-claimed", type=int, default=0,
                     help="tcp: DNS message length in the 2-byte prefix (default: the query's)")
     ap.add_argument("--tcp-sent", type=int, help="tcp: bytes of the message actually sent")
     args = ap.parse_args()
-    defaults = {"frags": (1_000_000, 10), "tcp": (100_000, 200), "queries": (1_000_000, 20)}
+    defaults = {"frags": (1_000_000, 10), "tcp": (100_000, 200), "queries": (1_000_000, 20),
+                "hashflood": (10_000, 20)}
     if args.count is None:
         args.count = defaults[args.kind][0]
     if args.interval_us is None:
@@ -300,7 +350,8 @@ def main():
     t0 = time.monotonic()
     rng = random.Random(args.seed)
     w = Writer(args.output)
-    info = {"frags": gen_frags, "tcp": gen_tcp, "queries": gen_queries}[args.kind](args, rng, w)
+    info = {"frags": gen_frags, "tcp": gen_tcp, "queries": gen_queries,
+            "hashflood": gen_hashflood}[args.kind](args, rng, w)
     w.close()
     extra = " ".join(f"{k}={v}" for k, v in info.items())
     print(f"gen_adversarial: {args.kind}: {w.packets} packets, {extra} -> {args.output} "

@@ -138,16 +138,18 @@ struct QueuedOutput::Impl {
         producer_waiting.store(true, std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_seq_cst);
         for (;;) {
+            // Checked before pushing: giving up empties the queue, and the
+            // room that makes must not look like success.
+            if (failed.load(std::memory_order_acquire) || closing.load(std::memory_order_acquire)) {
+                producer_waiting.store(false, std::memory_order_relaxed);
+                frames_dropped.fetch_add(1, std::memory_order_relaxed);
+                return WriteResult::Failed;
+            }
             if (queue.push(frame)) {
                 producer_waiting.store(false, std::memory_order_relaxed);
                 lock.unlock();
                 after_push();
                 return WriteResult::Written;
-            }
-            if (failed.load(std::memory_order_acquire) || closing.load(std::memory_order_acquire)) {
-                producer_waiting.store(false, std::memory_order_relaxed);
-                frames_dropped.fetch_add(1, std::memory_order_relaxed);
-                return WriteResult::Failed;
             }
             space_wanted.store(true, std::memory_order_relaxed);
             io_cv.notify_one();

@@ -110,6 +110,8 @@ bool SocketWriter::write(std::span<const std::uint8_t> framed, std::string& erro
 
 void SocketWriter::close() {
     if (!connection_) return;
+    // STOP must not wait longer than FINISH would.
+    if (healthy_) connection_->set_write_timeout(finish_timeout_);
     if (healthy_ && connection_->write_all(control_bytes(framestream::ControlType::Stop, false))) {
         // The collector answers FINISH and closes; what it says beyond that
         // does not matter any more, so errors here are not reported.

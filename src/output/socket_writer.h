@@ -9,14 +9,15 @@
 //    [a, b] but not protobuf:dnstap.Dnstap") → START. Every open is a new
 //    connection with a fresh handshake. On failure: false + one-line error.
 //  - write(): Connection::write_all() of the framed batch.
-//  - close(): on a healthy connection, STOP, then waits at most
-//    finish_timeout for FINISH; then drops the connection. After a failed
+//  - close(): on a healthy connection, STOP (its write bounded by
+//    finish_timeout too), then waits at most finish_timeout for FINISH; then
+//    drops the connection. After a failed
 //    write or a peer that went away, it just drops the connection (no STOP
 //    into a dead socket, no FINISH wait).
 //  - broken(): Connection::peer_closed() (checked between batches).
-//  - Needs from the transport: Connection::write_all must give up after a
-//    bounded time (e.g. SO_SNDTIMEO = connect_timeout, as CoreDNS's 4 s
-//    write timeout), or a collector that never reads stalls close().
+//  - Relies on the transport's write timeout (connect_timeout by default):
+//    a batch written to a collector that never reads fails after it, which
+//    is what bounds close() with a stuck collector.
 #pragma once
 
 #include "framestream/codec.h"

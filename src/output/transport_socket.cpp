@@ -134,7 +134,9 @@ UniqueFd connect_tcp(const std::string& host, std::uint16_t port, std::chrono::m
         const auto share = (deadline - now) / static_cast<long>(count - index);
         const auto attempt_deadline = now + std::max<Clock::duration>(share, std::min<Clock::duration>(deadline - now, std::chrono::seconds(2)));
         std::string reason;
-        UniqueFd fd = connect_one(*ai, attempt_deadline, timeout, reason);
+        const auto attempt_timeout = count == 1 ? timeout
+                                                : std::chrono::ceil<std::chrono::milliseconds>(attempt_deadline - now);
+        UniqueFd fd = connect_one(*ai, attempt_deadline, attempt_timeout, reason);
         if (fd) return fd;
         if (!reasons.empty()) reasons += "; ";
         if (count > 1) reasons += numeric_address(ai->ai_addr, ai->ai_addrlen, port) + ": ";

@@ -107,11 +107,12 @@ const BIO_METHOD* socket_bio_method() {
 // The earliest queued OpenSSL error is the root cause ("certificate verify
 // failed", "No such file or directory"); the rest are call-site context.
 // Drains this thread's error queue.
-std::string take_openssl_error() {
+std::string take_openssl_error(unsigned long* code = nullptr) {
     unsigned long first = 0;
     for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
         if (first == 0) first = e;
     }
+    if (code != nullptr) *code = first;
     if (first == 0) return {};
     if (const char* reason = ERR_reason_error_string(first); reason != nullptr) return reason;
     char buf[256];
@@ -121,12 +122,16 @@ std::string take_openssl_error() {
 
 // One line for a failed SSL_* call; `saved_errno` is errno right after it.
 std::string describe_failure(SSL* ssl, int ssl_error, int saved_errno) {
-    std::string reason = take_openssl_error();
-    const long verify = SSL_get_verify_result(ssl);
-    if (verify != X509_V_OK) {
-        if (reason.empty()) reason = "certificate verify failed";
-        reason += ": ";
-        reason += X509_verify_cert_error_string(verify);
+    unsigned long code = 0;
+    std::string reason = take_openssl_error(&code);
+    // The verify result says why ("self-signed certificate", "hostname
+    // mismatch"). Only when verification is what failed: with skip_verify
+    // OpenSSL still records a result that did not matter.
+    if (ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK) {
+            reason += ": ";
+            reason += X509_verify_cert_error_string(verify);
+        }
     }
     if (!reason.empty()) return reason;
     switch (ssl_error) {

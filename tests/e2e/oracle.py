@@ -149,6 +149,14 @@ def epoch_to_ns(text):
     return int((d * 1_000_000_000).to_integral_value(rounding=decimal.ROUND_FLOOR))
 
 
+def message_time(d):
+    """A decoded dnstap record's own time: response_time for responses (which
+    also carry their query's query_time), query_time for queries."""
+    if d.get("type", "").endswith("_RESPONSE"):
+        return d.get("response_time_ns")
+    return d.get("query_time_ns")
+
+
 def rfc3339nano(ns):
     """Go's time.RFC3339Nano in UTC: trailing zeros trimmed, no dot if .0."""
     sec, frac = divmod(ns, 1_000_000_000)
@@ -176,13 +184,19 @@ def tshark_packets(pcap, defragment=None, ports=(53,)):
     with IP defragmentation and TCP reassembly as FEATURES says."""
     if defragment is None:
         defragment = FEATURES["ip_fragment_reassembly"]
-    st = os.stat(pcap)
-    key = (os.path.abspath(pcap), defragment, FEATURES["dns_over_tcp"], _decode_ports(ports), st.st_mtime_ns,
-           st.st_size)
+    key = _cache_key(pcap, ports, defragment)
     if key not in _CACHE:
         _STATS.setdefault("single_runs", []).append(os.path.basename(pcap))
         _CACHE[key] = _tshark_packets(pcap, defragment, ports)
     return _CACHE[key]
+
+
+def _cache_key(pcap, ports, defragment=None):
+    st = os.stat(pcap)
+    if defragment is None:
+        defragment = FEATURES["ip_fragment_reassembly"]
+    return (os.path.abspath(pcap), defragment, FEATURES["dns_over_tcp"], _decode_ports(ports), st.st_mtime_ns,
+            st.st_size)
 
 
 def _tshark_packets(pcap, defragment=True, ports=(53,)):
@@ -194,9 +208,16 @@ def _tshark_packets(pcap, defragment=True, ports=(53,)):
            "-o", "tcp.analyze_sequence_numbers:TRUE"]
     for p in _decode_ports(ports):
         cmd += ["-d", "tcp.port==%d,dns" % p]
-    cmd += ["-Y", "udp or tcp or ip.flags.mf==1 or ip.frag_offset>0 or ipv6.fraghdr"]
+    # Only what can be DNS for sidetap (UDP/TCP on a DNS port, IP fragments):
+    # a smaller JSON for the merged runs.
+    dns_ports = ",".join(str(p) for p in (53,) + _decode_ports(ports))
+    cmd += ["-Y", "udp.port in {%s} or tcp.port in {%s} or ip.flags.mf==1 or ip.frag_offset>0 or ipv6.fraghdr"
+            % (dns_ports, dns_ports)]
     p = subprocess.run(cmd, capture_output=True)
     out = p.stdout.decode("utf-8", "replace").strip()
+    err = p.stderr.decode("utf-8", "replace")
+    if p.returncode != 0 and "unexpected" in err or "isn't a valid display filter" in err:
+        raise AssertionError("tshark failed: %s\n%s" % (" ".join(cmd), err))
     if not out:
         return []
     packets = json.loads(out, object_pairs_hook=_hook)
@@ -598,8 +619,10 @@ def _frame_keys(layers):
 def messages_for_files(files, ports=(53,), with_reasons=False):
     """{file: messages in completion order} (see messages_in_completion_order),
     with as few tshark runs as possible."""
-    files = list(files)
-    counts = subprocess.run(["capinfos", "-c", "-M", "-T", "-r", *files], capture_output=True, text=True).stdout
+    files = list(dict.fromkeys(files))  # once each, in order
+    todo = [f for f in files if _cache_key(f, ports) not in _CACHE]
+    counts = subprocess.run(["capinfos", "-c", "-M", "-T", "-r", *todo], capture_output=True,
+                            text=True).stdout if todo else ""
     npackets = {}
     for line in counts.splitlines():
         name, _, n = line.rpartition("\t")
@@ -609,7 +632,7 @@ def messages_for_files(files, ports=(53,), with_reasons=False):
     with tempfile.TemporaryDirectory() as tmp:
         # pcapng files of our own are not merged: mergecap rewrites odd time
         # resolutions (multi-interface.pcapng's 2^-20) and loses precision.
-        _prefetch_merged([f for f in files if f in npackets and not (
+        _prefetch_merged([f for f in todo if f in npackets and not (
             f.endswith(".pcapng") and os.path.abspath(f).startswith(tl.OWN_PCAPS + os.sep))], npackets, ports, tmp)
     return {f: messages_in_completion_order(f, ports, with_reasons=with_reasons) for f in files}
 
@@ -653,10 +676,7 @@ def _prefetch_merged(files, npackets, ports, tmp):
             continue
         for layers in per_file[f]:  # back to the file's own frame numbers
             layers["frame"]["frame.number"] = str(int(layers["frame"]["frame.number"]) - lo + 1)
-        st = os.stat(f)
-        key = (os.path.abspath(f), FEATURES["ip_fragment_reassembly"], FEATURES["dns_over_tcp"],
-               _decode_ports(ports), st.st_mtime_ns, st.st_size)
-        _CACHE[key] = per_file[f]
+        _CACHE[_cache_key(f, ports)] = per_file[f]
 
 
 # ---------------------------------------------------------------------------

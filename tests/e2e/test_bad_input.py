@@ -33,6 +33,12 @@ MALFORMED = ["tcpdump-dns-zlip-1.pcap", "tcpdump-dns-zlip-2.pcap", "tcpdump-dns-
 
 
 class BadInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        # One tshark run for all the shared captures used here.
+        oracle.messages_for_files([oracle.shared_pcap(n) for n in MALFORMED + ["dnscap-dns.pcap"]] +
+                                  [oracle.own_pcap(n) for n in ("udp-raw.pcap", "snapped.pcap", "malformed.pcap")])
+
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.out = os.path.join(self.tmp.name, "out.fstrm")

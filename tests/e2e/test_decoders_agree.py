@@ -24,6 +24,10 @@ MNEMONIC = {"CLIENT_QUERY": "CQ", "CLIENT_RESPONSE": "CR", "AUTH_QUERY": "AQ", "
 
 
 class DecodersAgree(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        oracle.messages_for_files(CAPTURES + [oracle.shared_pcap("dnscap-edns.pcap")])
+
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.out = os.path.join(self.tmp.name, "out.fstrm")
@@ -52,6 +56,9 @@ class DecodersAgree(unittest.TestCase):
             self.assertEqual(m.get("response_port"), e["response_port"], i)
             key = "response_time" if e["is_response"] else "query_time"
             self.assertEqual(m.get(key), oracle.rfc3339nano(e["time_ns"]), i)
+            if e["is_response"]:  # the paired query's time, absent when unpaired
+                qt = e.get("query_time_ns")
+                self.assertEqual(m.get("query_time"), None if qt is None else oracle.rfc3339nano(qt), i)
             self.assertIn("response_message" if e["is_response"] else "query_message", m, i)
 
     def check_ldns(self, expected):

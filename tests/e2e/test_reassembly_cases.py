@@ -101,7 +101,7 @@ TSHARK_DIFFERENCES = {
         reason="a 'response' (QR=1) sent TO port 53: the port says query, the QR bit says response; sidetap drops "
                "it (qr_direction_mismatch), tshark goes by the QR bit."),
     "ndpi-fuzz-2006-06-26-2594.pcap": dict(
-        tshark=(255, 49), sidetap=(235, 44), oracle_reason="udp_bad_length",
+        tshark=(251, 47), sidetap=(235, 44), oracle_reason="udp_bad_length",
         counters={"qr_direction_mismatch": 2, "udp_bad_length": 25},
         reason="fuzzed frames: tshark decodes DNS from datagrams whose UDP length exceeds the IP payload "
                "(udp_bad_length), whose IP length exceeds the captured bytes (ip_snapped), DNS quoted inside "
@@ -140,6 +140,13 @@ TSHARK_DIFFERENCES = {
 }
 
 SOURCES_COUNTS = {}
+# SOURCES.md counted DNS on any port; the oracle asks tshark only about
+# frames on DNS ports (53, 1053, 5355, 8053 and the -p ports). file:
+# (queries, responses) on other ports, reason.
+NOT_ON_DNS_PORTS = {
+    "ndpi-fuzz-2006-06-26-2594.pcap": ((4, 2), "fuzzed UDP ports (e.g. frame 8: 2712 -> 49973) that tshark still "
+                                               "decodes as DNS; sidetap counts them not_dns_port"),
+}
 
 
 def sources_counts():
@@ -218,7 +225,9 @@ class ReassemblyCases(unittest.TestCase):
         src = sources_counts()
         for f, ports in sorted(BY_CASE.items()):
             with self.subTest(capture=f):
-                self.assertEqual(oracle.tshark_dns_counts(oracle.shared_pcap(f), ports), src[f])
+                q, r = oracle.tshark_dns_counts(oracle.shared_pcap(f), ports)
+                (oq, orr), _ = NOT_ON_DNS_PORTS.get(f, ((0, 0), ""))
+                self.assertEqual((q + oq, r + orr), src[f])
 
     def test_sidetap_equals_tshark_or_the_documented_difference(self):
         for f, ports in sorted(BY_CASE.items()):
