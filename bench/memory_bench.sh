@@ -27,6 +27,8 @@
 # Timed command: sidetap replay -q -w /dev/null FLAGS FILE  (under /usr/bin/time -v).
 # One more run without -q (same flags) prints the counters line; the script checks that the
 # drop counters account for every item (see check_counters below) and prints a markdown table.
+# "estimate at cap" = what the tables can hold for this input (cap x entry size, see
+# check_counters) + the output queue's pages touched (min(dnstap bytes written, 64 MiB)).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,6 +99,8 @@ m = re.search(r"^sidetap: counters:(.*)$", text, re.M)
 c = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))} if m else {}
 m = re.search(r"frames=(\d+)", text)
 frames = int(m.group(1)) if m else -1
+m = re.search(r"^sidetap: output .* bytes=(\d+)", text, re.M)
+out_bytes = int(m.group(1)) if m else 0
 g = lambda k: c.get(k, 0)
 caps = {"default": (8192, 65536, 65536), "small": (1000, 1000, 1000), "timeout": (8192, 65536, 65536)}
 dgrams, streams, queries = caps[cfg]
@@ -133,7 +137,10 @@ else:
     check = f"frames {frames}; evicted+timed_out+at_end = {dropped} of {n}"
     # a pending query: ExchangeKey (~300 B, the qname is a 255-byte array) + value + links
     est = min(n, queries) * 328 / MiB
-shown = " ".join(f"{k}={g(k)}" for k in keys if g(k))
+# The output's frame queue is a 64 MiB byte ring (src/output/frame_queue.h) addressed by
+# monotonic positions: every page of it gets touched once that much dnstap has been written.
+est += min(out_bytes, 64 * MiB) / MiB
+shown = " ".join(f"{k}={g(k)}" for k in keys if g(k)) + f" (dnstap written: {out_bytes / MiB:.0f} MiB)"
 print(f"{shown} | {check} {'OK' if ok else 'MISMATCH'} | {est:.1f}")
 EOF
 }

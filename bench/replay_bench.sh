@@ -17,7 +17,9 @@
 #   tcpdump -r FILE -w /dev/null                                       (read + write pcap: floor)
 #   sidetap replay -q -w /dev/null --identity bench --version bench FILE  (decode+pair+encode)
 #   sidetap replay -q -w OUT.dnstap --identity bench --version bench FILE (+ file output)
-# Wall time from date +%s%N around each run; peak RSS from /usr/bin/time -v (max over runs).
+# Wall time from date +%s%N around each run; CPU time (user + sys) and peak RSS from
+# /usr/bin/time -v (lowest CPU time, max RSS over runs). On a loaded machine the CPU-time ratio
+# is the steadier of the two (it still includes the file output's I/O thread).
 # The dnstap file is then checked: START, one frame per DNS message (2 x PAIRS), STOP.
 # Prints a markdown table (header + one row per capture) to paste into bench/RESULTS.md.
 set -euo pipefail
@@ -43,10 +45,11 @@ tmp=$(mktemp -d /tmp/sidetap-bench.XXXXXX)
 if ((keep)); then trap 'echo "kept $tmp" >&2' EXIT; else trap 'rm -rf "$tmp"' EXIT; fi
 messages=$((2 * pairs))
 
-# measure NAME CMD... -> sets best_<NAME> (seconds) and rss_<NAME> (KiB, max over runs)
+# measure NAME CMD... -> sets best_<NAME> (seconds), cpu_<NAME> (lowest user+sys seconds)
+# and rss_<NAME> (KiB, max over runs)
 measure() {
   local name=$1; shift
-  local best="" rss=0 i t0 t1 s r
+  local best="" cpu="" rss=0 i t0 t1 s r c
   for ((i = 1; i <= runs; i++)); do
     t0=$(date +%s%N)
     if ! /usr/bin/time -v -o "$tmp/time.txt" "$@" >/dev/null 2>"$tmp/stderr.txt"; then
@@ -55,11 +58,14 @@ measure() {
     t1=$(date +%s%N)
     s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
     r=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$tmp/time.txt")
-    echo "  $name run $i: ${s} s, peak RSS $((r / 1024)) MiB" >&2
+    c=$(awk -F': ' '/User time|System time/ { t += $2 } END { printf "%.3f", t }' "$tmp/time.txt")
+    echo "  $name run $i: ${s} s (cpu ${c} s), peak RSS $((r / 1024)) MiB, load $(cut -d' ' -f1 /proc/loadavg)" >&2
     if [[ -z $best ]] || awk -v x="$s" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$s; fi
+    if [[ -z $cpu ]] || awk -v x="$c" -v y="$cpu" 'BEGIN { exit !(x < y) }'; then cpu=$c; fi
     ((r > rss)) && rss=$r
   done
   printf -v "best_$name" '%s' "$best"
+  printf -v "cpu_$name" '%s' "$cpu"
   printf -v "rss_$name" '%s' "$rss"
 }
 
@@ -104,10 +110,11 @@ EOF
  | $best_null | $(calc %.0f "$frames / $best_null") | $(calc %.1f "$best_null / $best_tcpdump")\
  | $best_file | $(calc %.0f "$frames / $best_file") | $(calc %.1f "$best_file / $best_tcpdump")\
  | $(( (rss_null > rss_file ? rss_null : rss_file) / 1024 )) / $((rss_tcpdump / 1024))\
- | $(du -m "$tmp/out.dnstap" | cut -f1) |")
+ | $(du -m "$tmp/out.dnstap" | cut -f1)\
+ | $cpu_tcpdump / $cpu_null / $cpu_file | $(calc %.1f "$cpu_tcpdump > 0 ? $cpu_null / $cpu_tcpdump : 0") / $(calc %.1f "$cpu_tcpdump > 0 ? $cpu_file / $cpu_tcpdump : 0") |")
 done
 
 echo
-echo "| date | CPU (nproc) | load avg | capture | packets | messages | pcap MB | tcpdump -r s | sidetap →/dev/null s | msg/s | ×tcpdump | sidetap →file s | msg/s | ×tcpdump | peak RSS MiB (sidetap / tcpdump) | dnstap MB |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| date | CPU (nproc) | load avg | capture | packets | messages | pcap MB | tcpdump -r s | sidetap →/dev/null s | msg/s | ×tcpdump | sidetap →file s | msg/s | ×tcpdump | peak RSS MiB (sidetap / tcpdump) | dnstap MB | CPU s (tcpdump / →null / →file) | CPU ×tcpdump (→null / →file) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

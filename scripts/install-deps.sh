@@ -12,6 +12,8 @@ PACKAGES=(
   # tests: interpreter, independent dnstap decoders, capture tools
   python3 tcpdump tshark
   golang-github-dnstap-golang-dnstap-cli dnstap-ldns fstrm-bin
+  # tests: the openssl CLI makes the TLS tests' CA, server and client certificates
+  openssl
   # root tests: a real DNS server with dnstap, clients, namespaces
   knot knot-module-dnstap knot-dnsutils dnsperf iproute2 procps
   # root tests: a forwarding resolver with dnstap; ethtool turns veth offloads off (real IP fragments)

@@ -6,9 +6,11 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <memory>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace sidetap::present {
 
@@ -112,7 +114,7 @@ void append_edns_options(std::string& s, std::span<const std::uint8_t> data) {
                 ldns_rdf* rdf = ldns_rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, 16, addr.data());
                 if (rdf != nullptr) {
                     char* str = ldns_rdf2str(rdf);
-                    if (str != nullptr) std::snprintf(text, sizeof text, "%s", str);
+                    if (str != nullptr) std::snprintf(text, sizeof text, "[%s]", str);
                     std::free(str);
                     ldns_rdf_deep_free(rdf);
                 }
@@ -132,7 +134,16 @@ void append_edns_options(std::string& s, std::span<const std::uint8_t> data) {
         case 15:
             s += "\n; EDE: ";
             if (value.size() >= 2) {
-                s += std::to_string(be16(value.data())) + ": (";
+                static constexpr const char* kEde[] = {
+                    "Other", "Unsupported DNSKEY Algorithm", "Unsupported DS Digest Type", "Stale Answer",
+                    "Forged Answer", "DNSSEC Indeterminate", "DNSSEC Bogus", "Signature Expired",
+                    "Signature Not Yet Valid", "DNSKEY Missing", "RRSIGs Missing", "No Zone Key Bit Set",
+                    "NSEC Missing", "Cached Error", "Not Ready", "Blocked", "Censored", "Filtered", "Prohibited",
+                    "Stale NXDOMAIN Answer", "Not Authoritative", "Not Supported", "No Reachable Authority",
+                    "Network Error", "Invalid Data"};
+                const std::uint16_t info = be16(value.data());
+                s += std::to_string(info) + " (" +
+                     (info < std::size(kEde) ? std::string(kEde[info]) : std::string()) + "): (";
                 s.append(reinterpret_cast<const char*>(value.data() + 2), value.size() - 2);
                 s += ')';
             }
@@ -207,15 +218,23 @@ bool unpack_name(std::span<const std::uint8_t> wire, std::size_t& offset, std::s
     return true;
 }
 
-bool first_question(std::span<const std::uint8_t> wire, Question& out) {
+namespace {
+
+// What miekg's Msg.Unpack sees of a message's structure: the sections as
+// far as they are present (counts may overstate at the end of the message,
+// trailing bytes are ignored). Rdata content is not checked.
+struct Layout {
+    std::uint16_t counts[4] = {0, 0, 0, 0};  // entries actually present
+    std::size_t end = 0;                     // offset after the last entry
+    Question first;
+};
+
+bool walk(std::span<const std::uint8_t> wire, Layout& layout) {
     if (wire.size() < 12) return false;
     const std::uint16_t counts[4] = {be16(wire.data() + 4), be16(wire.data() + 6), be16(wire.data() + 8),
                                      be16(wire.data() + 10)};
     std::size_t off = 12;
     std::string name, error;
-    bool have = false;
-    // Questions, as miekg's unpackQuestion: a name (or name + type) at the
-    // very end of the message is accepted with the rest zero.
     for (unsigned i = 0; i < counts[0] && off < wire.size(); ++i) {
         if (!unpack_name(wire, off, name, error)) return false;
         std::uint16_t qtype = 0, qclass = 0;
@@ -229,15 +248,8 @@ bool first_question(std::span<const std::uint8_t> wire, Question& out) {
             qclass = be16(wire.data() + off);
             off += 2;
         }
-        if (!have) {
-            out.name = name;
-            out.qtype = qtype;
-            out.qclass = qclass;
-            have = true;
-        }
+        if (layout.counts[0]++ == 0) layout.first = {name, qtype, qclass};
     }
-    // RR sections, structurally (miekg also rejects bad rdata, which is not
-    // checked here): counts may overstate at the end of the message.
     for (int section = 1; section < 4; ++section) {
         for (unsigned i = 0; i < counts[section] && off < wire.size(); ++i) {
             if (!unpack_name(wire, off, name, error)) return false;
@@ -246,9 +258,20 @@ bool first_question(std::span<const std::uint8_t> wire, Question& out) {
             off += 10;
             if (rdlength > wire.size() - off) return false;
             off += rdlength;
+            ++layout.counts[section];
         }
     }
-    return have;
+    layout.end = off;
+    return true;
+}
+
+}  // namespace
+
+bool first_question(std::span<const std::uint8_t> wire, Question& out) {
+    Layout layout;
+    if (!walk(wire, layout) || layout.counts[0] == 0) return false;
+    out = std::move(layout.first);
+    return true;
 }
 
 std::string type_name(std::uint16_t type) {
@@ -260,7 +283,7 @@ std::string type_name(std::uint16_t type) {
     static constexpr Entry kTypes[] = {
         {0, "None"},      {1, "A"},          {2, "NS"},       {3, "MD"},          {4, "MF"},
         {5, "CNAME"},     {6, "SOA"},        {7, "MB"},       {8, "MG"},          {9, "MR"},
-        {10, "NULL"},     {13, "HINFO"},     {14, "MINFO"},   {15, "MX"},         {16, "TXT"},
+        {10, "NULL"},     {12, "PTR"},       {13, "HINFO"},     {14, "MINFO"},   {15, "MX"},         {16, "TXT"},
         {17, "RP"},       {18, "AFSDB"},     {19, "X25"},     {20, "ISDN"},       {21, "RT"},
         {23, "NSAP-PTR"}, {24, "SIG"},       {25, "KEY"},     {26, "PX"},         {27, "GPOS"},
         {28, "AAAA"},     {29, "LOC"},       {30, "NXT"},     {31, "EID"},        {32, "NIMLOC"},
@@ -295,8 +318,24 @@ std::string class_name(std::uint16_t klass) {
 
 bool message_text(std::span<const std::uint8_t> wire, std::string& out, std::string& error) {
     out.clear();
+    // ldns refuses overstated counts and trailing bytes, which miekg/dns
+    // (golang-dnstap) accepts: hand ldns the message as miekg sees it.
+    Layout layout;
+    std::vector<std::uint8_t> patched;
+    if (walk(wire, layout) && wire.size() >= 12) {
+        bool differs = layout.end != wire.size();
+        for (int i = 0; i < 4; ++i) differs |= layout.counts[i] != be16(wire.data() + 4 + 2 * i);
+        if (differs) {
+            patched.assign(wire.begin(), wire.begin() + static_cast<std::ptrdiff_t>(layout.end));
+            for (int i = 0; i < 4; ++i) {
+                patched[static_cast<std::size_t>(4 + 2 * i)] = static_cast<std::uint8_t>(layout.counts[i] >> 8);
+                patched[static_cast<std::size_t>(5 + 2 * i)] = static_cast<std::uint8_t>(layout.counts[i]);
+            }
+        }
+    }
+    const std::span<const std::uint8_t> parse = patched.empty() ? wire : std::span<const std::uint8_t>(patched);
     ldns_pkt* raw = nullptr;
-    const ldns_status status = ldns_wire2pkt(&raw, wire.data(), wire.size());
+    const ldns_status status = ldns_wire2pkt(&raw, parse.data(), parse.size());
     if (status != LDNS_STATUS_OK || raw == nullptr || wire.size() < 12) {
         if (raw != nullptr) ldns_pkt_free(raw);
         error = status != LDNS_STATUS_OK ? ldns_get_errorstr_by_id(status) : "message shorter than a header";
@@ -329,7 +368,7 @@ bool message_text(std::span<const std::uint8_t> wire, std::string& out, std::str
                                        ldns_pkt_authority(pkt.get()), ldns_pkt_additional(pkt.get())};
     std::size_t counts[4];
     for (int i = 0; i < 4; ++i) counts[i] = sections[i] ? ldns_rr_list_rr_count(sections[i]) : 0;
-    const bool update = opcode == 5;
+    const bool update = false;  // 0.4.0's miekg/dns names UPDATE sections like QUERY ones
     static constexpr const char* kLabels[2][4] = {{"QUERY", "ANSWER", "AUTHORITY", "ADDITIONAL"},
                                                   {"ZONE", "PREREQ", "UPDATE", "ADDITIONAL"}};
     for (int i = 0; i < 4; ++i) {
@@ -340,8 +379,8 @@ bool message_text(std::span<const std::uint8_t> wire, std::string& out, std::str
     if (edns) {
         const std::uint16_t z = ldns_pkt_edns_z(pkt.get());
         s += "\n;; OPT PSEUDOSECTION:\n; EDNS: version " + std::to_string(ldns_pkt_edns_version(pkt.get())) + "; ";
-        s += "flags:";
-        if (ldns_pkt_edns_do(pkt.get())) s += " do";
+        s += "flags: ";  // golang-dnstap 0.4.0's miekg/dns: "flags: do; " / "flags: ; "
+        if (ldns_pkt_edns_do(pkt.get())) s += "do";
         s += "; ";
         if ((z & 0x7FFF) != 0) {
             char mbz[24];

@@ -185,7 +185,8 @@ std::optional<Format> parse_format(std::string_view name) {
 
 bool decode(std::span<const std::uint8_t> frame, ::dnstap::Dnstap& out) {
     if (frame.size() > static_cast<std::size_t>(INT32_MAX)) return false;
-    return out.ParseFromArray(frame.data(), static_cast<int>(frame.size()));
+    // ParseFromArray would log every missing required field to stderr.
+    return out.ParsePartialFromArray(frame.data(), static_cast<int>(frame.size())) && out.IsInitialized();
 }
 
 std::string go_ip_string(std::string_view ip) {

@@ -1255,7 +1255,9 @@ TEST(SocketOutput, CollectorThatNeverReadsFillsTheQueueAndWritesStayFast) {
         slowest = std::max(slowest, Clock::now() - t0);
     }
     EXPECT_GT(dropped, 0u);
-    EXPECT_LT(slowest, 50ms);
+    // A producer held up by the stuck collector would wait until close();
+    // the bound only leaves room for a loaded machine or a sanitizer build.
+    EXPECT_LT(slowest, 500ms);
     const auto t0 = Clock::now();
     out->close();
     // drain_timeout + the transport's write timeout + finish_timeout, plus slack.

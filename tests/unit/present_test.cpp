@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -153,15 +154,15 @@ std::string json(const ::dnstap::Dnstap& dt) { return Formatter(Format::Json).fo
 TEST(PresentText, GoldenLinesPerMessageType) {
     ScopedTz tz("UTC");
     EXPECT_EQ(text(make(M::CLIENT_QUERY)), "22:13:20.123456 CQ 192.0.2.10 UDP 33b \"www.example.com.\" IN A\n");
-    EXPECT_EQ(text(make(M::CLIENT_RESPONSE)), "22:13:20.123456 CR 192.0.2.10 UDP 64b \"www.example.com.\" IN A\n");
+    EXPECT_EQ(text(make(M::CLIENT_RESPONSE)), "22:13:20.123456 CR 192.0.2.10 UDP 60b \"www.example.com.\" IN A\n");
     EXPECT_EQ(text(make(M::AUTH_QUERY)), "22:13:20.123456 AQ 192.0.2.10 UDP 33b \"www.example.com.\" IN A\n");
-    EXPECT_EQ(text(make(M::AUTH_RESPONSE)), "22:13:20.123456 AR 192.0.2.10 UDP 64b \"www.example.com.\" IN A\n");
+    EXPECT_EQ(text(make(M::AUTH_RESPONSE)), "22:13:20.123456 AR 192.0.2.10 UDP 60b \"www.example.com.\" IN A\n");
     // RESOLVER/FORWARDER/TOOL/UPDATE show the response (server) address.
     EXPECT_EQ(text(make(M::RESOLVER_QUERY)), "22:13:20.123456 RQ 198.51.100.53 UDP 33b \"www.example.com.\" IN A\n");
     EXPECT_EQ(text(make(M::RESOLVER_RESPONSE)),
-              "22:13:20.123456 RR 198.51.100.53 UDP 64b \"www.example.com.\" IN A\n");
+              "22:13:20.123456 RR 198.51.100.53 UDP 60b \"www.example.com.\" IN A\n");
     EXPECT_EQ(text(make(M::FORWARDER_QUERY)), "22:13:20.123456 FQ 198.51.100.53 UDP 33b \"www.example.com.\" IN A\n");
-    EXPECT_EQ(text(make(M::TOOL_RESPONSE)), "22:13:20.123456 TR 198.51.100.53 UDP 64b \"www.example.com.\" IN A\n");
+    EXPECT_EQ(text(make(M::TOOL_RESPONSE)), "22:13:20.123456 TR 198.51.100.53 UDP 60b \"www.example.com.\" IN A\n");
     auto uq = make(M::UPDATE_QUERY);
     uq.mutable_message()->set_query_message(query(wire_name({"example", "com"}), 6, 1, 7, 0x2800));
     uq.mutable_message()->set_socket_protocol(::dnstap::TCP);
@@ -195,7 +196,7 @@ TEST(PresentText, MissingFields) {
     // A response without response_address (CoreDNS): RR shows MISSING_ADDRESS.
     auto rr = make(M::RESOLVER_RESPONSE);
     rr.mutable_message()->clear_response_address();
-    EXPECT_EQ(text(rr), "22:13:20.123456 RR MISSING_ADDRESS UDP 64b \"www.example.com.\" IN A\n");
+    EXPECT_EQ(text(rr), "22:13:20.123456 RR MISSING_ADDRESS UDP 60b \"www.example.com.\" IN A\n");
     // Unparseable message: size, then X.
     auto bad = make(M::CLIENT_QUERY);
     bad.mutable_message()->set_query_message(std::string("\x12\x34\x01\x00\x00\x01", 6));
@@ -228,7 +229,7 @@ TEST(PresentText, QuestionNamesTypesAndClassesLikeMiekgDns) {
     auto dt = make(M::CLIENT_QUERY);
     std::string odd = wire_name({"a.b", "x y", std::string("\x01\xc8", 2), "q\"\\"});
     dt.mutable_message()->set_query_message(query(odd, 65, 3));
-    EXPECT_EQ(text(dt), "22:13:20.123456 CQ 192.0.2.10 UDP 34b \"a\\.b.x\\ y.\\001\\200.q\\\"\\\\.\" CH HTTPS\n");
+    EXPECT_EQ(text(dt), "22:13:20.123456 CQ 192.0.2.10 UDP 32b \"a\\.b.x\\ y.\\001\\200.q\\\"\\\\.\" CH HTTPS\n");
     dt.mutable_message()->set_query_message(query(std::string(1, '\0'), 1234, 77));
     EXPECT_EQ(text(dt), "22:13:20.123456 CQ 192.0.2.10 UDP 17b \".\" CLASS77 TYPE1234\n");
 }
@@ -529,7 +530,7 @@ std::vector<::dnstap::Dnstap> comparison_corpus() {
     // Strings that need escaping; a zone; an odd question; bad messages.
     {
         auto dt = make(M::RESOLVER_QUERY, 1500000000);
-        dt.set_identity(std::string("id \"q\" \\ <&> \x01\t\xff caf\xc3\xa9 \xe2\x80\xa8", 30));
+        dt.set_identity(std::string("id \"q\" \\ <&> \x01\t\xff caf\xc3\xa9 \xe2\x80\xa8") + std::string(1, '\0'));
         dt.set_version("v\n2");
         dt.mutable_message()->set_query_zone(wire_name({"Example", "com"}));
         out.push_back(dt);
@@ -543,7 +544,7 @@ std::vector<::dnstap::Dnstap> comparison_corpus() {
         out.push_back(dt);
         dt.mutable_message()->set_query_message(query(kWww).substr(0, 12));
         out.push_back(dt);
-        dt.mutable_message()->set_query_message(query(kWww) + "\x00\x00", 4);  // ancount 0, trailing bytes
+        dt.mutable_message()->set_query_message(query(kWww) + std::string(2, '\0'));  // trailing bytes
         out.push_back(dt);
         auto truncated = make(M::CLIENT_RESPONSE);
         truncated.mutable_message()->set_response_message(response_a(kWww).substr(0, 40));
