@@ -40,7 +40,7 @@ while getopts "r:s:x:o:kh" opt; do
     x) scale=$OPTARG ;;
     o) scenarios=$OPTARG ;;
     k) keep=1 ;;
-    *) sed -n '3,28p' "$0"; exit 2 ;;
+    *) sed -n '3,/^set -e/p' "$0" | sed '$d'; exit 2 ;;
   esac
 done
 [[ -x $sidetap ]] || { echo "memory_bench: no sidetap binary at $sidetap" >&2; exit 1; }
@@ -149,7 +149,8 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 echo "memory_bench: $(date -u +%Y-%m-%dT%H:%MZ), $cpu ($(nproc)), load $(cut -d' ' -f1-3 /proc/loadavg), best of $runs" >&2
 declare -A base
 for cfg in "${configs[@]}"; do
-  read -r _ r < <(run1 -q -w /dev/null ${flags[$cfg]} "$tmp/one.pcap")
+  read -ra fl <<<"${flags[$cfg]}"
+  read -r _ r < <(run1 -q -w /dev/null "${fl[@]}" "$tmp/one.pcap")
   base[$cfg]=$r
   echo "  baseline $cfg: peak RSS $((r / 1024)) MiB" >&2
 done
@@ -158,14 +159,15 @@ rows=()
 for s in "${todo[@]}"; do
   n=$(cat "$tmp/$s.count")
   for cfg in "${configs[@]}"; do
+    read -ra fl <<<"${flags[$cfg]}"
     best="" rss=0
     for ((i = 1; i <= runs; i++)); do
-      read -r t r < <(run1 -q -w /dev/null ${flags[$cfg]} "$tmp/$s.pcap")
+      read -r t r < <(run1 -q -w /dev/null "${fl[@]}" "$tmp/$s.pcap")
       echo "  $s $cfg run $i: $t s, peak RSS $((r / 1024)) MiB (load $(cut -d' ' -f1 /proc/loadavg))" >&2
       if [[ -z $best ]] || awk -v x="$t" -v y="$best" 'BEGIN { exit !(x < y) }'; then best=$t; fi
       ((r > rss)) && rss=$r
     done
-    read -r t r < <(run1 -w /dev/null ${flags[$cfg]} "$tmp/$s.pcap")
+    read -r t r < <(run1 -w /dev/null "${fl[@]}" "$tmp/$s.pcap")
     ((r > rss)) && rss=$r
     packets=$(sed -n 's/^sidetap: packets=\([0-9]*\).*/\1/p' "$tmp/stderr.txt")
     IFS='|' read -r counters check est < <(check_counters "$s" "$cfg" "$n" "$tmp/stderr.txt")

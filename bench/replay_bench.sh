@@ -35,7 +35,7 @@ while getopts "n:r:s:t:f:o:kh" opt; do
     f) frag_share=$OPTARG ;;
     o) files=$OPTARG ;;
     k) keep=1 ;;
-    *) sed -n '3,25p' "$0"; exit 2 ;;
+    *) sed -n '3,/^set -e/p' "$0" | sed '$d'; exit 2 ;;
   esac
 done
 [[ -x $sidetap ]] || { echo "replay_bench: no sidetap binary at $sidetap (run scripts/build.sh)" >&2; exit 1; }
@@ -111,7 +111,7 @@ EOF
  | $best_file | $(calc %.0f "$frames / $best_file") | $(calc %.1f "$best_file / $best_tcpdump")\
  | $(( (rss_null > rss_file ? rss_null : rss_file) / 1024 )) / $((rss_tcpdump / 1024))\
  | $(du -m "$tmp/out.dnstap" | cut -f1)\
- | $cpu_tcpdump / $cpu_null / $cpu_file | $(calc %.1f "$cpu_tcpdump > 0 ? $cpu_null / $cpu_tcpdump : 0") / $(calc %.1f "$cpu_tcpdump > 0 ? $cpu_file / $cpu_tcpdump : 0") |")
+ | $cpu_tcpdump / $cpu_null / $cpu_file | $(calc %.1f "($cpu_tcpdump > 0 ? $cpu_null / $cpu_tcpdump : 0)") / $(calc %.1f "($cpu_tcpdump > 0 ? $cpu_file / $cpu_tcpdump : 0)") |")
 done
 
 echo

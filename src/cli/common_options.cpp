@@ -1,11 +1,19 @@
 #include "cli/common_options.h"
 
+#include "output/destination.h"
 #include "output/file_output.h"
+#include "output/socket_writer.h"
+#include "output/transport.h"
 #include "util/error.h"
 #include "util/units.h"
 
 #include <arpa/inet.h>
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <climits>
+#include <map>
 #include <unistd.h>
 
 namespace sidetap::cli {
@@ -59,8 +67,14 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
         ->capture_default_str();
 }
 
-void add_output_options(CLI::App& cmd, OutputOptions& options) {
-    cmd.add_option("-w,--output", options.destinations, "Output: a file path, or - for stdout (default -)")
+void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full) {
+    options.on_full = default_on_full;
+    cmd.add_option("-w,--output", options.destinations,
+                   "Output (repeatable): a file path, - for stdout (default), unix:///path, tcp://host:port, "
+                   "tls://host:port; per-output settings as URI parameters: ?types=CQ,CR&wire=no&queue=N&"
+                   "write-buffer=SIZE&flush-interval=DUR&on-full=drop|block&rotate-size=SIZE&rotate-interval=DUR&"
+                   "reconnect-initial=DUR&reconnect-max=DUR&reconnect-attempts=N&tls-ca=FILE&tls-skip-verify=yes&"
+                   "tls-cert=FILE&tls-key=FILE")
         ->expected(1)
         ->allow_extra_args(false)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -75,6 +89,31 @@ void add_output_options(CLI::App& cmd, OutputOptions& options) {
         "Dnstap extra field");
     cmd.add_flag("--no-wire", options.no_wire, "Leave out query_message/response_message");
     cmd.add_flag("-q,--quiet", options.quiet, "No progress line and no stats summary");
+    cmd.add_option("--types", options.types,
+                   "Message types to emit, e.g. CLIENT_QUERY,CLIENT_RESPONSE or CQ,CR (default: all)");
+    cmd.add_option("--queue", options.queue, "Frames each output may queue (default 10000, as CoreDNS)")
+        ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 24));
+    cmd.add_option("--write-buffer", options.write_buffer, "Bytes batched per write (e.g. 64K)")
+        ->capture_default_str();
+    cmd.add_option("--flush-interval", options.flush_interval, "Flush buffered frames at least this often")
+        ->capture_default_str();
+    cmd.add_option("--reconnect-initial", options.reconnect_initial, "First reconnect delay (doubles, with jitter)")
+        ->capture_default_str();
+    cmd.add_option("--reconnect-max", options.reconnect_max, "Longest reconnect delay")->capture_default_str();
+    cmd.add_option("--reconnect-attempts", options.reconnect_attempts,
+                   "Give an output up after N failed connects in a row (default 0: never)");
+    cmd.add_option("--on-full", options.on_full,
+                   "When an output's queue is full: drop (count and go on) or block (wait; replay's default)")
+        ->check(CLI::IsMember({"drop", "block"}))
+        ->capture_default_str();
+    cmd.add_option("--drain-timeout", options.drain_timeout, "At exit, how long outputs may take to send what is queued")
+        ->capture_default_str();
+    cmd.add_option("--tls-ca", options.tls_ca, "CA certificates to verify tls:// collectors (default: system store)");
+    cmd.add_flag("--tls-skip-verify", options.tls_skip_verify, "Do not verify the collector's certificate");
+    cmd.add_option("--tls-cert", options.tls_cert, "Client certificate for mutual TLS");
+    cmd.add_option("--tls-key", options.tls_key, "Client key for mutual TLS");
+    cmd.add_option("--rotate-size", options.rotate_size, "Start a new output file after SIZE bytes (e.g. 100M)");
+    cmd.add_option("--rotate-interval", options.rotate_interval, "Start a new output file every DUR (e.g. 1h)");
 }
 
 namespace {
@@ -125,18 +164,114 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
     return config;
 }
 
+namespace {
+
+std::uint64_t size_option(const std::string& where, const std::string& text) {
+    const auto bytes = util::parse_size_bytes(text);
+    if (!bytes) throw util::FatalError(where + ": '" + text + "' is not a size (e.g. 64K, 16M)", util::kExitUsage);
+    return *bytes;
+}
+
+std::chrono::milliseconds ms_option(const std::string& where, const std::string& text) {
+    return std::chrono::milliseconds(duration_option(where.c_str(), text) / 1'000'000);
+}
+
+std::uint64_t number_option(const std::string& where, const std::string& text) {
+    std::uint64_t value = 0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size() || text.empty())
+        throw util::FatalError(where + ": '" + text + "' is not a number", util::kExitUsage);
+    return value;
+}
+
+bool yes_no(const std::string& where, const std::string& text) {
+    if (text == "yes" || text == "true" || text == "1" || text == "on") return true;
+    if (text == "no" || text == "false" || text == "0" || text == "off") return false;
+    throw util::FatalError(where + ": '" + text + "' is not yes or no", util::kExitUsage);
+}
+
+// The value of a per-output setting: the URI parameter if given (and then
+// consumed), else the global option.
+struct Params {
+    std::map<std::string, std::string> values;
+    std::string where;
+    std::string take(const std::string& key, const std::string& fallback) {
+        auto it = values.find(key);
+        if (it == values.end()) return fallback;
+        auto v = it->second;
+        values.erase(it);
+        return v;
+    }
+};
+
+}  // namespace
+
 std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
     std::vector<pipeline::OutputRoute> outputs;
-    for (const auto& dest : options.destinations) {
-        if (dest == "-" && ::isatty(STDOUT_FILENO))
+    for (const auto& text : options.destinations) {
+        const auto dest = output::parse_destination(text);
+        Params p{dest.params, "output " + output::to_string(dest)};
+        if (dest.kind == output::Destination::Stdout && ::isatty(STDOUT_FILENO))
             throw util::FatalError("refusing to write binary dnstap to a terminal: use -w FILE or redirect stdout",
                                    util::kExitUsage);
-        if (dest.find("://") != std::string::npos)
-            throw util::FatalError("output '" + dest + "': socket destinations are not supported yet",
-                                   util::kExitUsage);
+
         pipeline::OutputRoute route;
-        route.output = std::make_unique<output::FileOutput>(dest);
         route.wire = !options.no_wire;
+        if (auto wire = p.take("wire", ""); !wire.empty()) route.wire = yes_no(p.where + " wire=", wire);
+        if (auto types = p.take("types", options.types); !types.empty()) {
+            std::string error;
+            auto bits = pairing::parse_type_list(types, error);
+            if (!bits) throw util::FatalError(p.where + ": " + error, util::kExitUsage);
+            route.types = *bits;
+        }
+
+        output::QueueSettings q;
+        q.queue_frames = number_option(p.where + " queue", p.take("queue", std::to_string(options.queue)));
+        if (q.queue_frames < 2) throw util::FatalError(p.where + ": queue must be at least 2", util::kExitUsage);
+        q.write_buffer = size_option(p.where + " write-buffer", p.take("write-buffer", options.write_buffer));
+        if (q.write_buffer < 1024) q.write_buffer = 1024;
+        q.flush_interval = ms_option(p.where + " flush-interval", p.take("flush-interval", options.flush_interval));
+        q.reconnect_initial =
+            ms_option(p.where + " reconnect-initial", p.take("reconnect-initial", options.reconnect_initial));
+        q.reconnect_max = ms_option(p.where + " reconnect-max", p.take("reconnect-max", options.reconnect_max));
+        if (q.reconnect_initial.count() < 1) q.reconnect_initial = std::chrono::milliseconds(1);
+        if (q.reconnect_max < q.reconnect_initial) q.reconnect_max = q.reconnect_initial;
+        const auto attempts = p.take("reconnect-attempts", std::to_string(options.reconnect_attempts));
+        if (const auto n = number_option(p.where + " reconnect-attempts", attempts); n != 0)
+            q.reconnect_attempts = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, UINT32_MAX));
+        q.drain_timeout = ms_option(p.where + " drain-timeout", p.take("drain-timeout", options.drain_timeout));
+        const auto on_full = p.take("on-full", options.on_full);
+        if (on_full != "drop" && on_full != "block")
+            throw util::FatalError(p.where + ": on-full must be drop or block", util::kExitUsage);
+        q.overflow = on_full == "block" ? output::OverflowPolicy::Block : output::OverflowPolicy::Drop;
+
+        if (dest.kind == output::Destination::File || dest.kind == output::Destination::Stdout) {
+            output::FileWriterOptions f;
+            f.path = dest.kind == output::Destination::Stdout ? "-" : dest.path;
+            if (auto v = p.take("rotate-size", options.rotate_size); !v.empty())
+                f.rotate_size = size_option(p.where + " rotate-size", v);
+            if (auto v = p.take("rotate-interval", options.rotate_interval); !v.empty())
+                f.rotate_interval = ms_option(p.where + " rotate-interval", v);
+            if (!p.values.empty()) throw util::FatalError(p.where + ": unknown setting '" + p.values.begin()->first + "'", util::kExitUsage);
+            route.output = output::make_file_output(f, q);
+        } else {
+            std::unique_ptr<output::Connector> connector;
+            if (dest.kind == output::Destination::Unix) {
+                connector = output::make_unix_connector(dest.path);
+            } else if (dest.kind == output::Destination::Tcp) {
+                connector = output::make_tcp_connector(dest.host, dest.port);
+            } else {
+                output::TlsOptions tls;
+                tls.ca_file = p.take("tls-ca", options.tls_ca);
+                tls.skip_verify = yes_no(p.where + " tls-skip-verify",
+                                         p.take("tls-skip-verify", options.tls_skip_verify ? "yes" : "no"));
+                tls.cert_file = p.take("tls-cert", options.tls_cert);
+                tls.key_file = p.take("tls-key", options.tls_key);
+                connector = output::make_tls_connector(dest.host, dest.port, tls);
+            }
+            if (!p.values.empty()) throw util::FatalError(p.where + ": unknown setting '" + p.values.begin()->first + "'", util::kExitUsage);
+            route.output = output::make_socket_output(std::move(connector), q);
+        }
         outputs.push_back(std::move(route));
     }
     return outputs;

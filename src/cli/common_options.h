@@ -27,6 +27,9 @@ struct CaptureOptions {
     std::string fragment_timeout = "30s";
 };
 
+// Output options. Each is the default for every -w destination; a
+// destination can override most of them with URI parameters
+// (tcp://c:6000?types=CQ,CR&wire=no&queue=50000).
 struct OutputOptions {
     std::vector<std::string> destinations{"-"};
     std::string identity;  // default: host name
@@ -35,10 +38,27 @@ struct OutputOptions {
     bool extra_set = false;
     bool no_wire = false;
     bool quiet = false;
+    std::string types;                  // empty: all
+    std::size_t queue = 10000;
+    std::string write_buffer = "64K";
+    std::string flush_interval = "1s";
+    std::string reconnect_initial = "100ms";
+    std::string reconnect_max = "30s";
+    std::uint32_t reconnect_attempts = 0;  // 0: retry forever
+    std::string on_full;                // drop|block; default per subcommand
+    std::string tls_ca;
+    bool tls_skip_verify = false;
+    std::string tls_cert;
+    std::string tls_key;
+    std::string rotate_size;            // empty: off
+    std::string rotate_interval;        // empty: off
+    std::string drain_timeout = "5s";
 };
 
 void add_capture_options(CLI::App& cmd, CaptureOptions& options);
-void add_output_options(CLI::App& cmd, OutputOptions& options);
+// default_on_full: "block" for replay (never lose data from a file),
+// "drop" for live sources (never stall capture).
+void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full);
 
 // Throws util::FatalError (exit code 2) for values CLI11 cannot check.
 pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, const OutputOptions& output);

@@ -72,6 +72,8 @@ int run_replay(const ReplayOptions& options) {
             pipeline.process(packet);
             progress.update(file, *source, ++packets);
             if (stop_requested()) break;
+            if (take_reopen_request())
+                for (const auto& route : pipeline.outputs()) route.output->request_reopen();
         }
         progress.clear();
         if (status == capture::PacketSource::Status::Error) {
@@ -91,7 +93,7 @@ std::function<int()> add_replay_command(CLI::App& app) {
     auto options = std::make_shared<ReplayOptions>();
     auto* cmd = app.add_subcommand("replay", "Turn pcap/pcapng captures into dnstap (Frame Streams)");
     add_capture_options(*cmd, options->capture);
-    add_output_options(*cmd, options->output);
+    add_output_options(*cmd, options->output, "block");
     cmd->add_option("FILE", options->files, "pcap or pcapng files, replayed in order")->required();
     return [options] { return run_replay(*options); };
 }

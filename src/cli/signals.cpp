@@ -7,6 +7,9 @@ namespace sidetap::cli {
 
 namespace {
 std::atomic<int> g_stop_signals{0};
+std::atomic<bool> g_reopen{false};
+
+extern "C" void on_hangup(int) { g_reopen.store(true, std::memory_order_relaxed); }
 
 extern "C" void on_stop_signal(int) {
     if (g_stop_signals.fetch_add(1, std::memory_order_relaxed) >= 1) {
@@ -23,6 +26,16 @@ void install_stop_handlers() {
     action.sa_flags = 0;  // no SA_RESTART: blocking reads return EINTR
     sigaction(SIGINT, &action, nullptr);
     sigaction(SIGTERM, &action, nullptr);
+    struct sigaction hangup {};
+    hangup.sa_handler = on_hangup;
+    sigemptyset(&hangup.sa_mask);
+    sigaction(SIGHUP, &hangup, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+}
+
+bool take_reopen_request() {
+    if (!g_reopen.load(std::memory_order_relaxed)) return false;
+    return g_reopen.exchange(false, std::memory_order_relaxed);
 }
 
 bool stop_requested() { return g_stop_signals.load(std::memory_order_relaxed) != 0; }

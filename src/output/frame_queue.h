@@ -11,6 +11,9 @@
 //  - The consumer peeks at the oldest frames without removing them
 //    (peek()), so a batch whose write failed can be sent again on the
 //    next connection, and pops them once written.
+//  - The ring is not zeroed, so pages are committed as the write position
+//    first passes them: resident memory grows to max_bytes over time (the
+//    position cycles through the whole ring) — size max_bytes accordingly.
 //  - Exactly one producer thread and one consumer thread; the counters are
 //    safe to read from any thread (size()/bytes() may be one frame stale
 //    while a push or pop is in progress, never torn or negative).

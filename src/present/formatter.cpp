@@ -199,7 +199,8 @@ std::string go_ip_string(std::string_view ip) {
     }
     if (ip.size() != 16) {
         std::string out = "?";
-        for (std::uint8_t b : bytes_of(std::string(ip))) {
+        for (const char ch : ip) {
+            const auto b = static_cast<std::uint8_t>(ch);
             out += kLowerHex[b >> 4];
             out += kLowerHex[b & 15];
         }

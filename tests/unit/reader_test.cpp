@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -54,7 +55,7 @@ Reader::Source memory_source(const Bytes& data, std::size_t chunk = SIZE_MAX) {
     auto pos = std::make_shared<std::size_t>(0);
     return [&data, pos, chunk](void* buf, std::size_t size) -> std::ptrdiff_t {
         const std::size_t n = std::min({size, chunk, data.size() - *pos});
-        std::memcpy(buf, data.data() + *pos, n);
+        if (n != 0) std::memcpy(buf, data.data() + *pos, n);
         *pos += n;
         return static_cast<std::ptrdiff_t>(n);
     };
