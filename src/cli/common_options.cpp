@@ -228,6 +228,10 @@ std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
         output::QueueSettings q;
         q.queue_frames = number_option(p.where + " queue", p.take("queue", std::to_string(options.queue)));
         if (q.queue_frames < 2) throw util::FatalError(p.where + ": queue must be at least 2", util::kExitUsage);
+        // The ring's byte bound follows the frame bound (1 KiB a frame, at
+        // least 2 MiB): the whole ring becomes resident once it has wrapped,
+        // so it must not be larger than the queue needs.
+        q.queue_bytes = std::clamp<std::uint64_t>(std::uint64_t{q.queue_frames} * 1024, 2u << 20, 1u << 30);
         q.write_buffer = size_option(p.where + " write-buffer", p.take("write-buffer", options.write_buffer));
         if (q.write_buffer < 1024) q.write_buffer = 1024;
         q.flush_interval = ms_option(p.where + " flush-interval", p.take("flush-interval", options.flush_interval));

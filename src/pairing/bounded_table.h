@@ -7,6 +7,9 @@
 //    recycled through a free list, so inserting allocates nothing.
 //  - Keys are compared in full with operator==; the hash only picks the
 //    probe start (open addressing, linear probing, backward-shift delete).
+//    The Hash object is supplied by the owner (seeded per table, so crafted
+//    traffic cannot aim for collisions); each entry caches its hash so
+//    deletes never recompute one.
 //  - oldest() is the entry inserted first among the live ones; callers use
 //    it for timeouts (on packet time) and to evict when full.
 //  - Entry indices stay valid until the entry is erased.
@@ -28,11 +31,13 @@ public:
     struct Entry {
         Key key;
         Value value;
+        std::size_t hash = 0;
         std::uint32_t prev = kNone;  // FIFO order
         std::uint32_t next = kNone;
     };
 
-    explicit BoundedTable(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {
+    explicit BoundedTable(std::size_t capacity, Hash hash = Hash{})
+        : hash_(std::move(hash)), capacity_(capacity == 0 ? 1 : capacity) {
         std::size_t slots = 1;
         while (slots < capacity_ * 2) slots <<= 1;
         index_.assign(slots, kNone);
@@ -47,16 +52,19 @@ public:
     Entry& at(std::uint32_t i) { return entries_[i]; }
     const Entry& at(std::uint32_t i) const { return entries_[i]; }
 
-    [[nodiscard]] std::uint32_t find(const Key& key) const {
-        for (std::size_t slot = Hash{}(key) & mask_;; slot = (slot + 1) & mask_) {
+    [[nodiscard]] std::uint32_t find(const Key& key) const { return find(key, hash_(key)); }
+    [[nodiscard]] std::uint32_t find(const Key& key, std::size_t hash) const {
+        for (std::size_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
             const auto i = index_[slot];
             if (i == kNone) return kNone;
-            if (entries_[i].key == key) return i;
+            if (entries_[i].hash == hash && entries_[i].key == key) return i;
         }
     }
+    [[nodiscard]] std::size_t hash_of(const Key& key) const { return hash_(key); }
 
     // Inserts a new entry (the caller checked find() and full()). Returns its index.
-    std::uint32_t insert(const Key& key, const Value& value) {
+    std::uint32_t insert(const Key& key, const Value& value) { return insert(key, value, hash_(key)); }
+    std::uint32_t insert(const Key& key, const Value& value, std::size_t hash) {
         std::uint32_t i;
         if (!free_.empty()) {
             i = free_.back();
@@ -67,7 +75,8 @@ public:
             i = static_cast<std::uint32_t>(entries_.size());
             entries_.push_back(Entry{key, value});
         }
-        std::size_t slot = Hash{}(key) & mask_;
+        entries_[i].hash = hash;
+        std::size_t slot = hash & mask_;
         while (index_[slot] != kNone) slot = (slot + 1) & mask_;
         index_[slot] = i;
         auto& e = entries_[i];
@@ -82,13 +91,13 @@ public:
 
     void erase(std::uint32_t i) {
         // Remove from the index with backward-shift deletion.
-        std::size_t slot = Hash{}(entries_[i].key) & mask_;
+        std::size_t slot = entries_[i].hash & mask_;
         while (index_[slot] != i) slot = (slot + 1) & mask_;
         std::size_t hole = slot;
         for (std::size_t next = (hole + 1) & mask_;; next = (next + 1) & mask_) {
             const auto j = index_[next];
             if (j == kNone) break;
-            const std::size_t home = Hash{}(entries_[j].key) & mask_;
+            const std::size_t home = entries_[j].hash & mask_;
             // Move j into the hole if its home is not in (hole, next].
             const bool between = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
             if (!between) {
@@ -105,6 +114,7 @@ public:
     }
 
 private:
+    Hash hash_;
     std::size_t capacity_;
     std::size_t mask_ = 0;
     std::vector<std::uint32_t> index_;

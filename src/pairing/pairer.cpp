@@ -1,6 +1,7 @@
 #include "pairing/pairer.h"
 
 #include <cstring>
+#include <random>
 
 namespace sidetap::pairing {
 
@@ -22,31 +23,57 @@ ExchangeKey ExchangeKey::of(const dns::DnsMessage& m) {
     return key;
 }
 
+namespace {
+// 64x64 -> 128-bit multiply folded to 64 bits: a fast, well-mixing step
+// (the core of wyhash-style hashes).
+__extension__ typedef unsigned __int128 uint128;
+
+inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
+    const uint128 r = static_cast<uint128>(a) * b;
+    return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+}
+
+constexpr std::uint64_t kP0 = 0xa0761d6478bd642fULL;
+constexpr std::uint64_t kP1 = 0xe7037ed1a0b428dbULL;
+
+inline std::uint64_t hash_bytes(std::uint64_t h, const std::uint8_t* p, std::size_t n) {
+    while (n >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p, 8);
+        h = mix(h ^ w, kP1);
+        p += 8;
+        n -= 8;
+    }
+    if (n != 0) {
+        std::uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        h = mix(h ^ w ^ (static_cast<std::uint64_t>(n) << 56), kP1);
+    }
+    return h;
+}
+
+std::uint64_t random_seed() {
+    std::random_device device;
+    return (static_cast<std::uint64_t>(device()) << 32) ^ device();
+}
+}  // namespace
+
 std::size_t ExchangeKeyHash::operator()(const ExchangeKey& key) const {
-    // FNV-1a over the fields that identify the exchange; equality is still
-    // checked on the whole key.
-    std::uint64_t h = 1469598103934665603ULL;
-    auto mix = [&h](const std::uint8_t* p, std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
-    };
-    auto mix16 = [&](std::uint16_t v) {
-        const std::uint8_t b[2] = {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8)};
-        mix(b, 2);
-    };
-    mix(key.client.bytes.data(), key.client.size());
-    mix(key.server.bytes.data(), key.server.size());
-    mix16(key.client_port);
-    mix16(key.server_port);
-    mix16(key.id);
-    mix16(key.question.qtype);
-    mix(key.question.name.data(), key.question.name_length);
-    return static_cast<std::size_t>(h ^ (h >> 29));
+    std::uint64_t h = seed ^ kP0;
+    h = hash_bytes(h, key.client.bytes.data(), key.client.size());
+    h = hash_bytes(h, key.server.bytes.data(), key.server.size());
+    const std::uint64_t small = (std::uint64_t{key.client_port} << 48) | (std::uint64_t{key.server_port} << 32) |
+                                (std::uint64_t{key.id} << 16) | key.question.qtype;
+    h = mix(h ^ small, kP0);
+    h = hash_bytes(h, key.question.name.data(), key.question.name_length);
+    return static_cast<std::size_t>(mix(h, kP1 ^ key.question.qclass));
 }
 
 Pairer::Pairer(const PairingConfig& config)
     : config_(config),
-      queries_(config.max_queries),
-      held_(config.max_held_responses),
+      hash_{random_seed()},
+      queries_(config.max_queries, hash_),
+      held_(config.max_held_responses, hash_),
       counters_(kPairEventNames) {
     held_messages_.resize(config.max_held_responses == 0 ? 1 : config.max_held_responses);
     free_held_slots_.reserve(held_messages_.size());
@@ -56,11 +83,13 @@ Pairer::Pairer(const PairingConfig& config)
 void Pairer::on_message(const dns::DnsMessage& message, PairSink& sink) {
     expire(message.timestamp_ns, sink);
     const auto key = ExchangeKey::of(message);
+    // Both tables share the seed, so one hash serves every lookup below.
+    const auto hash = hash_(key);
     if (!message.is_response) {
         sink.emit(message, std::nullopt);
         // A response that was seen first is waiting for exactly this query.
         if (held_.size() != 0) {
-            const auto h = held_.find(key);
+            const auto h = held_.find(key, hash);
             if (h != decltype(held_)::kNone) {
                 counters_.add(PairEvent::Paired);
                 counters_.add(PairEvent::ResponsesBeforeQuery);
@@ -68,7 +97,7 @@ void Pairer::on_message(const dns::DnsMessage& message, PairSink& sink) {
                 return;
             }
         }
-        const auto q = queries_.find(key);
+        const auto q = queries_.find(key, hash);
         if (q != decltype(queries_)::kNone) {
             counters_.add(PairEvent::DuplicateQueries);
             ++queries_.at(q).value.extra;
@@ -78,10 +107,10 @@ void Pairer::on_message(const dns::DnsMessage& message, PairSink& sink) {
             counters_.add(PairEvent::UnansweredEvicted, 1 + queries_.at(queries_.oldest()).value.extra);
             queries_.erase(queries_.oldest());
         }
-        queries_.insert(key, PendingQuery{message.timestamp_ns, 0});
+        queries_.insert(key, PendingQuery{message.timestamp_ns, 0}, hash);
         return;
     }
-    const auto q = queries_.find(key);
+    const auto q = queries_.find(key, hash);
     if (q != decltype(queries_)::kNone) {
         auto& pending = queries_.at(q).value;
         const auto query_time = pending.time_ns;
@@ -93,11 +122,11 @@ void Pairer::on_message(const dns::DnsMessage& message, PairSink& sink) {
         sink.emit(message, query_time);
         return;
     }
-    hold(message, key, sink);
+    hold(message, key, hash, sink);
 }
 
-void Pairer::hold(const dns::DnsMessage& response, const ExchangeKey& key, PairSink& sink) {
-    if (config_.reorder_window_ns == 0 || held_.find(key) != decltype(held_)::kNone ||
+void Pairer::hold(const dns::DnsMessage& response, const ExchangeKey& key, std::size_t hash, PairSink& sink) {
+    if (config_.reorder_window_ns == 0 || held_.find(key, hash) != decltype(held_)::kNone ||
         response.wire.size() > config_.max_held_bytes) {
         counters_.add(PairEvent::Unsolicited);
         sink.emit(response, std::nullopt);
@@ -115,7 +144,7 @@ void Pairer::hold(const dns::DnsMessage& response, const ExchangeKey& key, PairS
     stored.message = response;
     stored.message.wire = stored.wire;
     held_bytes_ += stored.wire.size();
-    held_.insert(key, HeldResponse{response.timestamp_ns, slot});
+    held_.insert(key, HeldResponse{response.timestamp_ns, slot}, hash);
 }
 
 void Pairer::release_held(std::uint32_t index, std::optional<std::uint64_t> query_time, PairSink& sink) {

@@ -78,7 +78,10 @@ struct ExchangeKey {
     friend bool operator==(const ExchangeKey&, const ExchangeKey&) = default;
 };
 
+// Seeded hash over the key's bytes, 8 at a time. Each table gets its own
+// random seed: buckets differ from run to run, the output does not.
 struct ExchangeKeyHash {
+    std::uint64_t seed = 0;
     std::size_t operator()(const ExchangeKey& key) const;
 };
 
@@ -109,10 +112,11 @@ private:
         std::vector<std::uint8_t> wire;  // keeps its capacity across reuse
     };
 
-    void hold(const dns::DnsMessage& response, const ExchangeKey& key, PairSink& sink);
+    void hold(const dns::DnsMessage& response, const ExchangeKey& key, std::size_t hash, PairSink& sink);
     void release_held(std::uint32_t index, std::optional<std::uint64_t> query_time, PairSink& sink);
 
     PairingConfig config_;
+    ExchangeKeyHash hash_;
     BoundedTable<ExchangeKey, PendingQuery, ExchangeKeyHash> queries_;
     BoundedTable<ExchangeKey, HeldResponse, ExchangeKeyHash> held_;
     std::vector<HeldMessage> held_messages_;
