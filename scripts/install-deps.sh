@@ -14,6 +14,8 @@ PACKAGES=(
   golang-github-dnstap-golang-dnstap-cli dnstap-ldns fstrm-bin
   # tests: the openssl CLI makes the TLS tests' CA, server and client certificates
   openssl
+  # tests: socat terminates TLS in front of fstrm_capture (tls:// output interop tests)
+  socat
   # root tests: a real DNS server with dnstap, clients, namespaces
   knot knot-module-dnstap knot-dnsutils dnsperf iproute2 procps
   # root tests: a forwarding resolver with dnstap; ethtool turns veth offloads off (real IP fragments)

@@ -67,6 +67,18 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
         ->capture_default_str();
 }
 
+void add_envelope_options(CLI::App& cmd, OutputOptions& options) {
+    cmd.add_option("--identity", options.identity, "Dnstap identity (default: the host name)");
+    cmd.add_option("--version", options.version, "Dnstap version (default: \"sidetap " SIDETAP_VERSION "\")");
+    cmd.add_option_function<std::string>(
+        "--extra",
+        [&options](const std::string& value) {
+            options.extra = value;
+            options.extra_set = true;
+        },
+        "Dnstap extra field");
+}
+
 void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full) {
     options.on_full = default_on_full;
     cmd.add_option("-w,--output", options.destinations,
@@ -78,15 +90,6 @@ void add_output_options(CLI::App& cmd, OutputOptions& options, const char* defau
         ->expected(1)
         ->allow_extra_args(false)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    cmd.add_option("--identity", options.identity, "Dnstap identity (default: the host name)");
-    cmd.add_option("--version", options.version, "Dnstap version (default: \"sidetap " SIDETAP_VERSION "\")");
-    cmd.add_option_function<std::string>(
-        "--extra",
-        [&options](const std::string& value) {
-            options.extra = value;
-            options.extra_set = true;
-        },
-        "Dnstap extra field");
     cmd.add_flag("--no-wire", options.no_wire, "Leave out query_message/response_message");
     cmd.add_flag("-q,--quiet", options.quiet, "No progress line and no stats summary");
     cmd.add_option("--types", options.types,

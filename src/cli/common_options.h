@@ -56,6 +56,8 @@ struct OutputOptions {
 };
 
 void add_capture_options(CLI::App& cmd, CaptureOptions& options);
+// --identity, --version, --extra: for the subcommands that make dnstap.
+void add_envelope_options(CLI::App& cmd, OutputOptions& options);
 // default_on_full: "block" for replay (never lose data from a file),
 // "drop" for live sources (never stall capture).
 void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full);

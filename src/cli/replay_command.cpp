@@ -93,6 +93,7 @@ std::function<int()> add_replay_command(CLI::App& app) {
     auto options = std::make_shared<ReplayOptions>();
     auto* cmd = app.add_subcommand("replay", "Turn pcap/pcapng captures into dnstap (Frame Streams)");
     add_capture_options(*cmd, options->capture);
+    add_envelope_options(*cmd, options->output);
     add_output_options(*cmd, options->output, "block");
     cmd->add_option("FILE", options->files, "pcap or pcapng files, replayed in order")->required();
     return [options] { return run_replay(*options); };

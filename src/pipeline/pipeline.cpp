@@ -162,7 +162,12 @@ void Pipeline::report(std::FILE* out) const {
     });
     if (!any) std::fprintf(out, " none");
     std::fprintf(out, "\n");
-    for (const auto& r : routes_) {
+    report_routes(out, routes_);
+}
+
+void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes) {
+    auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
+    for (const auto& r : routes) {
         const auto s = r.output->stats();
         std::fprintf(out,
                      "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu "

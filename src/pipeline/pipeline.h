@@ -43,6 +43,9 @@ struct OutputRoute {
     bool wire = true;
 };
 
+// "sidetap: output <name> frames_written=… bytes=… dropped=…" per route.
+void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes);
+
 struct PipelineConfig {
     pairing::ClassifierConfig classifier;
     pairing::PairingConfig pairing;
