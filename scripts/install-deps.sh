@@ -20,6 +20,8 @@ PACKAGES=(
   knot knot-module-dnstap knot-dnsutils dnsperf iproute2 procps
   # root tests: a forwarding resolver with dnstap; ethtool turns veth offloads off (real IP fragments)
   unbound ethtool
+  # root tests (read/listen vs real servers): BIND 9.18 and Knot Resolver 5.6 with dnstap, dig
+  bind9 bind9-dnsutils knot-resolver
   # bench: /usr/bin/time -v for peak RSS
   time
 )

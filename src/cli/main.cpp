@@ -1,4 +1,5 @@
 // sidetap: dnstap for DNS servers that cannot emit it themselves.
+#include "cli/listen_command.h"
 #include "cli/read_command.h"
 #include "cli/replay_command.h"
 #include "util/error.h"
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
     app.footer(kExitCodes);
     auto run_replay = sidetap::cli::add_replay_command(app);
     auto run_read = sidetap::cli::add_read_command(app);
+    auto run_listen = sidetap::cli::add_listen_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
     try {
         if (app.got_subcommand("replay")) return run_replay();
         if (app.got_subcommand("read")) return run_read();
+        if (app.got_subcommand("listen")) return run_listen();
         return sidetap::util::kExitUsage;
     } catch (const sidetap::util::FatalError& e) {
         std::fprintf(stderr, "sidetap: %s\n", e.what());
