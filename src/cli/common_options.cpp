@@ -234,7 +234,9 @@ std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
         // The ring's byte bound follows the frame bound (1 KiB a frame, at
         // least 2 MiB): the whole ring becomes resident once it has wrapped,
         // so it must not be larger than the queue needs.
-        q.queue_bytes = std::clamp<std::uint64_t>(std::uint64_t{q.queue_frames} * 1024, 2u << 20, 1u << 30);
+        // A power of two, so the ring is exactly this size.
+        q.queue_bytes = std::uint64_t{2} << 20;
+        while (q.queue_bytes * 2 <= std::uint64_t{q.queue_frames} * 1024 && q.queue_bytes < (1u << 30)) q.queue_bytes *= 2;
         q.write_buffer = size_option(p.where + " write-buffer", p.take("write-buffer", options.write_buffer));
         if (q.write_buffer < 1024) q.write_buffer = 1024;
         q.flush_interval = ms_option(p.where + " flush-interval", p.take("flush-interval", options.flush_interval));

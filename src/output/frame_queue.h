@@ -22,7 +22,13 @@
 // Frame Streams data-frame prefix) followed by the payload, contiguously. A
 // frame that does not fit before the end of the ring is preceded by padding
 // up to the end: a zero length word when at least 4 bytes remain, nothing
-// when fewer do. Positions are monotonic byte counters; index = pos % size.
+// when fewer do. Positions are monotonic byte counters; the ring size is a
+// power of two, so index = pos & mask.
+//
+// Each side keeps its own counters on its own cache line (the producer's
+// tail and pushed count, the consumer's head and popped count) and a cached
+// copy of the other side's, refreshed only when the queue looks full: in the
+// common case push() touches no line the consumer writes.
 #pragma once
 
 #include "framestream/codec.h"
@@ -61,17 +67,24 @@ public:
     [[nodiscard]] std::size_t size() const;        // frames queued
     [[nodiscard]] std::size_t bytes() const;       // ring bytes in use (headers and padding included)
     [[nodiscard]] std::size_t capacity() const { return max_frames_; }
-    [[nodiscard]] std::size_t byte_capacity() const { return ring_size_; }
+    [[nodiscard]] std::size_t byte_capacity() const { return byte_limit_; }
 
 private:
     std::span<const std::uint8_t> frame_at(std::size_t offset, std::size_t& next_offset) const;
 
     std::size_t max_frames_;
-    std::size_t ring_size_;
+    std::size_t byte_limit_;  // max_bytes: the bound callers asked for
+    std::size_t ring_size_;   // byte_limit_ rounded up to a power of two
+    std::size_t mask_;
     std::unique_ptr<std::uint8_t[]> ring_;
-    alignas(64) std::atomic<std::size_t> head_{0};   // consumer position (bytes, monotonic)
-    alignas(64) std::atomic<std::size_t> tail_{0};   // producer position (bytes, monotonic)
-    alignas(64) std::atomic<std::size_t> frames_{0};
+    // Consumer-owned.
+    alignas(64) std::atomic<std::size_t> head_{0};    // position (bytes, monotonic)
+    std::atomic<std::size_t> popped_{0};              // frames removed
+    // Producer-owned.
+    alignas(64) std::atomic<std::size_t> tail_{0};    // position (bytes, monotonic)
+    std::atomic<std::size_t> pushed_{0};              // frames added
+    std::size_t cached_head_ = 0;                     // last head_ seen by the producer
+    std::size_t cached_popped_ = 0;                   // last popped_ seen by the producer
 };
 
 template <typename Fn>

@@ -507,7 +507,7 @@ class Helpers(unittest.TestCase):
         _, err = p.communicate(timeout=20)
         elapsed = time.monotonic() - t0
         self.assertEqual(p.returncode, 0, err)
-        self.assertGreater(elapsed, 0.4 + 0.3 * 0.9, "400 packets at 1000/s plus a 0.3 s pause")
+        self.assertGreater(elapsed, 0.5, "400 packets at 1000/s (~0.38 s) plus a 0.3 s pause")
         self.assertEqual(len(tl.read_dnstap_file(out)), 400)
 
     def test_python_collector_reads_what_sidetap_sends(self):

@@ -29,11 +29,13 @@ EXTRA_ADDRS = ["127.0.0.2/8", "127.0.0.3/8", "127.0.0.4/8", "127.0.0.5/8",
 
 
 def add_addresses(ns):
-    """127.0.0.0/8 is all local on lo already; the IPv6 ones must be added (nodad: usable at
-    once)."""
+    """127.0.0.0/8 is routed to lo already, but BIND binds only to configured interface
+    addresses, so the IPv4 ones are added too; IPv6 ones with nodad (usable at once)."""
     for a in EXTRA_ADDRS:
         if ":" in a:
             ns.run(["ip", "-6", "addr", "add", a, "dev", "lo", "nodad"])
+        else:
+            ns.run(["ip", "addr", "add", a, "dev", "lo"])
 
 
 # ----------------------------------------------------------------------------- zones
@@ -218,6 +220,7 @@ options {{
     allow-query {{ any; }};
     allow-recursion {{ any; }};
     dnssec-validation no;
+    max-cache-size 32m;
     notify no;
     querylog no;
     dnstap {{ all; }};
