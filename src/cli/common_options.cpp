@@ -245,7 +245,11 @@ std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
         q.reconnect_max = ms_option(p.where + " reconnect-max", p.take("reconnect-max", options.reconnect_max));
         if (q.reconnect_initial.count() < 1) q.reconnect_initial = std::chrono::milliseconds(1);
         if (q.reconnect_max < q.reconnect_initial) q.reconnect_max = q.reconnect_initial;
-        const auto attempts = p.take("reconnect-attempts", std::to_string(options.reconnect_attempts));
+        // A file that cannot be written (disk full, directory gone) is given
+        // up after a few tries instead of stalling a replay forever.
+        const bool is_file = dest.kind == output::Destination::File || dest.kind == output::Destination::Stdout;
+        const auto default_attempts = options.reconnect_attempts == 0 && is_file ? 5u : options.reconnect_attempts;
+        const auto attempts = p.take("reconnect-attempts", std::to_string(default_attempts));
         if (const auto n = number_option(p.where + " reconnect-attempts", attempts); n != 0)
             q.reconnect_attempts = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, UINT32_MAX));
         q.drain_timeout = ms_option(p.where + " drain-timeout", p.take("drain-timeout", options.drain_timeout));

@@ -60,8 +60,9 @@ void Relay::finish() {
 
 bool Relay::output_failed() const {
     return std::any_of(routes_.begin(), routes_.end(), [](const auto& r) {
-        const auto s = r.output->stats();
-        return s.failed || s.write_errors != 0;
+        // A connection that dropped and came back lost nothing (failed
+        // batches are resent); an output that gave up did.
+        return r.output->stats().failed;
     });
 }
 
