@@ -294,13 +294,16 @@ def start_fstrm_capture(ns, sock, out):
     return cap
 
 
-def wait_writer_connected(proc, pattern, count=1, timeout=15.0):
-    """Waits until `count` lines of proc's stderr match `pattern` (a writer's handshake)."""
+def wait_writer_connected(proc, pattern, count=1, timeout=15.0, settle=0.0):
+    """Waits until `count` lines of proc's stderr match `pattern` (a writer's handshake),
+    then `settle` seconds (fstrm_capture logs the accept, not the end of READY/ACCEPT/START,
+    and libfstrm writers discard frames queued before their stream is open)."""
     rx = re.compile(pattern)
     deadline = time.monotonic() + timeout
     while True:
         n = sum(1 for l in proc.lines() if rx.search(l))
         if n >= count:
+            time.sleep(settle)
             return
         if time.monotonic() > deadline or not proc.running():
             raise RuntimeError(f"{proc.name}: no writer connected (/{pattern}/ x{count}) within "

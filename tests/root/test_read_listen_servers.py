@@ -511,7 +511,7 @@ def part1_servers(ns, w):
     cap = S.start_fstrm_capture(ns, sock, f)
     unb = S.start_unbound(ns, os.path.join(w, "unbound"), sock, "sidetap-rl-unbound",
                           "unbound-1.17")
-    S.wait_writer_connected(cap, r"accepted new connection")
+    S.wait_writer_connected(cap, r"accepted new connection", settle=0.2)
     qs = S.workload("unb")
     problems += S.run_workload(ns, "unbound", qs)
     time.sleep(UNBOUND_QUEUE_WAIT_S)
@@ -535,7 +535,7 @@ def part1_servers(ns, w):
     sock, f = os.path.join(w, "kresd.sock"), os.path.join(w, "kresd.dnstap")
     cap = S.start_fstrm_capture(ns, sock, f)
     kresd = S.start_kresd(ns, os.path.join(w, "kresd"), sock, "sidetap-rl-kresd", "kresd-5.6")
-    S.wait_writer_connected(cap, r"accepted new connection")
+    S.wait_writer_connected(cap, r"accepted new connection", settle=0.2)
     qs = S.workload("kres")
     problems += S.run_workload(ns, "kresd", qs)
     p = S.stop_checked(kresd)
@@ -609,8 +609,10 @@ def main():
             report("part 1: servers answered the workload", p)
             problems += p
             if not have_listen:
-                problems.append("`sidetap listen --help` failed: sidetap has no listen command; "
-                                "part 2 (servers writing into sidetap listen) cannot run")
+                p = ["`sidetap listen --help` failed: sidetap has no listen command; part 2 "
+                     "(servers writing into sidetap listen) cannot run"]
+                report("part 2: sidetap listen", p)
+                problems += p
             else:
                 p, out = listen_knot(ns, sidetap, workdir)
                 report("part 2: knotd -> sidetap listen", p)
