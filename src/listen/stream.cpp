@@ -1,5 +1,6 @@
 #include "listen/stream.h"
 
+#include "output/tls_util.h"
 #include "util/error.h"
 
 #include <algorithm>
@@ -93,84 +94,7 @@ private:
 
 // --- TLS -------------------------------------------------------------------
 
-// Socket BIO with send(MSG_NOSIGNAL), as in output/transport_tls.cpp: a
-// writer that vanished must not raise SIGPIPE inside OpenSSL.
-int fd_of(BIO* bio) { return static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(bio))); }
-
-int bio_write(BIO* bio, const char* data, int size) {
-    BIO_clear_retry_flags(bio);
-    for (;;) {
-        const ssize_t n = ::send(fd_of(bio), data, static_cast<std::size_t>(size), MSG_NOSIGNAL);
-        if (n >= 0) return static_cast<int>(n);
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
-        return -1;
-    }
-}
-
-int bio_read(BIO* bio, char* out, int size) {
-    BIO_clear_retry_flags(bio);
-    for (;;) {
-        const ssize_t n = ::recv(fd_of(bio), out, static_cast<std::size_t>(size), 0);
-        if (n > 0) return static_cast<int>(n);
-        if (n == 0) {
-            BIO_set_flags(bio, BIO_FLAGS_IN_EOF);
-            return 0;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(bio);
-        return -1;
-    }
-}
-
-long bio_ctrl(BIO* bio, int cmd, long /*num*/, void* ptr) {
-    switch (cmd) {
-    case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_EOF: return BIO_test_flags(bio, BIO_FLAGS_IN_EOF) != 0 ? 1 : 0;
-    case BIO_C_GET_FD:
-        if (ptr != nullptr) *static_cast<int*>(ptr) = fd_of(bio);
-        return fd_of(bio);
-    default: return 0;
-    }
-}
-
-int bio_create(BIO* bio) {
-    BIO_set_init(bio, 1);
-    return 1;
-}
-
-struct BioMethodDeleter {
-    void operator()(BIO_METHOD* m) const { BIO_meth_free(m); }
-};
-
-const BIO_METHOD* socket_bio_method() {
-    static const std::unique_ptr<BIO_METHOD, BioMethodDeleter> method = [] {
-        std::unique_ptr<BIO_METHOD, BioMethodDeleter> m(
-            BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "sidetap listen socket"));
-        if (!m || BIO_meth_set_write(m.get(), bio_write) != 1 || BIO_meth_set_read(m.get(), bio_read) != 1 ||
-            BIO_meth_set_ctrl(m.get(), bio_ctrl) != 1 || BIO_meth_set_create(m.get(), bio_create) != 1)
-            return std::unique_ptr<BIO_METHOD, BioMethodDeleter>();
-        return m;
-    }();
-    return method.get();
-}
-
-std::string take_openssl_error() {
-    unsigned long first = 0;
-    for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error())
-        if (first == 0) first = e;
-    if (first == 0) return {};
-    if (const char* reason = ERR_reason_error_string(first); reason != nullptr) return reason;
-    char buf[256];
-    ERR_error_string_n(first, buf, sizeof buf);
-    return buf;
-}
-
-int refuse_passphrase(char*, int, int, void*) { return 0; }
-
-struct SslDeleter {
-    void operator()(SSL* ssl) const { SSL_free(ssl); }
-};
+using output::tls::take_openssl_error;
 
 class TlsStream final : public Stream {
 public:
@@ -250,7 +174,7 @@ private:
     }
 
     output::UniqueFd fd_;  // before ssl_: the SSL and its BIO go first
-    std::unique_ptr<SSL, SslDeleter> ssl_;
+    output::tls::SslPtr ssl_;
     int cancel_fd_;
     bool broken_ = false;
 };
@@ -289,12 +213,12 @@ TlsServerContext::TlsServerContext(const std::string& cert_file, const std::stri
     SSL_CTX* ctx = impl_->ctx;
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) fatal("cannot require TLS 1.2");
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
+    SSL_CTX_set_default_passwd_cb(ctx, output::tls::refuse_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1)
         fatal("cannot load certificate " + cert_file);
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) fatal("cannot load key " + key_file);
     if (SSL_CTX_check_private_key(ctx) != 1) fatal("key " + key_file + " does not match certificate " + cert_file);
-    if (socket_bio_method() == nullptr) fatal("cannot create the socket BIO");
+    if (output::tls::socket_bio_method() == nullptr) fatal("cannot create the socket BIO");
 }
 
 TlsServerContext::~TlsServerContext() {
@@ -305,14 +229,11 @@ std::unique_ptr<Stream> TlsServerContext::make_stream(output::UniqueFd fd, int c
     ERR_clear_error();
     SSL* ssl = SSL_new(impl_->ctx);
     if (ssl != nullptr) {
-        BIO* bio = BIO_new(socket_bio_method());
-        if (bio == nullptr) {
+        if (output::tls::attach_socket(ssl, fd.get())) {
+            SSL_set_accept_state(ssl);
+        } else {
             SSL_free(ssl);
             ssl = nullptr;
-        } else {
-            BIO_set_data(bio, reinterpret_cast<void*>(static_cast<std::intptr_t>(fd.get())));
-            SSL_set_bio(ssl, bio, bio);
-            SSL_set_accept_state(ssl);
         }
     }
     ERR_clear_error();

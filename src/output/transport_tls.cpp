@@ -1,6 +1,7 @@
 // TLS over TCP with OpenSSL 3. The TCP socket stays non-blocking; every
 // SSL_* call is driven by poll() on WANT_READ/WANT_WRITE against a deadline.
 #include "output/fd.h"
+#include "output/tls_util.h"
 #include "output/transport.h"
 #include "util/error.h"
 
@@ -26,99 +27,10 @@ namespace {
 using net::Clock;
 using net::Wait;
 
-struct SslCtxDeleter {
-    void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
-};
-struct SslDeleter {
-    void operator()(SSL* ssl) const { SSL_free(ssl); }
-};
-struct BioDeleter {
-    void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct BioMethodDeleter {
-    void operator()(BIO_METHOD* method) const { BIO_meth_free(method); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
-using SslPtr = std::unique_ptr<SSL, SslDeleter>;
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-using BioMethodPtr = std::unique_ptr<BIO_METHOD, BioMethodDeleter>;
-
-// OpenSSL's socket BIO writes with write(2), which raises SIGPIPE on a dead
-// peer. This BIO is the same thing with send(MSG_NOSIGNAL), so the library
-// never depends on the CLI having ignored SIGPIPE.
-int fd_of(BIO* bio) { return static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(bio))); }
-
-int bio_write(BIO* bio, const char* data, int size) {
-    BIO_clear_retry_flags(bio);
-    for (;;) {
-        const ssize_t n = ::send(fd_of(bio), data, static_cast<std::size_t>(size), MSG_NOSIGNAL);
-        if (n >= 0) return static_cast<int>(n);
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
-        return -1;
-    }
-}
-
-int bio_read(BIO* bio, char* out, int size) {
-    BIO_clear_retry_flags(bio);
-    for (;;) {
-        const ssize_t n = ::recv(fd_of(bio), out, static_cast<std::size_t>(size), 0);
-        if (n > 0) return static_cast<int>(n);
-        if (n == 0) {
-            // Lets OpenSSL tell "EOF without close_notify" from other errors.
-            BIO_set_flags(bio, BIO_FLAGS_IN_EOF);
-            return 0;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_read(bio);
-        return -1;
-    }
-}
-
-long bio_ctrl(BIO* bio, int cmd, long /*num*/, void* ptr) {
-    switch (cmd) {
-    case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_EOF: return BIO_test_flags(bio, BIO_FLAGS_IN_EOF) != 0 ? 1 : 0;
-    case BIO_C_GET_FD:
-        if (ptr != nullptr) *static_cast<int*>(ptr) = fd_of(bio);
-        return fd_of(bio);
-    default: return 0;
-    }
-}
-
-int bio_create(BIO* bio) {
-    BIO_set_init(bio, 1);
-    return 1;
-}
-
-const BIO_METHOD* socket_bio_method() {
-    static const BioMethodPtr method = [] {
-        BioMethodPtr m(BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                                    "sidetap socket"));
-        if (!m || BIO_meth_set_write(m.get(), bio_write) != 1 || BIO_meth_set_read(m.get(), bio_read) != 1 ||
-            BIO_meth_set_ctrl(m.get(), bio_ctrl) != 1 || BIO_meth_set_create(m.get(), bio_create) != 1) {
-            return BioMethodPtr();
-        }
-        return m;
-    }();
-    return method.get();
-}
-
-// The earliest queued OpenSSL error is the root cause ("certificate verify
-// failed", "No such file or directory"); the rest are call-site context.
-// Drains this thread's error queue.
-std::string take_openssl_error(unsigned long* code = nullptr) {
-    unsigned long first = 0;
-    for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
-        if (first == 0) first = e;
-    }
-    if (code != nullptr) *code = first;
-    if (first == 0) return {};
-    if (const char* reason = ERR_reason_error_string(first); reason != nullptr) return reason;
-    char buf[256];
-    ERR_error_string_n(first, buf, sizeof buf);
-    return buf;
-}
+using tls::SslCtxPtr;
+using tls::SslPtr;
+using tls::take_openssl_error;
+using tls::refuse_passphrase;
 
 // One line for a failed SSL_* call; `saved_errno` is errno right after it.
 std::string describe_failure(SSL* ssl, int ssl_error, int saved_errno) {
@@ -148,7 +60,6 @@ bool is_ip_literal(const std::string& name) {
     return ::inet_pton(AF_INET, address.c_str(), &buf) == 1 || ::inet_pton(AF_INET6, address.c_str(), &buf) == 1;
 }
 
-int refuse_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) { return 0; }
 
 class TlsConnection final : public Connection {
 public:
@@ -298,13 +209,7 @@ public:
         ERR_clear_error();
         SslPtr ssl(SSL_new(ctx_.get()));
         if (!ssl) return fail(take_openssl_error());
-        const BIO_METHOD* method = socket_bio_method();
-        if (method == nullptr) return fail("cannot create the socket BIO");
-        BioPtr bio(BIO_new(method));
-        if (!bio) return fail(take_openssl_error());
-        BIO_set_data(bio.get(), reinterpret_cast<void*>(static_cast<std::intptr_t>(fd.get())));
-        SSL_set_bio(ssl.get(), bio.get(), bio.get());  // the SSL owns the BIO now
-        (void)bio.release();
+        if (!tls::attach_socket(ssl.get(), fd.get())) return fail(take_openssl_error());
 
         const char* name = options_.server_name.c_str();
         if (!options_.skip_verify) {

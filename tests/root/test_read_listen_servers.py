@@ -614,23 +614,28 @@ def main():
                 report("part 2: sidetap listen", p)
                 problems += p
             else:
-                p, out = listen_knot(ns, sidetap, workdir)
-                report("part 2: knotd -> sidetap listen", p)
-                problems += p
-                listen_outputs.append(("listen-knot", out))
-                for server, tag, ref in (("kresd", "kresl", "kresd"),
-                                         ("unbound", "unbl", "unbound")):
-                    ref_msgs = None
+                for server in ("knot", "kresd", "unbound"):
                     try:
-                        ref_msgs = read_dnstap_file(files[ref][0], require_stop=False)
-                    except Exception:     # noqa: BLE001 -- reported in part 1
-                        pass
-                    ref_tag = {"kresd": "kres", "unbound": "unb"}[ref]
-                    p, out = listen_resolver(ns, sidetap, workdir, server, tag, ref_msgs,
-                                             ref_tag)
+                        if server == "knot":
+                            p, out = listen_knot(ns, sidetap, workdir)
+                        else:
+                            ref_msgs = None
+                            try:
+                                ref_msgs = read_dnstap_file(files[server][0], require_stop=False)
+                            except Exception:     # noqa: BLE001 -- reported in part 1
+                                pass
+                            tag, ref_tag = {"kresd": ("kresl", "kres"),
+                                            "unbound": ("unbl", "unb")}[server]
+                            p, out = listen_resolver(ns, sidetap, workdir, server, tag,
+                                                     ref_msgs, ref_tag)
+                        listen_outputs.append((f"listen-{server}", out))
+                    except Exception as e:    # noqa: BLE001 -- a failure, then go on
+                        p = [f"{server} -> sidetap listen: {e}"]
+                        for proc in list(ns.processes):     # this scenario's leftovers
+                            if proc is not knotd and proc.running():
+                                proc.stop()
                     report(f"part 2: {server} -> sidetap listen", p)
                     problems += p
-                    listen_outputs.append((f"listen-{server}", out))
             p = S.stop_checked(knotd)
             problems += [p] if p else []
         # Part 1 offline: the servers' own logs, then sidetap read vs dnstap.
