@@ -1,4 +1,5 @@
 // sidetap: dnstap for DNS servers that cannot emit it themselves.
+#include "cli/capture_command.h"
 #include "cli/listen_command.h"
 #include "cli/read_command.h"
 #include "cli/replay_command.h"
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
     auto run_replay = sidetap::cli::add_replay_command(app);
     auto run_read = sidetap::cli::add_read_command(app);
     auto run_listen = sidetap::cli::add_listen_command(app);
+    auto run_capture = sidetap::cli::add_capture_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("replay")) return run_replay();
         if (app.got_subcommand("read")) return run_read();
         if (app.got_subcommand("listen")) return run_listen();
+        if (app.got_subcommand("capture")) return run_capture();
         return sidetap::util::kExitUsage;
     } catch (const sidetap::util::FatalError& e) {
         std::fprintf(stderr, "sidetap: %s\n", e.what());

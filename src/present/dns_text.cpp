@@ -214,7 +214,7 @@ bool unpack_name(std::span<const std::uint8_t> wire, std::size_t& offset, std::s
         }
     }
     offset = pointers == 0 ? off : after;
-    if (out.empty()) out = ".";
+    if (out.empty()) out.push_back('.');  // not `out = "."`: GCC 12 -Wrestrict false positive at -O3
     return true;
 }
 

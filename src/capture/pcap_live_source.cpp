@@ -1,0 +1,233 @@
+#include "capture/pcap_live_source.h"
+
+#include "util/error.h"
+
+#include <pcap/pcap.h>
+#include <poll.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <limits>
+
+namespace sidetap::capture {
+
+namespace {
+
+constexpr std::uint64_t kNanosPerSecond = 1'000'000'000;
+
+std::uint32_t dlt_to_linktype(int dlt) {
+    switch (dlt) {
+        case DLT_RAW: return linktype::kRaw;  // DLT_RAW is 12 or 14 depending on the platform
+        default: return static_cast<std::uint32_t>(dlt);
+    }
+}
+
+std::string activate_error(const std::string& name, pcap_t* p, int rc) {
+    const std::string prefix = "capture on " + name + ": ";
+    const std::string detail = pcap_geterr(p);
+    switch (rc) {
+        case PCAP_ERROR_NO_SUCH_DEVICE:
+            return prefix + "no such device";
+        case PCAP_ERROR_PERM_DENIED:
+        case PCAP_ERROR_PROMISC_PERM_DENIED:
+            return prefix + "permission denied" + (detail.empty() ? "" : " (" + detail + ")") +
+                   ": needs CAP_NET_RAW and CAP_NET_ADMIN (run as root or setcap cap_net_raw,cap_net_admin=eip)";
+        case PCAP_ERROR_IFACE_NOT_UP:
+            return prefix + "interface is not up";
+        default:
+            return prefix + pcap_statustostr(rc) + (detail.empty() ? "" : ": " + detail);
+    }
+}
+
+}  // namespace
+
+PcapLiveSource::PcapLiveSource(const LiveCaptureOptions& options) : snaplen_(options.snaplen) {
+    if (options.interfaces.empty()) throw util::FatalError("capture: no interface (-i IFACE)", util::kExitUsage);
+    handles_.reserve(options.interfaces.size());
+    try {
+        for (const auto& name : options.interfaces) open_handle(name, options);
+    } catch (...) {
+        close_all();
+        throw;
+    }
+    for (const auto& h : handles_) {
+        pollfds_.push_back(pollfd{h.fd, POLLIN, 0});
+        InterfaceStats s;
+        s.name = h.name;
+        stats_.push_back(std::move(s));
+    }
+}
+
+PcapLiveSource::~PcapLiveSource() { close_all(); }
+
+void PcapLiveSource::close_all() {
+    for (auto& h : handles_)
+        if (h.handle) {
+            pcap_close(h.handle);
+            h.handle = nullptr;
+        }
+}
+
+void PcapLiveSource::open_handle(const std::string& name, const LiveCaptureOptions& options) {
+    char errbuf[PCAP_ERRBUF_SIZE] = {};
+    for (const auto& h : handles_)
+        if (h.name == name) throw util::FatalError("capture: interface " + name + " given twice", util::kExitUsage);
+    pcap_t* p = pcap_create(name.c_str(), errbuf);
+    if (!p) throw util::FatalError("capture on " + name + ": " + errbuf);
+    Handle h;
+    h.name = name;
+    h.handle = p;
+    handles_.push_back(h);  // closed by close_all() on any error below
+    Handle& handle = handles_.back();
+
+    pcap_set_snaplen(p, options.snaplen);
+    pcap_set_promisc(p, options.promiscuous ? 1 : 0);
+    pcap_set_immediate_mode(p, 1);
+    pcap_set_timeout(p, 100);
+    if (options.buffer_bytes > 0)
+        pcap_set_buffer_size(
+            p, static_cast<int>(std::min<std::uint64_t>(options.buffer_bytes, std::numeric_limits<int>::max())));
+    // Not every platform/driver offers nanoseconds; microseconds then.
+    (void)pcap_set_tstamp_precision(p, PCAP_TSTAMP_PRECISION_NANO);
+
+    const int rc = pcap_activate(p);
+    if (rc < 0) throw util::FatalError(activate_error(name, p, rc));
+    if (rc > 0) {
+        const std::string detail = pcap_geterr(p);
+        std::fprintf(stderr, "sidetap: capture on %s: warning: %s%s%s\n", name.c_str(), pcap_statustostr(rc),
+                     detail.empty() ? "" : ": ", detail.c_str());
+    }
+    handle.nano = pcap_get_tstamp_precision(p) == PCAP_TSTAMP_PRECISION_NANO;
+    handle.dlt = pcap_datalink(p);
+    handle.link_type = dlt_to_linktype(handle.dlt);
+
+    CaptureFilterSpec spec = options.filter;
+    spec.vlan = link_type_has_vlan(handle.dlt);
+    handle.filter = build_capture_filter(spec);
+    bpf_program program{};
+    if (pcap_compile(p, &program, handle.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0)
+        throw util::FatalError("capture on " + name + ": filter does not compile: " + pcap_geterr(p) +
+                                   " (filter: " + handle.filter + ")",
+                               util::kExitUsage);
+    const int set = pcap_setfilter(p, &program);
+    pcap_freecode(&program);
+    if (set != 0) throw util::FatalError("capture on " + name + ": cannot set filter: " + pcap_geterr(p));
+
+    if (pcap_setnonblock(p, 1, errbuf) != 0)
+        throw util::FatalError("capture on " + name + ": cannot make non-blocking: " + errbuf);
+    handle.fd = pcap_get_selectable_fd(p);
+    if (handle.fd < 0) throw util::FatalError("capture on " + name + ": no selectable file descriptor");
+}
+
+PcapLiveSource::Read PcapLiveSource::read(Packet& out, int timeout_ms) {
+    if (failed_) return Read::Error;
+    for (int round = 0; round < 2; ++round) {
+        // Refill the read-ahead slot of every handle that has none.
+        for (auto& h : handles_) {
+            if (h.pending) continue;
+            pcap_pkthdr* header = nullptr;
+            const u_char* data = nullptr;
+            const int rc = pcap_next_ex(h.handle, &header, &data);
+            if (rc == 1) {
+                h.pending = true;
+                const auto frac = static_cast<std::uint64_t>(header->ts.tv_usec);
+                h.pending_ts = static_cast<std::uint64_t>(header->ts.tv_sec) * kNanosPerSecond +
+                               (h.nano ? frac : frac * 1000);
+                h.pending_caplen = header->caplen;
+                h.pending_len = header->len;
+                h.pending_data = data;
+            } else if (rc == PCAP_ERROR) {
+                error_ = "capture on " + h.name + ": " + pcap_geterr(h.handle);
+                failed_ = true;
+                return Read::Error;
+            }
+            // 0: nothing buffered; PCAP_ERROR_BREAK: pcap_breakloop, treated as nothing.
+        }
+        std::size_t best = handles_.size();
+        for (std::size_t i = 0; i < handles_.size(); ++i)
+            if (handles_[i].pending && (best == handles_.size() || handles_[i].pending_ts < handles_[best].pending_ts))
+                best = i;
+        if (best != handles_.size()) {
+            auto& h = handles_[best];
+            h.pending = false;
+            out.timestamp_ns = h.pending_ts;
+            out.link_type = h.link_type;
+            out.original_length = h.pending_len < h.pending_caplen ? h.pending_caplen : h.pending_len;
+            out.data = std::span<const std::uint8_t>(h.pending_data, h.pending_caplen);
+            last_ = best;
+            ++stats_[best].packets;
+            return Read::Packet;
+        }
+        if (round == 1 || timeout_ms < 0) break;
+        const int n = ::poll(pollfds_.data(), pollfds_.size(), timeout_ms);
+        if (n <= 0) return Read::Idle;  // timeout, or EINTR (a signal: let the caller look)
+    }
+    return Read::Idle;
+}
+
+PacketSource::Status PcapLiveSource::next(Packet& out) {
+    for (;;) {
+        if (stop_.load(std::memory_order_relaxed)) return Status::End;
+        switch (read(out, 100)) {
+            case Read::Packet: return Status::Packet;
+            case Read::Error: return Status::Error;
+            case Read::Idle: break;
+        }
+    }
+}
+
+void PcapLiveSource::update_stats() {
+    for (std::size_t i = 0; i < handles_.size(); ++i) {
+        pcap_stat s{};
+        if (pcap_stats(handles_[i].handle, &s) != 0) continue;
+        stats_[i].received = s.ps_recv;
+        stats_[i].kernel_dropped = s.ps_drop;
+        stats_[i].interface_dropped = s.ps_ifdrop;
+    }
+}
+
+PcapDumpFile::PcapDumpFile(const std::string& path, int dlt, int snaplen) : path_(path) {
+    dead_ = pcap_open_dead_with_tstamp_precision(dlt, snaplen, PCAP_TSTAMP_PRECISION_NANO);
+    if (!dead_) throw util::FatalError("--write-pcap " + path + ": cannot create a pcap handle");
+    dumper_ = pcap_dump_open(dead_, path.c_str());
+    if (!dumper_) {
+        std::string message = "--write-pcap: " + std::string(pcap_geterr(dead_));
+        pcap_close(dead_);
+        dead_ = nullptr;
+        throw util::FatalError(message);
+    }
+}
+
+PcapDumpFile::~PcapDumpFile() { close(); }
+
+void PcapDumpFile::write(const Packet& packet) {
+    if (!dumper_) return;
+    pcap_pkthdr header{};
+    header.ts.tv_sec = static_cast<time_t>(packet.timestamp_ns / kNanosPerSecond);
+    header.ts.tv_usec = static_cast<suseconds_t>(packet.timestamp_ns % kNanosPerSecond);  // nanosecond file
+    header.caplen = static_cast<bpf_u_int32>(packet.data.size());
+    header.len = packet.original_length;
+    pcap_dump(reinterpret_cast<u_char*>(dumper_), &header, packet.data.data());
+    ++packets_;
+}
+
+bool PcapDumpFile::flush() {
+    if (!dumper_) return error_.empty();
+    if (pcap_dump_flush(dumper_) != 0 || std::ferror(pcap_dump_file(dumper_))) {
+        if (error_.empty()) error_ = "--write-pcap " + path_ + ": write failed";
+        return false;
+    }
+    return error_.empty();
+}
+
+bool PcapDumpFile::close() {
+    if (!dumper_) return error_.empty();
+    const bool ok = flush();
+    pcap_dump_close(dumper_);
+    pcap_close(dead_);
+    dumper_ = nullptr;
+    dead_ = nullptr;
+    return ok;
+}
+
+}  // namespace sidetap::capture

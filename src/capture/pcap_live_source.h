@@ -1,0 +1,155 @@
+// PcapLiveSource: live capture with libpcap on one or more interfaces,
+// polled together from one thread.
+//
+// Setup (constructor; throws util::FatalError, exit code 1, or 2 for a
+// filter that does not compile):
+//  - one pcap handle per interface (`any` allowed): snap length 262144 (any
+//    DNS message), immediate mode, kernel buffer `buffer_bytes`, nanosecond
+//    timestamps where the platform offers them (microseconds otherwise),
+//    promiscuous mode only when asked, non-blocking;
+//  - the capture filter from capture_filter.h, built per handle (VLAN
+//    alternatives only on Ethernet link types) and compiled for the handle's
+//    link type.
+//  - Errors name the interface: "capture on eth9: no such device",
+//    "capture on eth0: permission denied (...): needs CAP_NET_RAW and
+//    CAP_NET_ADMIN (run as root or setcap)".
+//
+// Reading (read(); never throws, no allocation, no I/O except libpcap's
+// reads and one poll() when nothing is buffered):
+//  - every handle keeps at most one packet read ahead; read() returns the
+//    buffered packet with the smallest timestamp, so packets from different
+//    interfaces come out in arrival (timestamp) order, each with the link
+//    type of its own interface (as a LINKTYPE_* value);
+//  - when no handle has a packet, read() polls all selectable fds for up to
+//    `timeout_ms` and returns Read::Idle if nothing came (or a signal
+//    interrupted the poll), so the caller can check its stop flag, SIGHUP
+//    and timers even when the network is quiet;
+//  - Packet::data stays valid until the next read()/next() call.
+//  - A libpcap read error (interface gone) ends the source: Read::Error,
+//    error() names the interface.
+//
+// Counters: per interface, packets delivered and libpcap's pcap_stats
+// (ps_recv, ps_drop = dropped by the kernel/buffer full, ps_ifdrop =
+// dropped by the interface/driver). update_stats() calls pcap_stats (a
+// system call per handle): call it at most about once a second.
+#pragma once
+
+#include "capture/capture_filter.h"
+#include "capture/packet_source.h"
+
+#include <poll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+struct pcap;
+struct pcap_dumper;
+
+namespace sidetap::capture {
+
+struct LiveCaptureOptions {
+    std::vector<std::string> interfaces;
+    int snaplen = 262144;
+    std::uint64_t buffer_bytes = 16ull << 20;  // per handle
+    bool promiscuous = false;
+    CaptureFilterSpec filter;                  // .vlan is decided per handle
+};
+
+struct InterfaceStats {
+    std::string name;
+    std::uint64_t packets = 0;          // delivered to the caller
+    std::uint64_t received = 0;         // ps_recv
+    std::uint64_t kernel_dropped = 0;   // ps_drop
+    std::uint64_t interface_dropped = 0;  // ps_ifdrop
+};
+
+class PcapLiveSource final : public PacketSource {
+public:
+    enum class Read { Packet, Idle, Error };
+
+    explicit PcapLiveSource(const LiveCaptureOptions& options);
+    ~PcapLiveSource() override;
+    PcapLiveSource(const PcapLiveSource&) = delete;
+    PcapLiveSource& operator=(const PcapLiveSource&) = delete;
+
+    Read read(Packet& out, int timeout_ms);
+
+    // PacketSource: blocks (polling every 100 ms) until a packet arrives,
+    // stop() was called (End) or a read error (Error).
+    Status next(Packet& out) override;
+    // Thread- and signal-safe: makes next() return End.
+    void stop() { stop_.store(true, std::memory_order_relaxed); }
+    [[nodiscard]] const std::string& error() const override { return error_; }
+
+    [[nodiscard]] std::size_t interface_count() const { return handles_.size(); }
+    [[nodiscard]] const std::string& interface_name(std::size_t i) const { return handles_[i].name; }
+    [[nodiscard]] int datalink(std::size_t i) const { return handles_[i].dlt; }         // DLT_*
+    [[nodiscard]] const std::string& filter_text(std::size_t i) const { return handles_[i].filter; }
+    [[nodiscard]] bool nanosecond_timestamps(std::size_t i) const { return handles_[i].nano; }
+    [[nodiscard]] int snaplen() const { return snaplen_; }
+    // Index of the interface of the packet last returned.
+    [[nodiscard]] std::size_t last_interface() const { return last_; }
+
+    void update_stats();
+    [[nodiscard]] const std::vector<InterfaceStats>& stats() const { return stats_; }
+
+private:
+    struct Handle {
+        std::string name;
+        ::pcap* handle = nullptr;
+        int fd = -1;
+        int dlt = 0;
+        std::uint32_t link_type = 0;
+        bool nano = false;
+        std::string filter;
+        bool pending = false;
+        std::uint64_t pending_ts = 0;
+        std::uint32_t pending_caplen = 0;
+        std::uint32_t pending_len = 0;
+        const std::uint8_t* pending_data = nullptr;
+    };
+
+    void open_handle(const std::string& name, const LiveCaptureOptions& options);
+    void close_all();
+
+    std::vector<Handle> handles_;
+    std::vector<InterfaceStats> stats_;
+    std::vector<struct pollfd> pollfds_;
+    std::size_t last_ = 0;
+    int snaplen_ = 262144;
+    std::string error_;
+    bool failed_ = false;
+    std::atomic<bool> stop_{false};
+};
+
+// Raw packets into a pcap file (--write-pcap): nanosecond pcap, one link
+// type (DLT_*) for the whole file. Buffered by libpcap (stdio); write() is
+// per-packet I/O on the capture thread when the buffer fills, accepted
+// because the user asked for the copy.
+class PcapDumpFile {
+public:
+    // Throws util::FatalError when the file cannot be created.
+    PcapDumpFile(const std::string& path, int dlt, int snaplen);
+    ~PcapDumpFile();
+    PcapDumpFile(const PcapDumpFile&) = delete;
+    PcapDumpFile& operator=(const PcapDumpFile&) = delete;
+
+    void write(const Packet& packet);
+    // Flushes; false (and error() set) when a write failed.
+    bool flush();
+    // Flush and close; false when a write failed. Idempotent.
+    bool close();
+    [[nodiscard]] const std::string& error() const { return error_; }
+    [[nodiscard]] std::uint64_t packets() const { return packets_; }
+
+private:
+    std::string path_;
+    ::pcap* dead_ = nullptr;
+    ::pcap_dumper* dumper_ = nullptr;
+    std::uint64_t packets_ = 0;
+    std::string error_;
+};
+
+}  // namespace sidetap::capture

@@ -1,0 +1,307 @@
+// `sidetap capture`: one capture thread (this one) polls every interface's
+// pcap handle, feeds one pipeline, and between packets (at most every 16
+// packets or every 100 ms when the network is quiet) looks at the stop flag,
+// SIGHUP, the periodic stats line and the metrics snapshot.
+#include "cli/capture_command.h"
+
+#include "capture/pcap_live_source.h"
+#include "cli/common_options.h"
+#include "cli/signals.h"
+#include "metrics/metrics.h"
+#include "pipeline/pipeline.h"
+#include "util/error.h"
+#include "util/units.h"
+
+#include <grp.h>
+#include <pcap/pcap.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+namespace sidetap::cli {
+
+namespace {
+
+struct CaptureCommandOptions {
+    CaptureOptions capture;
+    OutputOptions output;
+    std::vector<std::string> interfaces;
+    std::string buffer_size = "16";
+    bool promiscuous = false;
+    std::string filter;
+    std::string write_pcap;
+    std::string stats_interval;
+    std::string metrics;
+    std::string user;
+};
+
+using Clock = std::chrono::steady_clock;
+using u64 = unsigned long long;
+
+std::uint64_t buffer_bytes(const std::string& text) {
+    // Bare number: MiB (cli.md); with a unit: that size (512K, 1G).
+    const bool bare = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+    const auto bytes = util::parse_size_bytes(text);
+    if (!bytes || *bytes == 0)
+        throw util::FatalError("--buffer-size: '" + text + "' is not a size in MiB (e.g. 16, or 512K, 1G)",
+                               util::kExitUsage);
+    const std::uint64_t value = bare ? *bytes << 20 : *bytes;
+    if (value > (std::uint64_t{2} << 30) - 1)
+        throw util::FatalError("--buffer-size: '" + text + "' is above 2 GiB", util::kExitUsage);
+    return value;
+}
+
+struct Account {
+    uid_t uid;
+    gid_t gid;
+};
+
+Account lookup_user(const std::string& name) {
+    errno = 0;
+    const passwd* pw = ::getpwnam(name.c_str());
+    if (!pw) throw util::FatalError("--user " + name + ": no such user", util::kExitUsage);
+    return {pw->pw_uid, pw->pw_gid};
+}
+
+void drop_privileges(const std::string& name, const Account& account) {
+    // glibc applies setgroups/setgid/setuid to every thread of the process
+    // (the output threads already run).
+    if (::setgroups(1, &account.gid) != 0)
+        throw util::FatalError("--user " + name + ": setgroups: " + std::strerror(errno));
+    if (::setgid(account.gid) != 0) throw util::FatalError("--user " + name + ": setgid: " + std::strerror(errno));
+    if (::setuid(account.uid) != 0) throw util::FatalError("--user " + name + ": setuid: " + std::strerror(errno));
+    if (account.uid != 0 && ::setuid(0) == 0)
+        throw util::FatalError("--user " + name + ": could get root back after setuid; refusing to go on");
+}
+
+std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
+                                             const capture::PcapLiveSource& source,
+                                             const capture::PcapDumpFile* dump) {
+    using metrics::Kind;
+    std::vector<metrics::Sample> samples;
+    samples.reserve(96);
+    // Two stages may use the same counter name (the pipeline's and the TCP
+    // reassembler's tcp_segments): a repeated name gets _2, _3... so that no
+    // series appears twice in the exposition.
+    pipeline.for_each_counter([&](std::string_view name, std::uint64_t value) {
+        std::string unique(name);
+        for (int n = 2;; ++n) {
+            bool seen = false;
+            for (const auto& s : samples) seen = seen || s.name == unique;
+            if (!seen) break;
+            unique = std::string(name) + "_" + std::to_string(n);
+        }
+        samples.push_back({std::move(unique), Kind::Counter, {}, value});
+    });
+    for (const auto& route : pipeline.outputs()) {
+        const auto s = route.output->stats();
+        const std::vector<std::pair<std::string, std::string>> label{{"output", route.output->name()}};
+        samples.push_back({"output_frames_written", Kind::Counter, label, s.frames_written});
+        samples.push_back({"output_bytes_written", Kind::Counter, label, s.bytes_written});
+        samples.push_back({"output_frames_dropped", Kind::Counter, label, s.frames_dropped});
+        samples.push_back({"output_frames_too_large", Kind::Counter, label, s.frames_too_large});
+        samples.push_back({"output_write_errors", Kind::Counter, label, s.write_errors});
+        samples.push_back({"output_reconnects", Kind::Counter, label, s.reconnects});
+        samples.push_back({"output_queue_depth", Kind::Gauge, label, s.queue_depth});
+        samples.push_back({"output_connected", Kind::Gauge, label, s.connected ? 1u : 0u});
+        samples.push_back({"output_failed", Kind::Gauge, label, s.failed ? 1u : 0u});
+    }
+    for (const auto& s : source.stats()) {
+        const std::vector<std::pair<std::string, std::string>> label{{"interface", s.name}};
+        samples.push_back({"capture_packets", Kind::Counter, label, s.packets});
+        samples.push_back({"capture_received", Kind::Counter, label, s.received});
+        samples.push_back({"capture_kernel_dropped", Kind::Counter, label, s.kernel_dropped});
+        samples.push_back({"capture_interface_dropped", Kind::Counter, label, s.interface_dropped});
+    }
+    if (dump) samples.push_back({"pcap_dump_packets", Kind::Counter, {}, dump->packets()});
+    return samples;
+}
+
+void print_stats_line(const pipeline::Pipeline& pipeline, const capture::PcapLiveSource& source) {
+    const auto& st = pipeline.stats();
+    std::uint64_t unanswered = 0;
+    pipeline.for_each_counter([&](std::string_view name, std::uint64_t v) {
+        if (name == "unanswered_queries" || name == "unanswered_evicted") unanswered += v;
+    });
+    std::fprintf(stderr, "sidetap: stats packets=%llu dns_queries=%llu dns_responses=%llu frames=%llu unanswered=%llu",
+                 u64(st.packets), u64(st.dns_queries), u64(st.dns_responses), u64(st.frames_encoded), u64(unanswered));
+    for (const auto& s : source.stats())
+        std::fprintf(stderr, " | %s received=%llu kernel_dropped=%llu interface_dropped=%llu", s.name.c_str(),
+                     u64(s.received), u64(s.kernel_dropped), u64(s.interface_dropped));
+    for (const auto& route : pipeline.outputs()) {
+        const auto s = route.output->stats();
+        std::fprintf(stderr, " | output %s queue=%llu dropped=%llu written=%llu%s", route.output->name().c_str(),
+                     u64(s.queue_depth), u64(s.frames_dropped), u64(s.frames_written),
+                     s.failed ? " FAILED" : (s.connected ? "" : " disconnected"));
+    }
+    std::fprintf(stderr, "\n");
+}
+
+const char* dlt_name(int dlt) {
+    const char* name = pcap_datalink_val_to_name(dlt);
+    return name ? name : "unknown";
+}
+
+int run_capture(const CaptureCommandOptions& o) {
+    auto config = make_pipeline_config(o.capture, o.output);  // usage errors first
+
+    capture::LiveCaptureOptions live;
+    live.interfaces = o.interfaces;
+    live.buffer_bytes = buffer_bytes(o.buffer_size);
+    live.promiscuous = o.promiscuous;
+    live.filter.ports = o.capture.ports;
+    if (o.capture.role == "resolver")
+        live.filter.ports.insert(live.filter.ports.end(), o.capture.upstream_ports.begin(),
+                                 o.capture.upstream_ports.end());
+    live.filter.server_addresses = o.capture.server_addresses;
+    live.filter.user_filter = o.filter;
+
+    std::optional<Clock::duration> stats_every;
+    if (!o.stats_interval.empty()) {
+        const auto ns = util::parse_duration_ns(o.stats_interval);
+        if (!ns || *ns < 1'000'000)
+            throw util::FatalError("--stats-interval: '" + o.stats_interval + "' is not a duration of at least 1ms",
+                                   util::kExitUsage);
+        stats_every = std::chrono::nanoseconds(*ns);
+    }
+    std::optional<Account> account;
+    if (!o.user.empty()) account = lookup_user(o.user);
+
+    install_stop_handlers();
+    capture::PcapLiveSource source(live);
+
+    std::unique_ptr<capture::PcapDumpFile> dump;
+    if (!o.write_pcap.empty()) {
+        for (std::size_t i = 1; i < source.interface_count(); ++i)
+            if (source.datalink(i) != source.datalink(0))
+                throw util::FatalError("--write-pcap: interfaces " + source.interface_name(0) + " (" +
+                                           dlt_name(source.datalink(0)) + ") and " + source.interface_name(i) + " (" +
+                                           dlt_name(source.datalink(i)) +
+                                           ") have different link types; one pcap file holds one (capture them "
+                                           "separately, or use -i any)",
+                                       util::kExitUsage);
+        dump = std::make_unique<capture::PcapDumpFile>(o.write_pcap, source.datalink(0), source.snaplen());
+    }
+
+    // The metrics socket before the outputs, so that a bad address leaves no
+    // empty output file behind; it serves an empty page until the first
+    // snapshot just below.
+    metrics::Board board;
+    std::unique_ptr<metrics::HttpServer> server;
+    if (!o.metrics.empty()) server = std::make_unique<metrics::HttpServer>(o.metrics, board);
+
+    pipeline::Pipeline pipeline(config, open_outputs(o.output));
+    if (server) board.publish(collect_samples(pipeline, source, dump.get()));
+    if (account) drop_privileges(o.user, *account);
+
+    if (!o.output.quiet) {
+        for (std::size_t i = 0; i < source.interface_count(); ++i)
+            std::fprintf(stderr, "sidetap: capturing on %s (%s, %s timestamps), filter: %s\n",
+                         source.interface_name(i).c_str(), dlt_name(source.datalink(i)),
+                         source.nanosecond_timestamps(i) ? "ns" : "us", source.filter_text(i).c_str());
+        if (server) std::fprintf(stderr, "sidetap: metrics on port %u (GET /metrics)\n", unsigned{server->port()});
+    }
+
+    bool input_failed = false;
+    capture::Packet packet;
+    unsigned since_check = 0;
+    const auto tick = std::chrono::seconds(1);
+    auto next_tick = Clock::now() + tick;
+    auto next_stats = stats_every ? Clock::now() + *stats_every : Clock::time_point::max();
+    while (!stop_requested()) {
+        const auto r = source.read(packet, 100);
+        if (r == capture::PcapLiveSource::Read::Packet) {
+            pipeline.process(packet);
+            if (dump) dump->write(packet);
+            if (++since_check < 16) continue;
+        } else if (r == capture::PcapLiveSource::Read::Error) {
+            std::fprintf(stderr, "sidetap: %s\n", source.error().c_str());
+            input_failed = true;
+            break;
+        }
+        since_check = 0;
+        if (take_reopen_request())
+            for (const auto& route : pipeline.outputs()) route.output->request_reopen();
+        const auto now = Clock::now();
+        if (now < next_tick && now < next_stats) continue;
+        source.update_stats();
+        if (now >= next_tick) {
+            next_tick = now + tick;
+            if (server) board.publish(collect_samples(pipeline, source, dump.get()));
+            if (dump && !dump->flush()) {
+                std::fprintf(stderr, "sidetap: %s\n", dump->error().c_str());
+                input_failed = true;
+                break;
+            }
+        }
+        if (now >= next_stats) {
+            next_stats = now + *stats_every;
+            print_stats_line(pipeline, source);
+        }
+    }
+
+    pipeline.finish();
+    source.update_stats();
+    bool dump_failed = false;
+    if (dump && !dump->close()) {
+        std::fprintf(stderr, "sidetap: %s\n", dump->error().c_str());
+        dump_failed = true;
+    }
+    if (server) {
+        board.publish(collect_samples(pipeline, source, dump.get()));
+        server->stop();
+    }
+    if (!o.output.quiet) {
+        pipeline.report(stderr);
+        for (const auto& s : source.stats())
+            std::fprintf(stderr,
+                         "sidetap: interface %s packets=%llu received=%llu kernel_dropped=%llu interface_dropped=%llu\n",
+                         s.name.c_str(), u64(s.packets), u64(s.received), u64(s.kernel_dropped),
+                         u64(s.interface_dropped));
+        if (dump) std::fprintf(stderr, "sidetap: pcap %s packets=%llu\n", o.write_pcap.c_str(), u64(dump->packets()));
+    }
+    if (input_failed || dump_failed) return util::kExitRuntime;
+    if (stop_requested()) return util::kExitOk;
+    return pipeline.output_failed() ? util::kExitRuntime : util::kExitOk;
+}
+
+}  // namespace
+
+std::function<int()> add_capture_command(CLI::App& app) {
+    auto options = std::make_shared<CaptureCommandOptions>();
+    auto* cmd = app.add_subcommand("capture", "Live capture (libpcap) into dnstap, beside a running DNS server");
+    cmd->add_option("-i,--interface", options->interfaces,
+                    "Interface to capture on (repeatable; 'any' for all). Several interfaces are polled by one "
+                    "thread into one pipeline, in arrival order")
+        ->required()
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    cmd->add_option("-B,--buffer-size", options->buffer_size,
+                    "Kernel capture buffer per interface in MiB (a unit is accepted too: 512K, 1G)")
+        ->capture_default_str();
+    cmd->add_flag("--promisc", options->promiscuous, "Put the interfaces in promiscuous mode (off by default)");
+    cmd->add_option("--filter", options->filter,
+                    "Extra libpcap filter expression, ANDed with the built-in one (server ports, fragments, VLAN)");
+    cmd->add_option("--write-pcap", options->write_pcap,
+                    "Also keep the raw packets in this pcap file (nanosecond pcap; all interfaces must have the same "
+                    "link type; written by the capture thread, buffered)");
+    cmd->add_option("--stats-interval", options->stats_interval,
+                    "One stats line on stderr every DUR (e.g. 10s; default off); a summary at exit always");
+    cmd->add_option("--metrics", options->metrics,
+                    "Serve every counter in the Prometheus text format on HOST:PORT (GET /metrics)");
+    cmd->add_option("--user", options->user,
+                    "Drop privileges to this user once the capture handles, outputs and metrics socket are open");
+    add_capture_options(*cmd, options->capture);
+    add_envelope_options(*cmd, options->output);
+    add_output_options(*cmd, options->output, "drop");
+    return [options] { return run_capture(*options); };
+}
+
+}  // namespace sidetap::cli
