@@ -152,7 +152,7 @@ void Pipeline::report(std::FILE* out) const {
                  u(stats_.udp_datagrams), u(stats_.tcp_segments), u(stats_.dns_queries), u(stats_.dns_responses),
                  u(stats_.frames_encoded));
     // Every non-zero counter of the inner stages, by name.
-    static constexpr std::string_view kHeadline[] = {"packets", "bytes", "udp_datagrams", "tcp_segments",
+    static constexpr std::string_view kHeadline[] = {"packets", "bytes", "udp_datagrams", "tcp_packets",
                                                      "dns_queries", "dns_responses", "frames"};
     std::fprintf(out, "sidetap: counters:");
     bool any = false;

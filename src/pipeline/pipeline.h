@@ -120,7 +120,7 @@ void Pipeline::for_each_counter(Fn&& fn) const {
     fn(std::string_view("packets"), stats_.packets);
     fn(std::string_view("bytes"), stats_.bytes);
     fn(std::string_view("udp_datagrams"), stats_.udp_datagrams);
-    fn(std::string_view("tcp_segments"), stats_.tcp_segments);
+    fn(std::string_view("tcp_packets"), stats_.tcp_segments);
     fn(std::string_view("not_dns_port"), stats_.not_dns_port);
     fn(std::string_view("dot_skipped"), stats_.dot_skipped);
     fn(std::string_view("dns_queries"), stats_.dns_queries);
