@@ -65,6 +65,12 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
     cmd.add_option("--fragment-timeout", options.fragment_timeout,
                    "Incomplete IP datagrams are dropped after this (packet time)")
         ->capture_default_str();
+    cmd.add_option("--max-tcp-bytes", options.max_tcp_bytes,
+                   "Bound on bytes buffered by TCP reassembly in all streams; streams are evicted and counted")
+        ->capture_default_str();
+    cmd.add_option("--max-fragment-bytes", options.max_fragment_bytes,
+                   "Bound on bytes buffered by IP defragmentation; datagrams are evicted and counted")
+        ->capture_default_str();
 }
 
 void add_envelope_options(CLI::App& cmd, OutputOptions& options) {
@@ -139,6 +145,15 @@ std::uint64_t duration_option(const char* name, const std::string& text) {
     return *ns;
 }
 
+std::uint64_t bytes_option(const char* name, const std::string& text, std::uint64_t minimum) {
+    const auto bytes = util::parse_size_bytes(text);
+    if (!bytes || *bytes < minimum)
+        throw util::FatalError(std::string(name) + ": '" + text + "' is not a size of at least " +
+                                   std::to_string(minimum / 1024) + "K (e.g. 64M)",
+                               util::kExitUsage);
+    return *bytes;
+}
+
 std::string host_name() {
     char name[HOST_NAME_MAX + 1] = {};
     if (::gethostname(name, sizeof name - 1) != 0) return "sidetap";
@@ -161,6 +176,8 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
     config.tcp.idle_timeout_ns = duration_option("--tcp-idle-timeout", capture.tcp_idle_timeout);
     config.defrag.max_datagrams = capture.max_fragmented_datagrams;
     config.defrag.timeout_ns = duration_option("--fragment-timeout", capture.fragment_timeout);
+    config.tcp.max_total_bytes = bytes_option("--max-tcp-bytes", capture.max_tcp_bytes, 1u << 20);
+    config.defrag.max_bytes = bytes_option("--max-fragment-bytes", capture.max_fragment_bytes, 256u << 10);
     config.envelope.identity = output.identity.empty() ? host_name() : output.identity;
     config.envelope.version = output.version.empty() ? std::string("sidetap ") + SIDETAP_VERSION : output.version;
     if (output.extra_set) config.envelope.extra = output.extra;

@@ -25,6 +25,8 @@ struct CaptureOptions {
     std::string tcp_idle_timeout = "60s";
     std::size_t max_fragmented_datagrams = 8192;
     std::string fragment_timeout = "30s";
+    std::string max_tcp_bytes = "256M";
+    std::string max_fragment_bytes = "64M";
 };
 
 // Output options. Each is the default for every -w destination; a

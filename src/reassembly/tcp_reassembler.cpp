@@ -331,7 +331,9 @@ Buf& TcpReassembler::Impl::buf_of(Dir& d) {
         } else {
             // Warm-up only: at most two buffers per connection slot exist.
             d.buf = static_cast<std::uint32_t>(bufs.size());
-            bufs.emplace_back().ranges.reserve(cfg.max_pending_segments);
+            // Range storage is reserved on first out-of-order data (and
+            // counted in `storage`), not here: most streams never need it.
+            bufs.emplace_back();
         }
         bufs[d.buf].next_free = kNil;
     }
@@ -344,7 +346,7 @@ void TcpReassembler::Impl::release_buf(Dir& d) {
     b.msg.clear();
     b.win.clear();
     b.ranges.clear();
-    std::uint32_t& list = b.msg.capacity() + b.win.capacity() > 0 ? free_buf : free_empty;
+    std::uint32_t& list = b.msg.capacity() + b.win.capacity() + b.ranges.capacity() > 0 ? free_buf : free_empty;
     b.next_free = list;
     list = d.buf;
     d.buf = kNil;
@@ -368,6 +370,8 @@ void TcpReassembler::Impl::drop_spare() {
     free_buf = b.next_free;
     free_vector(b.msg);
     free_vector(b.win);
+    storage -= b.ranges.capacity() * sizeof(Range);
+    std::vector<Range>().swap(b.ranges);
     b.next_free = free_empty;
     free_empty = i;
 }
@@ -585,6 +589,14 @@ bool TcpReassembler::Impl::insert_ooo(Dir& D, std::uint32_t seq, std::span<const
     for (const Range& p : pieces) stored += p.len;
     if (stored != data.size()) ctr.add(TcpEvent::Overlaps);
     if (b.ranges.size() + pieces.size() > cfg.max_pending_segments) return false;
+    if (b.ranges.capacity() < cfg.max_pending_segments) {
+        // First out-of-order data of this buffer: its range list comes out
+        // of the same byte budget as the data and stays with the buffer.
+        const std::size_t bytes = (cfg.max_pending_segments - b.ranges.capacity()) * sizeof(Range);
+        if (!make_room(bytes)) return false;
+        b.ranges.reserve(cfg.max_pending_segments);
+        storage += bytes;
+    }
 
     // The window covers [first range, last range end); bytes before the
     // first range are dead and dropped when the window moves.
