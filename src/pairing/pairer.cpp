@@ -13,12 +13,12 @@ ExchangeKey ExchangeKey::of(const dns::DnsMessage& m) {
     key.server_port = m.server_port;
     key.id = m.header.id;
     key.transport = m.transport;
-    key.question.present = m.question.present;
+    key.has_question = m.question.present;
     if (m.question.present) {
-        key.question.qtype = m.question.qtype;
-        key.question.qclass = m.question.qclass;
-        key.question.name_length = m.question.name_length;
-        std::memcpy(key.question.name.data(), m.question.name.data(), m.question.name_length);
+        key.qtype = m.question.qtype;
+        key.qclass = m.question.qclass;
+        key.name_length = m.question.name_length;
+        std::memcpy(key.name.data(), m.question.name.data(), m.question.name_length);
     }
     return key;
 }
@@ -63,10 +63,10 @@ std::size_t ExchangeKeyHash::operator()(const ExchangeKey& key) const {
     h = hash_bytes(h, key.client.bytes.data(), key.client.size());
     h = hash_bytes(h, key.server.bytes.data(), key.server.size());
     const std::uint64_t small = (std::uint64_t{key.client_port} << 48) | (std::uint64_t{key.server_port} << 32) |
-                                (std::uint64_t{key.id} << 16) | key.question.qtype;
+                                (std::uint64_t{key.id} << 16) | key.qtype;
     h = mix(h ^ small, kP0);
-    h = hash_bytes(h, key.question.name.data(), key.question.name_length);
-    return static_cast<std::size_t>(mix(h, kP1 ^ key.question.qclass));
+    h = hash_bytes(h, key.name.data(), key.name_length);
+    return static_cast<std::size_t>(mix(h, kP1 ^ key.qclass));
 }
 
 Pairer::Pairer(const PairingConfig& config)
