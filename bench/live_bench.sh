@@ -109,7 +109,7 @@ control:
     listen: "$d/knot.sock"
 log:
   - target: stderr
-    any: notice
+    any: info
 EOF
   if [[ $1 == 1 ]]; then
     cat <<EOF
@@ -161,7 +161,9 @@ start_knot() {   # $1: dnstap 0/1
   knot_conf "$1" > "$tmp/knot.conf"
   rm -f "$tmp/knot.dnstap"
   : > "$tmp/knotd.log"
-  in_srv knotd -c "$tmp/knot.conf" 2>"$tmp/knotd.log" &
+  # ip netns exec execs in place: $! is knotd's PID (a shell function here would put a
+  # subshell in between, and SIGTERM to it would not reach knotd)
+  ip netns exec "$SRV" knotd -c "$tmp/knot.conf" 2>"$tmp/knotd.log" &
   knot_pid=$!
   pids+=("$knot_pid")
   wait_for "$tmp/knotd.log" "server started" "$knot_pid" 20
@@ -204,13 +206,13 @@ run_config() {   # NAME
   case $name in
     tcpdump)
       : > "$tmp/tcpdump.err"
-      in_srv tcpdump -i lb-srv -B $((bufmib * 1024)) -w "$tmp/bench.pcap" -U --immediate-mode \
+      ip netns exec "$SRV" tcpdump -i lb-srv -B $((bufmib * 1024)) -w "$tmp/bench.pcap" -U --immediate-mode \
         -n -Z root 'port 53' 2>"$tmp/tcpdump.err" &
       cap_pid=$!; pids+=("$cap_pid")
       wait_for "$tmp/tcpdump.err" "listening on" "$cap_pid" 10 ;;
     sidetap)
       : > "$tmp/sidetap.err"
-      in_srv "$sidetap" capture -i lb-srv -B "$bufmib" --role auth --identity bench \
+      ip netns exec "$SRV" "$sidetap" capture -i lb-srv -B "$bufmib" --role auth --identity bench \
         --version bench -w "$tmp/sidetap.dnstap" --stats-interval 1s 2>"$tmp/sidetap.err" &
       cap_pid=$!; pids+=("$cap_pid")
       wait_for "$tmp/sidetap.err" "capturing on lb-srv" "$cap_pid" 10 ;;
