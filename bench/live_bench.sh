@@ -3,11 +3,15 @@
 # mod-dnstap, with tcpdump, and with `sidetap capture`; and sidetap's completeness.
 #
 #   sudo bench/live_bench.sh [-s SIDETAP] [-l SECONDS] [-c CLIENTS] [-q OUTSTANDING] [-B MIB]
-#                            [-a] [-k]
+#                            [-Q QPS] [-o on|off] [-a] [-k]
 #     -s SIDETAP  the binary (default build/sidetap)
 #     -l SECONDS  dnsperf -l per configuration (default 10)
 #     -c CLIENTS  dnsperf -c (default 8);  -q OUTSTANDING  dnsperf -q (default 200)
 #     -B MIB      kernel capture buffer for tcpdump and sidetap (default 64)
+#     -Q QPS      dnsperf -Q: a fixed offered rate instead of the highest (default: none)
+#     -o on|off   tso/gso/gro on the veth pair (default on, as veth and most NICs come up).
+#                 With offloads on, libpcap (immediate mode -> TPACKET_V2) sizes every ring
+#                 slot for a 64 KiB packet, so -B 64 holds only ~1000 packets; off: ~40000
 #     -a          append the result section to bench/RESULTS.md
 #     -k          keep the temporary directory
 #
@@ -32,14 +36,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sidetap=build/sidetap secs=10 clients=8 outstanding=200 bufmib=64 append=0 keep=0
-while getopts "s:l:c:q:B:akh" opt; do
+sidetap=build/sidetap secs=10 clients=8 outstanding=200 bufmib=64 append=0 keep=0 rate="" offl=on
+while getopts "s:l:c:q:B:Q:o:akh" opt; do
   case $opt in
     s) sidetap=$OPTARG ;;
     l) secs=$OPTARG ;;
     c) clients=$OPTARG ;;
     q) outstanding=$OPTARG ;;
     B) bufmib=$OPTARG ;;
+    Q) rate=$OPTARG ;;
+    o) offl=$OPTARG ;;
     a) append=1 ;;
     k) keep=1 ;;
     *) sed -n '3,/^set -e/p' "$0" | sed '$d'; exit 2 ;;
@@ -80,6 +86,8 @@ in_srv ip addr add 192.0.2.1/24 dev lb-srv
 in_cli ip addr add 192.0.2.2/24 dev lb-cli
 in_srv ip link set lb-srv mtu 1500 up
 in_cli ip link set lb-cli mtu 1500 up
+in_srv ethtool -K lb-srv tso "$offl" gso "$offl" gro "$offl"
+in_cli ethtool -K lb-cli tso "$offl" gso "$offl" gro "$offl"
 
 mkdir -p "$tmp/knot/db"
 {
@@ -219,7 +227,7 @@ run_config() {   # NAME
   esac
   load[$name]=$(cut -d' ' -f1-3 /proc/loadavg)
   in_cli dnsperf -s 192.0.2.1 -d "$tmp/queries.txt" -l "$secs" -c "$clients" -q "$outstanding" \
-    -t 2 > "$tmp/dnsperf-$name.txt" 2>&1
+    -t 2 ${rate:+-Q "$rate"} > "$tmp/dnsperf-$name.txt" 2>&1
   dp=$tmp/dnsperf-$name.txt
   qps[$name]=$(awk '/Queries per second:/ { print $4 }' "$dp")
   sent[$name]=$(awk '/Queries sent:/ { print $3 }' "$dp")
@@ -293,7 +301,8 @@ if ((append)); then
     echo
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) vCPUs;"
     echo "kernel $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Command: \`sudo bench/live_bench.sh -s $sidetap -l $secs -c $clients -q $outstanding -B $bufmib\`"
+    echo "Command: \`sudo bench/live_bench.sh -s $sidetap -l $secs -c $clients -q $outstanding -B $bufmib${rate:+ -Q $rate} -o $offl\`"
+    echo "(dnsperf ${rate:+-Q $rate, }offloads $offl on the veth pair)"
     echo
     table
   } >> bench/RESULTS.md

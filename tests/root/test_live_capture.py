@@ -24,11 +24,14 @@ Scenario "unbound" -- one namespace, loopback: unbound 127.0.0.1/::1 (dnstap -> 
   answers that arrived after Unbound closed the socket (see test_real_servers.compare).
 
 Sequence per scenario: servers up; sidetap started and awaited on its "capturing on" line;
-workload; servers stopped (their dnstap is flushed); sidetap awaited until its metrics show
-at least as many frames as the server logged; SIGTERM; exit code 0 and a file ending in STOP.
+workload; servers stopped (their dnstap is flushed); sidetap awaited until it has encoded at
+least as many frames as the server logged (its metrics page, or its periodic stats line);
+SIGTERM; exit code 0 and a file ending in STOP.
 Checks: each server's messages equal sidetap's (rs.compare); the summary's kernel and interface
 drop counters and the output's dropped counter are 0 (otherwise completeness, emitted vs
-expected, is printed and the test fails); periodic stats lines; Prometheus text with sidetap_
+expected, is printed and the test fails), and on the veth every packet the kernel counted
+(pcap_stats received - dropped) was processed before exit (not on lo: there libpcap's
+received also counts the outgoing copies it discards); periodic stats lines; Prometheus text with sidetap_
 counters from inside the namespace; the --write-pcap file is read by tcpdump and holds the
 packets sidetap counted (and the IPv4/IPv6 fragments and TCP segments of the workload).
 
@@ -164,6 +167,10 @@ def check_sidetap_run(who, st, expected_msgs):
         for k in ("kernel_dropped", "interface_dropped"):
             if s.get(k, 0):
                 drops.append(f"interface {name} {k}={s[k]}")
+        if name != "lo" and s.get("received", 0) - s.get("kernel_dropped", 0) != s.get("packets"):
+            problems.append(f"{st.name}: interface {name}: received {s.get('received')} - "
+                            f"kernel_dropped {s.get('kernel_dropped')} != packets processed "
+                            f"{s.get('packets')} (packets left in the ring at exit?)")
     if not outputs:
         problems.append(f"{st.name}: no output summary line")
     for name, s in outputs.items():
