@@ -82,8 +82,13 @@ void PcapLiveSource::open_handle(const std::string& name, const LiveCaptureOptio
 
     pcap_set_snaplen(p, options.snaplen);
     pcap_set_promisc(p, options.promiscuous ? 1 : 0);
-    pcap_set_immediate_mode(p, 1);
-    pcap_set_timeout(p, 100);
+    // Not immediate mode: with it, libpcap falls back to TPACKET_V2, whose
+    // ring has one slot per packet sized for the snap length — 256 packets
+    // in 16 MiB, which a GRO burst overruns. Without it libpcap uses
+    // TPACKET_V3 blocks that hold packets at their real size; a block is
+    // handed over when full or after this many ms, which bounds the latency.
+    pcap_set_immediate_mode(p, 0);
+    pcap_set_timeout(p, 10);
     if (options.buffer_bytes > 0)
         pcap_set_buffer_size(
             p, static_cast<int>(std::min<std::uint64_t>(options.buffer_bytes, std::numeric_limits<int>::max())));

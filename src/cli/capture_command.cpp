@@ -246,6 +246,22 @@ int run_capture(const CaptureCommandOptions& o) {
         }
     }
 
+    // Drain: what the kernel already captured before the stop signal is part
+    // of the run (bounded, so a flood cannot keep us from exiting).
+    if (!input_failed) {
+        const auto drain_until = Clock::now() + std::chrono::seconds(2);
+        std::uint64_t drained = 0;
+        while (Clock::now() < drain_until) {
+            const auto r = source.read(packet, 20);
+            if (r != capture::PcapLiveSource::Read::Packet) break;
+            pipeline.process(packet);
+            if (dump) dump->write(packet);
+            ++drained;
+        }
+        if (drained != 0 && !o.output.quiet)
+            std::fprintf(stderr, "sidetap: drained %llu packets captured before the stop\n",
+                         static_cast<unsigned long long>(drained));
+    }
     pipeline.finish();
     source.update_stats();
     bool dump_failed = false;
