@@ -108,6 +108,7 @@ std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
         samples.push_back({"output_frames_too_large", Kind::Counter, label, s.frames_too_large});
         samples.push_back({"output_write_errors", Kind::Counter, label, s.write_errors});
         samples.push_back({"output_reconnects", Kind::Counter, label, s.reconnects});
+        samples.push_back({"output_open_failures", Kind::Counter, label, s.open_failures});
         samples.push_back({"output_queue_depth", Kind::Gauge, label, s.queue_depth});
         samples.push_back({"output_connected", Kind::Gauge, label, s.connected ? 1u : 0u});
         samples.push_back({"output_failed", Kind::Gauge, label, s.failed ? 1u : 0u});

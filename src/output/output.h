@@ -33,6 +33,7 @@ struct OutputStats {
     std::uint64_t frames_too_large = 0;  // over 96 KiB
     std::uint64_t write_errors = 0;      // failed writes / lost connections
     std::uint64_t reconnects = 0;        // successful (re)opens after the first
+    std::uint64_t open_failures = 0;     // failed connects/handshakes/opens (collector absent...)
     std::uint64_t queue_depth = 0;       // frames waiting now
     bool connected = false;
     bool failed = false;                 // gave up: the exit code reports it

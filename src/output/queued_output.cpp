@@ -61,6 +61,7 @@ struct QueuedOutput::Impl {
     std::atomic<std::uint64_t> frames_too_large{0};
     std::atomic<std::uint64_t> write_errors{0};
     std::atomic<std::uint64_t> reconnects{0};
+    std::atomic<std::uint64_t> open_failures{0};
     std::atomic<bool> connected{false};
     std::atomic<bool> failed{false};
     std::atomic<bool> closing{false};
@@ -241,7 +242,8 @@ struct QueuedOutput::Impl {
             connected.store(true, std::memory_order_release);
             if (ever_opened) reconnects.fetch_add(1, std::memory_order_relaxed);
             ever_opened = true;
-            if (outage_logged) std::fprintf(stderr, "sidetap: %s: connected again\n", name.c_str());
+            if (outage_logged)
+                std::fprintf(stderr, "sidetap: %s: %s\n", name.c_str(), reconnects.load() ? "connected again" : "connected");
             outage_logged = false;
             last_error.clear();
             consecutive_failures = 0;
@@ -249,6 +251,7 @@ struct QueuedOutput::Impl {
             return;
         }
         ++consecutive_failures;
+        open_failures.fetch_add(1, std::memory_order_relaxed);
         if (settings.reconnect_attempts && consecutive_failures >= *settings.reconnect_attempts) {
             give_up(error);
             return;
@@ -437,6 +440,7 @@ OutputStats QueuedOutput::stats() const {
     s.frames_too_large = impl_->frames_too_large.load(std::memory_order_relaxed);
     s.write_errors = impl_->write_errors.load(std::memory_order_relaxed);
     s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
+    s.open_failures = impl_->open_failures.load(std::memory_order_relaxed);
     s.queue_depth = impl_->queue.size();
     s.connected = impl_->connected.load(std::memory_order_acquire);
     s.failed = impl_->failed.load(std::memory_order_acquire);

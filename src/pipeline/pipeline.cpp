@@ -172,9 +172,9 @@ void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes) {
         const auto s = r.output->stats();
         std::fprintf(out,
                      "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu "
-                     "reconnects=%llu\n",
+                     "reconnects=%llu open_failures=%llu\n",
                      r.output->name().c_str(), u(s.frames_written), u(s.bytes_written), u(s.frames_dropped),
-                     u(s.frames_too_large), u(s.write_errors), u(s.reconnects));
+                     u(s.frames_too_large), u(s.write_errors), u(s.reconnects), u(s.open_failures));
     }
 }
 

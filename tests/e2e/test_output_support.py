@@ -128,14 +128,14 @@ def unix_recv_queue_empty(path):
 # ---------------------------------------------------------------- sidetap output
 
 SUMMARY_RE = re.compile(r"^sidetap: output (\S+) frames_written=(\d+) bytes=(\d+) dropped=(\d+) "
-                        r"too_large=(\d+) errors=(\d+) reconnects=(\d+)\s*$", re.M)
+                        r"too_large=(\d+) errors=(\d+) reconnects=(\d+) open_failures=(\d+)\s*$", re.M)
 
 
 def output_summaries(stderr):
-    """{dest: {frames_written, bytes, dropped, too_large, errors, reconnects}}"""
+    """{dest: {frames_written, bytes, dropped, too_large, errors, reconnects, open_failures}}"""
     out = {}
     for m in SUMMARY_RE.finditer(stderr):
-        keys = ("frames_written", "bytes", "dropped", "too_large", "errors", "reconnects")
+        keys = ("frames_written", "bytes", "dropped", "too_large", "errors", "reconnects", "open_failures")
         out[m.group(1)] = dict(zip(keys, map(int, m.groups()[1:])))
     return out
 
