@@ -21,6 +21,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -312,3 +313,34 @@ def count_pcap_packets(path):
         pos += 16 + incl
         n += 1
     return n
+
+
+def run_root_test(test, sidetap, tools, workdir_prefix, keep, body):
+    """The common frame of a root test: root and tools checked, the sidetap
+    binary present, a work directory that is kept when the test fails (or
+    with --keep), and body(workdir) -> list of problems. Returns the exit
+    code: 0 when body found no problem."""
+    exit_on_sigterm()
+    require_root(test)
+    require_tools(*tools)
+    if not os.access(sidetap, os.X_OK):
+        print(f"{test}: FAILED: sidetap binary not found at {sidetap}", file=sys.stderr)
+        return 1
+    workdir = tempfile.mkdtemp(prefix=workdir_prefix)
+    os.chmod(workdir, 0o755)
+    ok = False
+    t0 = time.monotonic()
+    try:
+        problems = body(workdir)
+        if problems:
+            print(f"{test}: FAILED: {len(problems)} problem(s), listed above "
+                  f"({time.monotonic() - t0:.1f} s)", file=sys.stderr)
+            return 1
+        print(f"{test}: OK ({time.monotonic() - t0:.1f} s)")
+        ok = True
+        return 0
+    finally:
+        if ok and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work directory kept: {workdir}", file=sys.stderr)

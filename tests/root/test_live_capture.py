@@ -40,10 +40,8 @@ Options: --keep, --only knot|unbound. Not root -> fails loudly.
 import argparse
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -432,35 +430,16 @@ def main():
     ap.add_argument("--only", choices=["knot", "unbound"])
     args = ap.parse_args()
 
-    netns.exit_on_sigterm()
-    netns.require_root(TEST)
-    netns.require_tools("ip", "knotd", "kdig", "tcpdump", "sysctl", "ethtool", "curl",
-                        "dnsperf", "unbound", "unbound-checkconf", "fstrm_capture")
-    if not os.access(sidetap, os.X_OK):
-        print(f"{TEST}: FAILED: sidetap binary not found at {sidetap}", file=sys.stderr)
-        return 1
-    workdir = tempfile.mkdtemp(prefix="sidetap-lc-")
-    os.chmod(workdir, 0o755)
-    problems = []
-    ok = False
-    t0 = time.monotonic()
-    try:
+    def body(workdir):
+        problems = []
         if args.only in (None, "knot"):
             problems += scenario_knot(sidetap, workdir)
         if args.only in (None, "unbound"):
             problems += scenario_unbound(sidetap, workdir)
-        if problems:
-            print(f"{TEST}: FAILED: {len(problems)} problem(s), listed above "
-                  f"({time.monotonic() - t0:.1f} s)", file=sys.stderr)
-            return 1
-        print(f"{TEST}: OK ({time.monotonic() - t0:.1f} s)")
-        ok = True
-        return 0
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
+        return problems
+
+    return netns.run_root_test(TEST, sidetap, ("ip", "knotd", "kdig", "tcpdump", "sysctl", "ethtool", "curl",
+                                "dnsperf", "unbound", "unbound-checkconf", "fstrm_capture"), "sidetap-lc-", args.keep, body)
 
 
 if __name__ == "__main__":

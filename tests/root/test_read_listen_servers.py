@@ -51,10 +51,8 @@ import calendar
 import json
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 
@@ -584,20 +582,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory on success")
     args = ap.parse_args()
 
-    netns.exit_on_sigterm()
-    netns.require_root(TEST)
-    netns.require_tools("ip", "ss", "knotd", "kdig", "unbound", "unbound-checkconf", "named",
-                        "named-checkconf", "kresd", "fstrm_capture", "dnstap")
-    if not os.access(sidetap, os.X_OK):
-        print(f"{TEST}: FAILED: sidetap binary not found at {sidetap}", file=sys.stderr)
-        return 1
-    have_listen = run([sidetap, "listen", "--help"], check=False).returncode == 0
-    workdir = tempfile.mkdtemp(prefix="sidetap-rl-")
-    os.chmod(workdir, 0o755)
-    problems = []
-    ok = False
-    t0 = time.monotonic()
-    try:
+    def body(workdir):
+        problems = []
+        have_listen = run([sidetap, "listen", "--help"], check=False).returncode == 0
         listen_outputs = []
         with netns.NetNS("rl") as ns:
             print(f"namespace {ns.name}, work directory {workdir}", flush=True)
@@ -651,18 +638,11 @@ def main():
                 p = compare_read(sidetap, label, path)
                 report(f"sidetap read vs dnstap, {label} output", p)
                 problems += p
-        if problems:
-            print(f"{TEST}: FAILED: {len(problems)} problem(s), listed above "
-                  f"({time.monotonic() - t0:.1f} s)", file=sys.stderr)
-            return 1
-        print(f"{TEST}: OK ({time.monotonic() - t0:.1f} s)")
-        ok = True
-        return 0
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
+        return problems
+
+    return netns.run_root_test(TEST, sidetap, ("ip", "ss", "knotd", "kdig", "unbound", "unbound-checkconf", "named",
+                                               "named-checkconf", "kresd", "fstrm_capture", "dnstap"),
+                               "sidetap-rl-", args.keep, body)
 
 
 if __name__ == "__main__":
