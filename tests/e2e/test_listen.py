@@ -143,15 +143,15 @@ class Listen(unittest.TestCase):
         self.assertEqual((s["bidirectional"], s["finished"], s["frames_received"]), (1, 1, len(self.src_frames)))
         self.assertFalse(os.path.exists(self.sock), "socket file removed at exit")
 
-    @unittest.skipUnless(have("fstrm_replay"), "fstrm-bin not installed")
     def test_fstrm_replay_as_writer(self):
+        tl.require_tool("fstrm_replay")
         lst = Listener(self, self.tmp, "-u", self.sock, "-w", self.out)
         tl.run(["fstrm_replay", "-t", CT.decode(), "-u", self.sock, "-r", self.src])
         self.assertEqual(lst.stop(), 0)
         self.assertEqual(self.frames_of(self.out), self.src_frames)
 
-    @unittest.skipUnless(have("dnstap"), "golang-dnstap not installed")
     def test_golang_dnstap_as_writer(self):
+        tl.require_tool("dnstap")
         lst = Listener(self, self.tmp, "-u", self.sock, "-w", self.out)
         tl.run(["dnstap", "-r", self.src, "-U", self.sock])
         # dnstap -U returns after STOP/FINISH: every frame is queued by then.
@@ -159,8 +159,8 @@ class Listen(unittest.TestCase):
         self.assertEqual(self.frames_of(self.out), self.src_frames)
         self.assertEqual(summary(lst.stderr())["finished"], 1)
 
-    @unittest.skipUnless(have("dnstap"), "golang-dnstap not installed")
     def test_json_output_matches_golang_dnstap(self):
+        tl.require_tool("dnstap")
         out_json = os.path.join(self.tmp, "out.json")
         lst = Listener(self, self.tmp, "-u", self.sock, "--format", "json", "-w", out_json)
         tl.run(["fstrm_replay", "-t", CT.decode(), "-u", self.sock, "-r", self.src] if have("fstrm_replay")
@@ -199,8 +199,8 @@ class Listen(unittest.TestCase):
         self.assertEqual(lst.stop(), 0)
         self.assertEqual(self.frames_of(self.out), self.src_frames)
 
-    @unittest.skipUnless(have("openssl"), "openssl CLI not installed")
     def test_tls_listener_when_a_certificate_is_given(self):
+        tl.require_tool("openssl")
         cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
         tl.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                 "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
@@ -213,8 +213,8 @@ class Listen(unittest.TestCase):
         self.assertEqual(lst.stop(), 0)
         self.assertEqual(self.frames_of(self.out), self.src_frames)
 
-    @unittest.skipUnless(have("fstrm_capture"), "fstrm-bin not installed")
     def test_relay_into_fstrm_capture(self):
+        tl.require_tool("fstrm_capture")
         port = free_port()
         captured = os.path.join(self.tmp, "captured.fstrm")
         cap_err = open(os.path.join(self.tmp, "capture.err"), "w")

@@ -27,11 +27,6 @@ SIDETAP = {}
 ID = ["--identity", "faults-test"]
 
 
-def need(tool, name):
-    if not tool:
-        raise unittest.SkipTest(name + " is not installed (scripts/install-deps.sh)")
-
-
 class Faults(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -55,7 +50,7 @@ class Faults(unittest.TestCase):
         self.tmp.cleanup()
 
     def fstrm_capture(self, sock, out):
-        need(sup.FSTRM_CAPTURE, "fstrm_capture")
+        tl.require_tool(sup.FSTRM_CAPTURE, "fstrm_capture")
         p = self.procs.start([sup.FSTRM_CAPTURE, "-t", "protobuf:dnstap.Dnstap", "-u", sock, "-w", out])
         sup.wait_unix_listening(sock)
         return p
@@ -96,7 +91,7 @@ class Faults(unittest.TestCase):
         self.assertTrue(frames == self.ref, "frames differ from the reference")
 
     def test_receiver_killed_and_restarted_during_a_long_stream(self):
-        need(sup.FSTRM_CAPTURE, "fstrm_capture")
+        tl.require_tool(sup.FSTRM_CAPTURE, "fstrm_capture")
         sock = os.path.join(self.d, "cap.sock")
         fifo = os.path.join(self.d, "src.fifo")
         dest = "unix://" + sock

@@ -40,11 +40,6 @@ SIDETAP = {}
 ID = ["--identity", "interop-test"]
 
 
-def need(tool, name):
-    if not tool:
-        raise unittest.SkipTest(name + " is not installed (scripts/install-deps.sh)")
-
-
 class Interop(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -90,7 +85,7 @@ class Interop(unittest.TestCase):
                          (n, 0, 0, 0, 0), stderr)
 
     def fstrm_capture(self, out, *where):
-        need(sup.FSTRM_CAPTURE, "fstrm_capture")
+        tl.require_tool(sup.FSTRM_CAPTURE, "fstrm_capture")
         return self.procs.start([sup.FSTRM_CAPTURE, "-t", "protobuf:dnstap.Dnstap", *where, "-w", out])
 
     def stop_fstrm_capture_and_check(self, cap, out):
@@ -148,7 +143,7 @@ class Interop(unittest.TestCase):
     # -- golang-dnstap CLI
 
     def test_dnstap_cli_unix_socket_gets_every_frame_in_order(self):
-        need(sup.DNSTAP, "dnstap (golang-dnstap)")
+        tl.require_tool(sup.DNSTAP, "dnstap (golang-dnstap)")
         sock, out = os.path.join(self.d, "d.sock"), os.path.join(self.d, "d.fstrm")
         rx = self.procs.start([sup.DNSTAP, "-u", sock, "-w", out])
         sup.wait_unix_listening(sock)
@@ -163,7 +158,7 @@ class Interop(unittest.TestCase):
         self.check_dnstap_cli_file(out)
 
     def test_dnstap_cli_tcp_gets_every_frame_in_order(self):
-        need(sup.DNSTAP, "dnstap (golang-dnstap)")
+        tl.require_tool(sup.DNSTAP, "dnstap (golang-dnstap)")
         port, out = sup.free_port(), os.path.join(self.d, "d.fstrm")
         rx = self.procs.start([sup.DNSTAP, "-l", "127.0.0.1:%d" % port, "-w", out])
         sup.wait_tcp_listening(port)
@@ -179,8 +174,8 @@ class Interop(unittest.TestCase):
     # -- TLS through socat in front of fstrm_capture
 
     def tls_terminator(self):
-        need(sup.SOCAT, "socat")
-        need(sup.OPENSSL, "openssl")
+        tl.require_tool(sup.SOCAT, "socat")
+        tl.require_tool(sup.OPENSSL, "openssl")
         sock, out = os.path.join(self.d, "cap.sock"), os.path.join(self.d, "cap.fstrm")
         cap = self.fstrm_capture(out, "-u", sock)
         sup.wait_unix_listening(sock)
@@ -239,7 +234,7 @@ class Interop(unittest.TestCase):
     # -- frame size
 
     def test_65535_byte_dns_message_over_tcp_gives_a_frame_dnstap_reads(self):
-        need(sup.DNSTAP, "dnstap (golang-dnstap)")
+        tl.require_tool(sup.DNSTAP, "dnstap (golang-dnstap)")
         pcap = os.path.join(self.d, "big-tcp.pcap")
         query, response = write_big_tcp_exchange(pcap)
         self.assertEqual(len(response), 65535)

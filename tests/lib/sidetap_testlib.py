@@ -156,3 +156,12 @@ def sidetap_arg():
         del sys.argv[i:i + 2]
         return path
     return os.path.join(SOURCE_DIR, "build", "sidetap")
+
+
+def require_tool(path_or_name, what=None):
+    """Fails (never skips) when a test peer is missing: scripts/install-deps.sh
+    installs every one, so a missing tool is a broken setup, not a reason to pass."""
+    import shutil
+    if not path_or_name or (not os.path.isabs(str(path_or_name)) and shutil.which(path_or_name) is None) \
+            or (os.path.isabs(str(path_or_name)) and not os.access(path_or_name, os.X_OK)):
+        raise AssertionError("%s is not installed (scripts/install-deps.sh)" % (what or path_or_name))

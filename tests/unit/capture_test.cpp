@@ -165,7 +165,7 @@ struct SharedExpectation {
 };
 
 TEST(CaptureShared, CountsTimestampsAndLinkTypesMatchTshark) {
-    if (!fs::exists(kSharedPcaps)) GTEST_SKIP() << kSharedPcaps << " not present";
+    if (!fs::exists(kSharedPcaps)) GTEST_FAIL() << kSharedPcaps << " not present (shared/ must sit beside the checkout)";
     const std::vector<SharedExpectation> expected = {
         {"packetq-sample-bigendian.pcap", 2, 1382970487688018000, 1382970487704674000, {1}, 0},
         {"derived-dnscap-edns-nsec.pcap", 14, 1688541698669836123, 1688541706518500123, {1}, 0},
@@ -196,7 +196,7 @@ TEST(CaptureShared, CountsTimestampsAndLinkTypesMatchTshark) {
 
 TEST(CaptureShared, ManyInterfacesKeepsPerInterfaceLinkType) {
     const auto path = kSharedPcaps / "pcapplusplus-many_interfaces-1.pcapng";
-    if (!fs::exists(path)) GTEST_SKIP();
+    if (!fs::exists(path)) GTEST_FAIL() << path << " not present";
     const auto r = read_all(path);
     // tshark: the two NULL (0) packets are on interface 10, the rest on 0 (Ethernet).
     std::size_t null_packets = 0;

@@ -899,7 +899,7 @@ std::string describe(const std::string& name, const FileStats& st) {
 // SIDETAP_DECODE_CORPUS_VERBOSE=1 to print per-file numbers.
 TEST(DecodeCorpus, EverySharedCaptureDecodesWithinBounds) {
     const auto files = corpus_files();
-    if (files.empty()) GTEST_SKIP() << "no captures in " << SIDETAP_SHARED_PCAPS;
+    if (files.empty()) GTEST_FAIL() << "no captures in " << SIDETAP_SHARED_PCAPS;
     const bool verbose = std::getenv("SIDETAP_DECODE_CORPUS_VERBOSE") != nullptr;
     std::uint64_t total_ip = 0;
     for (const auto& file : files) {
@@ -914,7 +914,7 @@ TEST(DecodeCorpus, EverySharedCaptureDecodesWithinBounds) {
 class DecodeCorpusFile : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!std::filesystem::is_directory(SIDETAP_SHARED_PCAPS)) GTEST_SKIP() << "no shared pcaps";
+        if (!std::filesystem::is_directory(SIDETAP_SHARED_PCAPS)) GTEST_FAIL() << "no shared pcaps at " << SIDETAP_SHARED_PCAPS;
     }
 };
 

@@ -613,7 +613,7 @@ std::string newer_protocols_as_numbers(std::string s) {
 class GolangDnstapComparison : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (::access("/usr/bin/dnstap", X_OK) != 0) GTEST_SKIP() << "golang-dnstap's dnstap CLI not installed";
+        if (::access("/usr/bin/dnstap", X_OK) != 0) GTEST_FAIL() << "golang-dnstap's dnstap CLI not installed (scripts/install-deps.sh)";
         path_ = std::string(::testing::TempDir()) + "/present-cmp-" + std::to_string(::getpid()) + ".fstrm";
         corpus_ = comparison_corpus();
         std::vector<std::uint8_t> data;

@@ -887,7 +887,7 @@ CaptureCounts replay(const std::string& path) {
 class TcpCaptureReplay : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!std::filesystem::is_directory(SIDETAP_SHARED_PCAPS)) GTEST_SKIP() << "no shared pcaps";
+        if (!std::filesystem::is_directory(SIDETAP_SHARED_PCAPS)) GTEST_FAIL() << "no shared pcaps at " << SIDETAP_SHARED_PCAPS;
     }
 };
 
