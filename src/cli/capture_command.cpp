@@ -47,13 +47,10 @@ using u64 = unsigned long long;
 std::uint64_t buffer_bytes(const std::string& text) {
     // Bare number: MiB (cli.md); with a unit: that size (512K, 1G).
     const bool bare = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-    const auto bytes = util::parse_size_bytes(text);
-    if (!bytes || *bytes == 0)
-        throw util::FatalError("--buffer-size: '" + text + "' is not a size in MiB (e.g. 16, or 512K, 1G)",
-                               util::kExitUsage);
-    const std::uint64_t value = bare ? *bytes << 20 : *bytes;
-    if (value > (std::uint64_t{2} << 30) - 1)
-        throw util::FatalError("--buffer-size: '" + text + "' is above 2 GiB", util::kExitUsage);
+    const auto bytes = size_option("--buffer-size", text, 1, std::uint64_t{2} << 30);
+    const std::uint64_t value = bare ? bytes << 20 : bytes;
+    if (value >= std::uint64_t{2} << 30)
+        throw util::FatalError("--buffer-size: '" + text + "' is 2 GiB or more", util::kExitUsage);
     return value;
 }
 
@@ -165,11 +162,7 @@ int run_capture(const CaptureCommandOptions& o) {
 
     std::optional<Clock::duration> stats_every;
     if (!o.stats_interval.empty()) {
-        const auto ns = util::parse_duration_ns(o.stats_interval);
-        if (!ns || *ns < 1'000'000)
-            throw util::FatalError("--stats-interval: '" + o.stats_interval + "' is not a duration of at least 1ms",
-                                   util::kExitUsage);
-        stats_every = std::chrono::nanoseconds(*ns);
+        stats_every = std::chrono::nanoseconds(duration_ns_option("--stats-interval", o.stats_interval, 1'000'000));
     }
     std::optional<Account> account;
     if (!o.user.empty()) account = lookup_user(o.user);

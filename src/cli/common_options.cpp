@@ -18,6 +18,34 @@
 
 namespace sidetap::cli {
 
+std::uint64_t size_option(const std::string& option, const std::string& text, std::uint64_t minimum,
+                          std::uint64_t maximum) {
+    const auto bytes = util::parse_size_bytes(text);
+    if (!bytes) throw util::FatalError(option + ": '" + text + "' is not a size (e.g. 64K, 16M)", util::kExitUsage);
+    if (*bytes < minimum || *bytes > maximum)
+        throw util::FatalError(option + ": '" + text + "' must be " +
+                                   (maximum == UINT64_MAX ? "at least " + std::to_string(minimum)
+                                                          : std::to_string(minimum) + " to " + std::to_string(maximum)) +
+                                   " bytes",
+                               util::kExitUsage);
+    return *bytes;
+}
+
+std::uint64_t duration_ns_option(const std::string& option, const std::string& text, std::uint64_t minimum_ns) {
+    const auto ns = util::parse_duration_ns(text);
+    if (!ns) throw util::FatalError(option + ": '" + text + "' is not a duration (e.g. 500ms, 10s, 5m)",
+                                    util::kExitUsage);
+    if (*ns < minimum_ns)
+        throw util::FatalError(option + ": '" + text + "' is shorter than " + std::to_string(minimum_ns / 1'000'000) +
+                                   "ms",
+                               util::kExitUsage);
+    return *ns;
+}
+
+std::chrono::milliseconds duration_ms_option(const std::string& option, const std::string& text) {
+    return std::chrono::milliseconds(duration_ns_option(option, text) / 1'000'000);
+}
+
 void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
     cmd.add_option("-p,--port", options.ports,
                    "Server port (repeatable, default 53). A datagram to a server port is a query, one from a "
@@ -138,22 +166,6 @@ decode::IpAddress parse_address(const std::string& text) {
     return address;
 }
 
-std::uint64_t duration_option(const char* name, const std::string& text) {
-    const auto ns = util::parse_duration_ns(text);
-    if (!ns) throw util::FatalError(std::string(name) + ": '" + text + "' is not a duration (e.g. 500ms, 10s, 5m)",
-                                    util::kExitUsage);
-    return *ns;
-}
-
-std::uint64_t bytes_option(const char* name, const std::string& text, std::uint64_t minimum) {
-    const auto bytes = util::parse_size_bytes(text);
-    if (!bytes || *bytes < minimum)
-        throw util::FatalError(std::string(name) + ": '" + text + "' is not a size of at least " +
-                                   std::to_string(minimum / 1024) + "K (e.g. 64M)",
-                               util::kExitUsage);
-    return *bytes;
-}
-
 std::string host_name() {
     char name[HOST_NAME_MAX + 1] = {};
     if (::gethostname(name, sizeof name - 1) != 0) return "sidetap";
@@ -169,15 +181,15 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
     config.classifier.role = capture.role == "auth"       ? pairing::Role::Auth
                              : capture.role == "resolver" ? pairing::Role::Resolver
                                                           : pairing::Role::Client;
-    config.pairing.query_timeout_ns = duration_option("--query-timeout", capture.query_timeout);
-    config.pairing.reorder_window_ns = duration_option("--reorder-window", capture.reorder_window);
+    config.pairing.query_timeout_ns = duration_ns_option("--query-timeout", capture.query_timeout);
+    config.pairing.reorder_window_ns = duration_ns_option("--reorder-window", capture.reorder_window);
     config.pairing.max_queries = capture.max_pending_queries;
     config.tcp.max_streams = capture.max_tcp_streams;
-    config.tcp.idle_timeout_ns = duration_option("--tcp-idle-timeout", capture.tcp_idle_timeout);
+    config.tcp.idle_timeout_ns = duration_ns_option("--tcp-idle-timeout", capture.tcp_idle_timeout);
     config.defrag.max_datagrams = capture.max_fragmented_datagrams;
-    config.defrag.timeout_ns = duration_option("--fragment-timeout", capture.fragment_timeout);
-    config.tcp.max_total_bytes = bytes_option("--max-tcp-bytes", capture.max_tcp_bytes, 1u << 20);
-    config.defrag.max_bytes = bytes_option("--max-fragment-bytes", capture.max_fragment_bytes, 256u << 10);
+    config.defrag.timeout_ns = duration_ns_option("--fragment-timeout", capture.fragment_timeout);
+    config.tcp.max_total_bytes = size_option("--max-tcp-bytes", capture.max_tcp_bytes, 1u << 20);
+    config.defrag.max_bytes = size_option("--max-fragment-bytes", capture.max_fragment_bytes, 256u << 10);
     config.envelope.identity = output.identity.empty() ? host_name() : output.identity;
     config.envelope.version = output.version.empty() ? std::string("sidetap ") + SIDETAP_VERSION : output.version;
     if (output.extra_set) config.envelope.extra = output.extra;
@@ -185,16 +197,6 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
 }
 
 namespace {
-
-std::uint64_t size_option(const std::string& where, const std::string& text) {
-    const auto bytes = util::parse_size_bytes(text);
-    if (!bytes) throw util::FatalError(where + ": '" + text + "' is not a size (e.g. 64K, 16M)", util::kExitUsage);
-    return *bytes;
-}
-
-std::chrono::milliseconds ms_option(const std::string& where, const std::string& text) {
-    return std::chrono::milliseconds(duration_option(where.c_str(), text) / 1'000'000);
-}
 
 std::uint64_t number_option(const std::string& where, const std::string& text) {
     std::uint64_t value = 0;
@@ -256,10 +258,10 @@ std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
         while (q.queue_bytes * 2 <= std::uint64_t{q.queue_frames} * 1024 && q.queue_bytes < (1u << 30)) q.queue_bytes *= 2;
         q.write_buffer = size_option(p.where + " write-buffer", p.take("write-buffer", options.write_buffer));
         if (q.write_buffer < 1024) q.write_buffer = 1024;
-        q.flush_interval = ms_option(p.where + " flush-interval", p.take("flush-interval", options.flush_interval));
+        q.flush_interval = duration_ms_option(p.where + " flush-interval", p.take("flush-interval", options.flush_interval));
         q.reconnect_initial =
-            ms_option(p.where + " reconnect-initial", p.take("reconnect-initial", options.reconnect_initial));
-        q.reconnect_max = ms_option(p.where + " reconnect-max", p.take("reconnect-max", options.reconnect_max));
+            duration_ms_option(p.where + " reconnect-initial", p.take("reconnect-initial", options.reconnect_initial));
+        q.reconnect_max = duration_ms_option(p.where + " reconnect-max", p.take("reconnect-max", options.reconnect_max));
         if (q.reconnect_initial.count() < 1) q.reconnect_initial = std::chrono::milliseconds(1);
         if (q.reconnect_max < q.reconnect_initial) q.reconnect_max = q.reconnect_initial;
         // A file that cannot be written (disk full, directory gone) is given
@@ -269,7 +271,7 @@ std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
         const auto attempts = p.take("reconnect-attempts", std::to_string(default_attempts));
         if (const auto n = number_option(p.where + " reconnect-attempts", attempts); n != 0)
             q.reconnect_attempts = static_cast<std::uint32_t>(std::min<std::uint64_t>(n, UINT32_MAX));
-        q.drain_timeout = ms_option(p.where + " drain-timeout", p.take("drain-timeout", options.drain_timeout));
+        q.drain_timeout = duration_ms_option(p.where + " drain-timeout", p.take("drain-timeout", options.drain_timeout));
         const auto on_full = p.take("on-full", options.on_full);
         if (on_full != "drop" && on_full != "block")
             throw util::FatalError(p.where + ": on-full must be drop or block", util::kExitUsage);
@@ -281,7 +283,7 @@ std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
             if (auto v = p.take("rotate-size", options.rotate_size); !v.empty())
                 f.rotate_size = size_option(p.where + " rotate-size", v);
             if (auto v = p.take("rotate-interval", options.rotate_interval); !v.empty())
-                f.rotate_interval = ms_option(p.where + " rotate-interval", v);
+                f.rotate_interval = duration_ms_option(p.where + " rotate-interval", v);
             if (!p.values.empty()) throw util::FatalError(p.where + ": unknown setting '" + p.values.begin()->first + "'", util::kExitUsage);
             route.output = output::make_file_output(f, q);
         } else {

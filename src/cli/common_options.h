@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +58,14 @@ struct OutputOptions {
     std::string rotate_interval;        // empty: off
     std::string drain_timeout = "5s";
 };
+
+// Values of size and duration options ("64K", "500ms"). Throw
+// util::FatalError(kExitUsage) naming the option when `text` is not one, or
+// is outside [minimum, maximum].
+std::uint64_t size_option(const std::string& option, const std::string& text, std::uint64_t minimum = 0,
+                          std::uint64_t maximum = UINT64_MAX);
+std::uint64_t duration_ns_option(const std::string& option, const std::string& text, std::uint64_t minimum_ns = 0);
+std::chrono::milliseconds duration_ms_option(const std::string& option, const std::string& text);
 
 void add_capture_options(CLI::App& cmd, CaptureOptions& options);
 // --identity, --version, --extra: for the subcommands that make dnstap.

@@ -44,11 +44,8 @@ listen::ServerOptions server_options(const ListenOptions& o) {
     s.tls_cert = o.reader.output.tls_cert;
     s.tls_key = o.reader.output.tls_key;
     s.max_connections = o.max_connections;
-    const auto ns = util::parse_duration_ns(o.handshake_timeout);
-    if (!ns || *ns < 1'000'000)
-        throw util::FatalError("--handshake-timeout: '" + o.handshake_timeout + "' is not a duration of at least 1ms",
-                               util::kExitUsage);
-    s.handshake_timeout = std::chrono::milliseconds(*ns / 1'000'000);
+    s.handshake_timeout =
+        std::chrono::milliseconds(duration_ns_option("--handshake-timeout", o.handshake_timeout, 1'000'000) / 1'000'000);
     s.max_frame_size = max_frame_size(o.reader);
     s.accept_unidirectional = !o.refuse_unidirectional;
     s.queue_frames = o.receive_queue;

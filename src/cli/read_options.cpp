@@ -29,11 +29,7 @@ void add_reader_options(CLI::App& cmd, ReaderOptions& options, const char* defau
 }
 
 std::size_t max_frame_size(const ReaderOptions& options) {
-    const auto bytes = util::parse_size_bytes(options.max_frame_size);
-    if (!bytes || *bytes < 64 || *bytes > (256u << 20))
-        throw util::FatalError("--max-frame-size: '" + options.max_frame_size + "' is not a size between 64 and 256M",
-                               util::kExitUsage);
-    return *bytes;
+    return size_option("--max-frame-size", options.max_frame_size, 64, 256u << 20);
 }
 
 std::unique_ptr<relay::Relay> make_relay(const ReaderOptions& options, std::FILE*& text_file) {
