@@ -19,7 +19,8 @@ import os
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_PCAPS = [os.path.join(HERE, "..", "pcaps"), os.path.join(HERE, "..", "..", "shared", "pcaps")]
+DEFAULT_PCAPS = [os.path.join(HERE, "..", "pcaps"), os.path.join(HERE, "..", "tests", "data", "public"),
+                 os.path.join(HERE, "..", "tests", "data", "public-copyleft")]
 
 # Index = the link-type selector byte of fuzz_decode / fuzz_pipeline.
 LINK_TYPES = [0, 1, 101, 108, 113, 228, 229, 276, 14, 12]

@@ -2,7 +2,7 @@
 """Write the purpose-made DNS-over-TCP and pairing captures, and their
 section of README.md.
 
-These cover cases no public capture does (see ../shared/pcaps/SOURCES.md,
+These cover cases no public capture does (see tests/data/public*/SOURCES.md,
 "Gaps"): overlapping TCP segments with conflicting bytes, sequence-number
 wraparound, a length prefix split 1 + 1 bytes, one message in three segments
 delivered out of order, an IPv6 TCP stream, non-DNS bytes on TCP port 53,

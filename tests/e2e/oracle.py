@@ -794,7 +794,8 @@ def own_pcap(name):
 
 
 def shared_pcap(name):
-    return os.path.join(tl.SHARED_PCAPS, name)
+    """A public capture (tests/data/public*/) by file name."""
+    return tl.public_capture(name)
 
 
 def readme_counts():

@@ -16,7 +16,7 @@ SIDETAP = tl.sidetap_arg()
 
 def big_capture(path, copies=400):
     """dnscap-dns.pcap's packets repeated: ~53k packets, enough for a progress update."""
-    with open(os.path.join(tl.SHARED_PCAPS, "dnscap-dns.pcap"), "rb") as f:
+    with open(tl.public_capture("dnscap-dns.pcap"), "rb") as f:
         data = f.read()
     header, body = data[:24], data[24:]
     with open(path, "wb") as out:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """IP defragmentation and DNS-over-TCP reassembly, cross-checked with tshark
 (its reassembly on) capture by capture, for every file of the by-case rows of
-../shared/pcaps/SOURCES.md: fragments, pipelined TCP, a length prefix in its
+tests/data/public*/SOURCES.md: fragments, pipelined TCP, a length prefix in its
 own segment, messages across segments, no-SYN and mid-message starts, holes,
 out-of-order and retransmitted segments, TFO, QinQ, SLL2, pcapng with many
 interfaces, malformed DNS, DNS over TLS.
@@ -67,7 +67,7 @@ for _names, _ports in (
 ):
     for _n in _names.split():
         _f = _n + ".pcap"
-        if not os.path.exists(oracle.shared_pcap(_f)):
+        if not any(os.path.exists(os.path.join(d, _f)) for d in tl.PUBLIC_CAPTURE_DIRS):
             _f = _n + ".pcapng"
         BY_CASE[_f] = _ports
 
@@ -149,10 +149,14 @@ NOT_ON_DNS_PORTS = {
 }
 
 
+def sources_md():
+    """Both SOURCES.md files of the public captures (permissive and copyleft), one text."""
+    return "\n".join(open(os.path.join(d, "SOURCES.md"), encoding="utf-8").read() for d in tl.PUBLIC_CAPTURE_DIRS)
+
+
 def sources_counts():
     if not SOURCES_COUNTS:
-        with open(os.path.join(tl.SHARED_PCAPS, "SOURCES.md"), encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        lines = sources_md().splitlines()
         for line in lines:
             cells = [c.strip() for c in line.split("|")]
             if len(cells) > 8 and cells[1].endswith((".pcap", ".pcapng")):
@@ -207,8 +211,7 @@ class ReassemblyCases(unittest.TestCase):
 
     def test_by_case_list_covers_sources_md_rows(self):
         # Every file named in the by-case rows this test is about is here.
-        with open(os.path.join(tl.SHARED_PCAPS, "SOURCES.md"), encoding="utf-8") as fh:
-            text = fh.read()
+        text = sources_md()
         seen = 0
         rows = ("TCP, several", "TCP, one message", "TCP, missing", "TCP, retransmission", "TCP, out-of-order",
                 "TCP, no SYN", "TCP Fast Open", "IPv4 fragmented", "IPv6 fragmented", "DNS over TLS")

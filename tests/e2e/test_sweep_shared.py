@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sweep over ALL captures in ../shared/pcaps (and our own pcaps/): sidetap
+"""Sweep over ALL public captures in tests/data/ (and our own pcaps/): sidetap
 never crashes (exit 0 or 1, no signal), its output always decodes with
 `dnstap -r` and read_dnstap_file, and its messages equal the oracle's
 (exactly: count, order, type, addresses, ports, times, bytes).
@@ -40,8 +40,7 @@ EXIT_1 = {"not-a-capture.pcap", "truncated-record.pcap"}
 
 
 def all_captures():
-    shared = sorted(os.path.join(tl.SHARED_PCAPS, f) for f in os.listdir(tl.SHARED_PCAPS)
-                    if not f.endswith(".md"))
+    shared = tl.public_captures()
     own = sorted(os.path.join(tl.OWN_PCAPS, f) for f in os.listdir(tl.OWN_PCAPS)
                  if f.endswith((".pcap", ".pcapng")) and f not in ("not-a-capture.pcap",))
     return shared + own
@@ -107,7 +106,8 @@ class Sweep(unittest.TestCase):
         self.assertEqual(seen, set(KNOWN_DIFFERENCES))
 
     def test_all_shared_captures_swept(self):
-        shared = [f for f, *_ in self.results if f.startswith(tl.SHARED_PCAPS + os.sep)]
+        public = set(tl.public_captures())
+        shared = [f for f, *_ in self.results if f in public]
         self.assertEqual(len(shared), 120)
 
     def test_reassembly_counts(self):

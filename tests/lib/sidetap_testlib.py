@@ -12,7 +12,10 @@ import sys
 
 SOURCE_DIR = os.environ.get("SIDETAP_SOURCE_DIR",
                             os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-SHARED_PCAPS = os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "pcaps"))
+# Public captures copied into the repository (tests/data/*/SOURCES.md: origin, commit, licence);
+# copyleft ones are kept in their own folder.
+PUBLIC_CAPTURE_DIRS = [os.path.join(SOURCE_DIR, "tests", "data", "public"),
+                       os.path.join(SOURCE_DIR, "tests", "data", "public-copyleft")]
 OWN_PCAPS = os.path.join(SOURCE_DIR, "pcaps")
 
 MESSAGE_TYPES = {1: "AUTH_QUERY", 2: "AUTH_RESPONSE", 3: "RESOLVER_QUERY", 4: "RESOLVER_RESPONSE",
@@ -22,6 +25,22 @@ MESSAGE_TYPES = {1: "AUTH_QUERY", 2: "AUTH_RESPONSE", 3: "RESOLVER_QUERY", 4: "R
 FAMILIES = {1: "INET", 2: "INET6"}
 PROTOCOLS = {1: "UDP", 2: "TCP", 3: "DOT", 4: "DOH", 5: "DNSCryptUDP", 6: "DNSCryptTCP", 7: "DOQ"}
 CONTENT_TYPE = b"protobuf:dnstap.Dnstap"
+
+
+def public_capture(name):
+    """Path of a public capture by file name, whichever folder (licence) it is in."""
+    for d in PUBLIC_CAPTURE_DIRS:
+        path = os.path.join(d, name)
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(f"no public capture {name} in {PUBLIC_CAPTURE_DIRS}")
+
+
+def public_captures():
+    """Every public capture (pcap/pcapng), sorted by file name."""
+    files = [os.path.join(d, f) for d in PUBLIC_CAPTURE_DIRS for f in os.listdir(d)
+             if f.endswith((".pcap", ".pcapng"))]
+    return sorted(files, key=os.path.basename)
 
 
 def _varint(buf, pos):

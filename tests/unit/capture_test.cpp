@@ -3,6 +3,7 @@
 // synthetic files built here for each error path.
 #include "capture/pcap_file_source.h"
 #include "util/error.h"
+#include "test_data.h"
 
 #include <gtest/gtest.h>
 
@@ -21,7 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using Status = PacketSource::Status;
 
-const fs::path kSharedPcaps = SIDETAP_SHARED_PCAPS;
 const fs::path kOwnPcaps = fs::path(SIDETAP_SOURCE_DIR) / "pcaps";
 
 struct Record {
@@ -165,7 +165,6 @@ struct SharedExpectation {
 };
 
 TEST(CaptureShared, CountsTimestampsAndLinkTypesMatchTshark) {
-    if (!fs::exists(kSharedPcaps)) GTEST_FAIL() << kSharedPcaps << " not present (shared/ must sit beside the checkout)";
     const std::vector<SharedExpectation> expected = {
         {"packetq-sample-bigendian.pcap", 2, 1382970487688018000, 1382970487704674000, {1}, 0},
         {"derived-dnscap-edns-nsec.pcap", 14, 1688541698669836123, 1688541706518500123, {1}, 0},
@@ -182,7 +181,7 @@ TEST(CaptureShared, CountsTimestampsAndLinkTypesMatchTshark) {
     };
     for (const auto& e : expected) {
         SCOPED_TRACE(e.file);
-        const auto r = read_all(kSharedPcaps / e.file);
+        const auto r = read_all(test_data::public_capture(e.file));
         EXPECT_EQ(r.final_status, Status::End) << r.error;
         ASSERT_EQ(r.records.size(), e.packets);
         EXPECT_EQ(r.records.front().ts, e.first_ts);
@@ -195,7 +194,7 @@ TEST(CaptureShared, CountsTimestampsAndLinkTypesMatchTshark) {
 }
 
 TEST(CaptureShared, ManyInterfacesKeepsPerInterfaceLinkType) {
-    const auto path = kSharedPcaps / "pcapplusplus-many_interfaces-1.pcapng";
+    const fs::path path = test_data::public_capture("pcapplusplus-many_interfaces-1.pcapng");
     if (!fs::exists(path)) GTEST_FAIL() << path << " not present";
     const auto r = read_all(path);
     // tshark: the two NULL (0) packets are on interface 10, the rest on 0 (Ethernet).
@@ -518,17 +517,14 @@ TEST_F(CaptureFile, PcapngDamage) {
     expect_error("second.pcapng", second, 1, "refers to interface 0");
 }
 
-// Every capture in the shared folder and pcaps/ against tshark's view
+// Every public capture (tests/data) and pcaps/ against tshark's view
 // (time, lengths, interface). Slow (one tshark run per file): ~50 s.
 TEST(CaptureCrossCheck, AllCapturesMatchTshark) {
-    std::vector<fs::path> files;
-    for (const auto& dir : {kSharedPcaps, kOwnPcaps}) {
-        if (!fs::exists(dir)) continue;
-        for (const auto& entry : fs::directory_iterator(dir)) {
-            const auto ext = entry.path().extension();
-            if ((ext == ".pcap" || ext == ".pcapng") && entry.path().filename() != "not-a-capture.pcap")
-                files.push_back(entry.path());
-        }
+    std::vector<fs::path> files = test_data::public_captures();
+    for (const auto& entry : fs::directory_iterator(kOwnPcaps)) {
+        const auto ext = entry.path().extension();
+        if ((ext == ".pcap" || ext == ".pcapng") && entry.path().filename() != "not-a-capture.pcap")
+            files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
     ASSERT_FALSE(files.empty());

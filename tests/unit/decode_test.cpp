@@ -5,6 +5,7 @@
 #include "decode/decoder.h"
 #include "dns/message.h"
 #include "util/error.h"
+#include "test_data.h"
 
 #include <gtest/gtest.h>
 
@@ -872,17 +873,10 @@ FileStats run_file(const std::string& path) {
 }
 
 std::vector<std::filesystem::path> corpus_files() {
-    std::vector<std::filesystem::path> files;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(SIDETAP_SHARED_PCAPS, ec)) {
-        const auto ext = entry.path().extension();
-        if (entry.is_regular_file() && (ext == ".pcap" || ext == ".pcapng")) files.push_back(entry.path());
-    }
-    std::sort(files.begin(), files.end());
-    return files;
+    return test_data::public_captures();
 }
 
-std::string corpus_path(const char* name) { return std::string(SIDETAP_SHARED_PCAPS) + "/" + name; }
+std::string corpus_path(const char* name) { return test_data::public_capture(name); }
 
 std::string describe(const std::string& name, const FileStats& st) {
     std::string s = name + ": packets=" + std::to_string(st.packets) + " ip=" + std::to_string(st.ip) +
@@ -899,7 +893,7 @@ std::string describe(const std::string& name, const FileStats& st) {
 // SIDETAP_DECODE_CORPUS_VERBOSE=1 to print per-file numbers.
 TEST(DecodeCorpus, EverySharedCaptureDecodesWithinBounds) {
     const auto files = corpus_files();
-    if (files.empty()) GTEST_FAIL() << "no captures in " << SIDETAP_SHARED_PCAPS;
+    if (files.empty()) GTEST_FAIL() << "no public captures in tests/data";
     const bool verbose = std::getenv("SIDETAP_DECODE_CORPUS_VERBOSE") != nullptr;
     std::uint64_t total_ip = 0;
     for (const auto& file : files) {
@@ -914,7 +908,7 @@ TEST(DecodeCorpus, EverySharedCaptureDecodesWithinBounds) {
 class DecodeCorpusFile : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!std::filesystem::is_directory(SIDETAP_SHARED_PCAPS)) GTEST_FAIL() << "no shared pcaps at " << SIDETAP_SHARED_PCAPS;
+        if (test_data::public_captures().empty()) GTEST_FAIL() << "no public captures in tests/data";
     }
 };
 

@@ -6,6 +6,7 @@
 #include "capture/pcap_file_source.h"
 #include "decode/decoder.h"
 #include "util/error.h"
+#include "test_data.h"
 
 #include <gtest/gtest.h>
 
@@ -644,7 +645,7 @@ std::uint16_t be16(std::span<const std::uint8_t> b, std::size_t at) {
 
 CaptureResult replay(const std::string& name) {
     CaptureResult r;
-    const std::string path = std::string(SIDETAP_SHARED_PCAPS) + "/" + name;
+    const std::string path = test_data::public_capture(name);
     std::unique_ptr<capture::PacketSource> src = capture::open_capture_file(path);
     decode::Decoder decoder;
     IpDefragmenter defrag;
@@ -672,7 +673,6 @@ CaptureResult replay(const std::string& name) {
 }
 
 TEST(IpDefragmenterCaptures, RebuildsEveryUdpDatagramOfRealCaptures) {
-    if (!std::filesystem::is_directory(SIDETAP_SHARED_PCAPS)) GTEST_FAIL() << "no shared pcaps at " << SIDETAP_SHARED_PCAPS;
     const CaptureResult frags = replay("dnscap-frags.pcap");
     EXPECT_EQ(frags.fragments, 495u);
     EXPECT_EQ(frags.udp_datagrams, 82u);

@@ -5,6 +5,7 @@
 #include "dnstap.pb.h"
 #include "output/memory_output.h"
 #include "pipeline/pipeline.h"
+#include "test_data.h"
 
 #include <gtest/gtest.h>
 
@@ -34,7 +35,7 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 using namespace sidetap;
 
 namespace {
-std::string shared_pcap(const char* name) { return std::string(SIDETAP_SHARED_PCAPS) + "/" + name; }
+std::string shared_pcap(const char* name) { return test_data::public_capture(name); }
 
 struct Run {
     std::unique_ptr<pipeline::Pipeline> pipeline;

@@ -2,12 +2,13 @@
 // TCP sequence handling (order, duplicates, overlaps, wraparound, SYN/FIN/
 // RST, Fast Open), streams picked up mid-connection, holes, bounds and
 // timeouts — with segments built in code — and replays of real captures
-// whose message counts are known (tshark, /work/shared/pcaps/SOURCES.md).
+// whose message counts are known (tshark, tests/data/public*/SOURCES.md).
 #include "capture/pcap_file_source.h"
 #include "decode/decoder.h"
 #include "dns/message.h"
 #include "reassembly/tcp_reassembler.h"
 #include "util/error.h"
+#include "test_data.h"
 
 #include <gtest/gtest.h>
 
@@ -856,7 +857,7 @@ private:
     CaptureCounts& c_;
 };
 
-std::string pcap(const char* name) { return std::string(SIDETAP_SHARED_PCAPS) + "/" + name; }
+std::string pcap(const char* name) { return test_data::public_capture(name); }
 
 CaptureCounts replay(const std::string& path) {
     CaptureCounts out;
@@ -887,7 +888,7 @@ CaptureCounts replay(const std::string& path) {
 class TcpCaptureReplay : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!std::filesystem::is_directory(SIDETAP_SHARED_PCAPS)) GTEST_FAIL() << "no shared pcaps at " << SIDETAP_SHARED_PCAPS;
+        if (test_data::public_captures().empty()) GTEST_FAIL() << "no public captures in tests/data";
     }
 };
 
@@ -975,11 +976,9 @@ TEST_F(TcpCaptureReplay, BigHoleInBothDirections) {
 // has the QR bit of its direction (no garbage from misaligned streams).
 TEST_F(TcpCaptureReplay, EveryCaptureYieldsOnlyWellFormedMessages) {
     int files = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(SIDETAP_SHARED_PCAPS)) {
-        const std::string ext = entry.path().extension().string();
-        if (ext != ".pcap" && ext != ".pcapng") continue;
-        SCOPED_TRACE(entry.path().filename().string());
-        const CaptureCounts c = replay(entry.path().string());
+    for (const auto& path : test_data::public_captures()) {
+        SCOPED_TRACE(path.filename().string());
+        const CaptureCounts c = replay(path.string());
         EXPECT_EQ(c.unparsable, 0);
         EXPECT_EQ(c.wrong_direction, 0);
         ++files;
