@@ -511,6 +511,8 @@ TEST(TcpReassembly, HoleBeforeAMessageBodyWithoutItsPrefixEmitsNoGarbage) {
     f.client_data(r, sink, after_gap, q2, 2);
     f.client_data(r, sink, after_gap + static_cast<std::uint32_t>(q2.size()), framed(q3), 3);
     f.send(r, sink, true, after_gap + 100, flag::kFin, {}, 4);
+    // The FIN waits the close grace for the missing bytes, then gives them up.
+    r.expire(4 + kSec, sink);
     ASSERT_EQ(sink.msgs.size(), 2u);
     EXPECT_EQ(sink.msgs[0].wire, q1);
     EXPECT_EQ(sink.msgs[1].wire, q3);
@@ -577,10 +579,17 @@ TEST(TcpReassembly, DataAndFinInOneSegmentAndMessagesBehindAGapAtFin) {
     const Bytes w = cat({framed(q1), framed(q2), framed(q3)});
     const std::size_t b2 = framed(q1).size(), b3 = b2 + framed(q2).size();
     f.client_data(r, sink, kC + 1, slice(w, 0, b2 + 5), 1);
-    // q2's tail is lost; q3 comes with the FIN.
+    // q2's tail is missing; q3 comes with the FIN. The gap may still be
+    // filled by a reordered segment: the direction waits...
     f.send(r, sink, true, static_cast<std::uint32_t>(kC + 1 + b3), flag::kFin | flag::kPsh, slice(w, b3, w.size()), 2);
+    ASSERT_EQ(sink.msgs.size(), 1u);
+    EXPECT_EQ(count(r, TcpEvent::ReorderedCloses), 1u);
+    // ...until the server acknowledges the FIN: the bytes were lost by the
+    // capture. q3 comes out with its own time.
+    f.send(r, sink, false, kS + 1, 0, {}, 3, static_cast<std::uint32_t>(kC + 2 + w.size()));
     ASSERT_EQ(sink.msgs.size(), 2u);
     EXPECT_EQ(sink.msgs[1].wire, q3);
+    EXPECT_EQ(sink.msgs[1].timestamp_ns, 2u);
     EXPECT_EQ(count(r, TcpEvent::Holes), 1u);
 }
 
