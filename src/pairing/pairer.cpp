@@ -85,15 +85,21 @@ Pairer::Pairer(const PairingConfig& config)
 }
 
 void Pairer::on_message(const dns::DnsMessage& message, std::uint64_t now_ns, PairSink& sink) {
-    expire(now_ns, sink);
+    expire_queries(now_ns);
     const auto key = ExchangeKey::of(message);
     // Both tables share the seed, so one hash serves every lookup below.
     const auto hash = hash_(key);
     const auto question = QuestionPrint::of(message.question, name_seed_);
-    if (message.is_response)
+    if (message.is_response) {
+        expire_held(now_ns, sink);
         on_response(message, key, hash, question, now_ns, sink);
-    else
+    } else {
+        // A held response meets its query before the held ones are timed
+        // out: one whose window ended while no timer ran (the query was
+        // delayed by TCP reassembly, say) still finds it.
         on_query(message, key, hash, question, now_ns, sink);
+        expire_held(now_ns, sink);
+    }
 }
 
 void Pairer::on_query(const dns::DnsMessage& query, const ExchangeKey& key, std::size_t hash,
@@ -201,12 +207,20 @@ void Pairer::release_held(std::uint32_t index, std::optional<std::uint64_t> quer
 }
 
 void Pairer::expire(std::uint64_t now_ns, PairSink& sink) {
+    expire_queries(now_ns);
+    expire_held(now_ns, sink);
+}
+
+void Pairer::expire_queries(std::uint64_t now_ns) {
     while (queries_.size() != 0) {
         const auto& oldest = queries_.at(queries_.oldest());
         if (now_ns < oldest.value.clock_ns || now_ns - oldest.value.clock_ns <= config_.query_timeout_ns) break;
         counters_.add(PairEvent::Unanswered);
         queries_.erase(queries_.oldest());
     }
+}
+
+void Pairer::expire_held(std::uint64_t now_ns, PairSink& sink) {
     while (held_.size() != 0) {
         const auto& oldest = held_.at(held_.oldest());
         if (now_ns < oldest.value.clock_ns || now_ns - oldest.value.clock_ns <= config_.reorder_window_ns) break;

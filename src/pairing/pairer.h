@@ -26,7 +26,8 @@
 //    response just before its query). If its query arrives in that window,
 //    the query is emitted, then the response (responses_before_query).
 //    Otherwise the response is emitted without query_time and counted as
-//    unsolicited.
+//    unsolicited. A query is matched against the held responses before they
+//    are timed out, so a window that ended while no timer ran still pairs.
 //  - A response never carries a query_time later than its own time: a
 //    response captured before its query, or separated from it by a step
 //    back of the capturing host's clock, is emitted without query_time
@@ -180,6 +181,8 @@ private:
               const QuestionPrint& question, std::uint64_t now_ns, PairSink& sink);
     void release_held(std::uint32_t index, std::optional<std::uint64_t> query_time, PairSink& sink);
     void emit_paired(const dns::DnsMessage& response, std::uint64_t query_time_ns, PairSink& sink);
+    void expire_queries(std::uint64_t now_ns);
+    void expire_held(std::uint64_t now_ns, PairSink& sink);
 
     PairingConfig config_;
     ExchangeKeyHash hash_;

@@ -36,7 +36,13 @@ void Pipeline::process(const capture::Packet& packet) {
     ++stats_.packets;
     stats_.bytes += packet.data.size();
     now_ = clock_.advance(packet.timestamp_ns);
+    handle_packet(packet);
+    // After the packet: what it completes meets what waits for it (a held
+    // response its query, say) before the timers give up on them.
     run_timers(now_);
+}
+
+void Pipeline::handle_packet(const capture::Packet& packet) {
     decode::IpPacket ip;
     const auto unknown_before = decoder_.anomalies().get(decode::Anomaly::UnknownLinkType);
     if (!decoder_.decode_link(packet, ip)) {

@@ -104,6 +104,7 @@ public:
     void report(std::FILE* out) const;
 
 private:
+    void handle_packet(const capture::Packet& packet);
     void handle_datagram(const decode::IpPacket& ip, std::uint64_t timestamp_ns);
     void handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns);
     void on_message(const decode::Segment& segment, std::span<const std::uint8_t> wire,

@@ -211,6 +211,8 @@ struct TcpReassembler::Impl {
     bool complete(const Conn& c, int d) const;
     void close_dir(Conn& c, int d);
     void check_acked_gap(Conn& c, int d);
+    void give_up_acked_gaps(Conn& c, int d);
+    bool acked_gap(const Conn& c, int d) const;
     bool insert_ooo(Dir& D, std::uint32_t seq, std::span<const std::uint8_t> data, std::uint64_t ts);
     void hole(Conn& c, int d, std::uint32_t target);
     void pull(Conn& c, int d, const decode::Segment* seg);
@@ -338,13 +340,18 @@ void TcpReassembler::Impl::wait_unlink(std::uint32_t idx) {
 
 // After a segment: closes the directions whose data is complete up to their
 // FIN/RST, releases the connection when both are closed, and keeps it on the
-// waiting list while a closing direction lacks data.
+// waiting list while a closing direction lacks data or a direction has a gap
+// the peer acknowledged.
 void TcpReassembler::Impl::settle(std::uint32_t idx) {
     Conn& c = conns[idx];
     bool incomplete = false;
     for (int d = 0; d < 2; ++d) {
         Dir& D = c.dir[d];
-        if (!D.fin || D.mode == Mode::Closed) continue;
+        if (D.mode == Mode::Closed) continue;
+        if (!D.fin) {
+            incomplete = incomplete || acked_gap(c, d);
+            continue;
+        }
         if (cfg.close_grace_ns == 0 || complete(c, d))
             close_dir(c, d);
         else
@@ -376,9 +383,19 @@ void TcpReassembler::Impl::expire_waiting(std::uint64_t t) {
         Conn& c = conns[idx];
         if (t <= c.closing_since || t - c.closing_since <= cfg.close_grace_ns) break;
         wait_unlink(idx);
-        for (int d = 0; d < 2; ++d)
-            if (c.dir[d].fin && c.dir[d].mode != Mode::Closed) close_dir(c, d);
-        if (c.dir[0].mode == Mode::Closed && c.dir[1].mode == Mode::Closed) close(idx, TcpEvent::StreamsClosed);
+        for (int d = 0; d < 2; ++d) {
+            if (c.dir[d].mode == Mode::Closed) continue;
+            if (c.dir[d].fin)
+                close_dir(c, d);
+            else
+                give_up_acked_gaps(c, d);
+        }
+        if (c.dir[0].mode == Mode::Closed && c.dir[1].mode == Mode::Closed) {
+            close(idx, TcpEvent::StreamsClosed);
+        } else {
+            release_buf_if_empty(c.dir[0]);
+            release_buf_if_empty(c.dir[1]);
+        }
     }
 }
 
@@ -756,9 +773,24 @@ void TcpReassembler::Impl::hole(Conn& c, int d, std::uint32_t target) {
     pull(c, d, nullptr);
 }
 
+// The peer acknowledged bytes we never saw while later bytes wait.
+bool TcpReassembler::Impl::acked_gap(const Conn& c, int d) const {
+    const Dir& D = c.dir[d];
+    return D.acked_valid && D.buf != kNil && (D.mode == Mode::Framed || D.mode == Mode::Resync) &&
+           !bufs[D.buf].ranges.empty() && seq_lt(D.next_seq, D.acked);
+}
+
+// Without a close grace an acknowledged gap is given up at once; with one,
+// the acknowledgement may have been captured before the data it covers
+// (reordering), so the connection waits (settle) and gives the gap up only
+// when the grace passes.
+void TcpReassembler::Impl::check_acked_gap(Conn& c, int d) {
+    if (cfg.close_grace_ns == 0) give_up_acked_gaps(c, d);
+}
+
 // The peer acknowledged bytes we never saw while later bytes wait: the
 // capture lost them, they will not come.
-void TcpReassembler::Impl::check_acked_gap(Conn& c, int d) {
+void TcpReassembler::Impl::give_up_acked_gaps(Conn& c, int d) {
     Dir& D = c.dir[d];
     while (D.acked_valid && D.buf != kNil && (D.mode == Mode::Framed || D.mode == Mode::Resync)) {
         const Buf& b = bufs[D.buf];
@@ -788,10 +820,30 @@ void TcpReassembler::Impl::on_syn(std::uint32_t& idx, int d, const decode::Segme
     if (!D->syn && !D->fin && (D->mode == Mode::Framed || D->mode == Mode::Resync || D->mode == Mode::Ignore) &&
         seq_leq(seg.seq + 1, D->first_seq) && D->first_seq - (seg.seq + 1) <= cfg.max_stream_bytes) {
         // Data of this direction came before its SYN (reordered): the same
-        // connection. Its alignment stays as found.
+        // connection.
         ctr.add(TcpEvent::LateSyns);
         D->syn = true;
         D->isn = seg.seq;
+        const std::size_t held = D->buf == kNil ? 0 : bufs[D->buf].msg.size();
+        if ((D->mode == Mode::Framed || D->mode == Mode::Resync) && D->discard == 0 &&
+            D->next_seq - D->first_seq == held) {
+            // Nothing of it was emitted or skipped yet: start over at the SYN,
+            // trusted, with the bytes held so far as out-of-order data (the
+            // bytes between the SYN and them may still come).
+            bool ok = true;
+            if (held > 0) {
+                Buf& b = bufs[D->buf];
+                ok = insert_ooo(*D, D->first_seq, std::span<const std::uint8_t>(b.msg.data(), held), seg.timestamp_ns);
+                if (ok) b.msg.clear();
+            }
+            if (ok) {
+                D->mode = Mode::Framed;
+                D->trusted = true;
+                D->next_seq = seg.seq + 1;
+                pull(conns[idx], d, nullptr);
+            }
+        }
+        // Otherwise its alignment stays as found.
         return;
     }
     if (D->syn || D->mode != Mode::Idle) {
@@ -886,10 +938,9 @@ bool TcpReassembler::Impl::complete(const Conn& c, int d) const {
     const Dir& D = c.dir[d];
     if (D.mode == Mode::Closed || D.mode == Mode::Ignore) return true;
     if (D.mode == Mode::Idle) return false;  // none of its data seen yet: it may still come
-    if (!seq_lt(D.next_seq, D.fin_seq)) return true;
-    // The peer acknowledged the end: the missing bytes were lost by the
-    // capture, not reordered.
-    return D.acked_valid && !seq_lt(D.acked, D.fin_seq);
+    // (Even when the peer acknowledged the end: its acknowledgement may have
+    // been captured before the data. The grace decides.)
+    return !seq_lt(D.next_seq, D.fin_seq);
 }
 
 // Data still missing before the FIN/RST is given up; the direction closes.
@@ -1007,7 +1058,7 @@ void TcpReassembler::add(const decode::Segment& seg, std::uint64_t now, TcpMessa
     // passes); the connection is released when both directions are closed.
     // A direction never heard from may still answer a half-closed
     // connection (idle timeout then).
-    if (c.waiting || c.dir[0].fin || c.dir[1].fin) {
+    if (c.waiting || c.dir[0].fin || c.dir[1].fin || m.acked_gap(c, 0) || m.acked_gap(c, 1)) {
         m.settle(idx);
         if (!c.in_use) {
             m.current = kNil;

@@ -28,14 +28,17 @@
 //    RST ends the sender's direction at its sequence number and the other
 //    direction at its acknowledgement number (without ACK: where it is).
 //    A direction whose data up to that end is all here closes at once;
-//    otherwise it waits (ReorderedCloses) until the missing bytes arrive,
-//    the peer acknowledges the end (the capture lost them), or
+//    otherwise it waits (ReorderedCloses) until the missing bytes arrive or
 //    close_grace_ns passes on the caller's clock — then it closes as
 //    before. Bytes beyond the end, and data for a closed direction, are
-//    dropped (DataAfterClose). close_grace_ns = 0: close at once.
+//    dropped (DataAfterClose). A gap the peer acknowledged (below) waits
+//    the same grace: the acknowledgement may have been captured before the
+//    data. close_grace_ns = 0: no waiting at all.
 //  - A SYN that arrives after data of its own direction, with a sequence
 //    number at or just before that data (within max_stream_bytes), is the
-//    late SYN of the same connection (LateSyns), not a new one.
+//    late SYN of the same connection (LateSyns), not a new one. When none of
+//    that data was emitted or skipped yet, the direction starts over at the
+//    SYN (trusted), the data held becoming out-of-order data.
 //  - Alignment: a direction that started with its SYN is trusted: every
 //    length prefix is taken as is (L >= 12). A direction picked up without
 //    its SYN (NoSynStreams) or resynchronised after a hole is untrusted:
@@ -49,7 +52,8 @@
 //    one; after more than max_stream_bytes skipped in a row the direction is
 //    given up (NotDns) and its data ignored until the connection ends.
 //  - Holes: a gap before buffered data is given up when the peer has
-//    acknowledged bytes of the gap (the capture lost them), when the direction's
+//    acknowledged bytes of the gap (the capture lost them; after
+//    close_grace_ns, see below), when the direction's
 //    out-of-order storage is full, at FIN, RST, idle timeout, eviction or
 //    finish(). The message spanning the hole is dropped (Holes) and the
 //    direction resynchronises (untrusted) at the data after the hole.

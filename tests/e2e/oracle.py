@@ -667,13 +667,15 @@ def pair(records, query_timeout_ns=DEFAULT_QUERY_TIMEOUT_NS, reorder_window_ns=D
         held_bytes[0] -= len(rec["wire"])
         emit(rec, qt)
 
-    def expire(now):
+    def expire_queries(now):
         while queries:
             s, (_, _, _, t) = next(iter(queries.items()))
             if now < t or now - t <= query_timeout_ns:
                 break
             inc("unanswered_queries")
             drop_query(s)
+
+    def expire_held(now):
         while held:
             s, (_, _, _, t) = next(iter(held.items()))
             if now < t or now - t <= reorder_window_ns:
@@ -681,15 +683,23 @@ def pair(records, query_timeout_ns=DEFAULT_QUERY_TIMEOUT_NS, reorder_window_ns=D
             inc("unsolicited_responses")
             release(s, None)
 
-    for rec in records:
+    def timers(clocks):
+        for t in clocks:   # the pipeline's periodic timer runs (after a packet)
+            expire_queries(t)
+            expire_held(t)
+
+    def one(rec):
         now = rec.get("clock_ns", rec["time_ns"])
-        expire(now)
-        if len(rec["wire"]) < 12:   # kept malformed, no ID: never paired
+        if len(rec["wire"]) < 12:   # kept malformed, no ID: never paired (pipeline: no pairer call)
             emit(rec, None)
-            continue
+            return
+        expire_queries(now)
         ex, q = exchange_of(rec)
         serial[0] += 1
-        if not rec["is_response"]:
+        if rec["is_response"]:
+            expire_held(now)
+        else:
+            # A held response meets its query before held ones time out.
             emit(rec, None)
             match = next((s for s, h in held.items() if h[0] == ex and compatible(h[1], q)), None)
             if match is not None:
@@ -698,7 +708,8 @@ def pair(records, query_timeout_ns=DEFAULT_QUERY_TIMEOUT_NS, reorder_window_ns=D
                 if q is None or held[match][1] is None:
                     inc("paired_without_question")
                 release(match, rec["time_ns"])
-                continue
+                expire_held(now)
+                return
             same = by_exchange.get(ex, [])
             if any(queries[s][1] == q for s in same):
                 inc("duplicate_queries")
@@ -710,7 +721,8 @@ def pair(records, query_timeout_ns=DEFAULT_QUERY_TIMEOUT_NS, reorder_window_ns=D
                 drop_query(next(iter(queries)))
             queries[serial[0]] = (ex, q, rec["time_ns"], now)
             by_exchange.setdefault(ex, []).append(serial[0])
-            continue
+            expire_held(now)
+            return
         match = next((s for s in by_exchange.get(ex, []) if compatible(queries[s][1], q)), None)
         if match is not None:
             inc("paired")
@@ -719,17 +731,22 @@ def pair(records, query_timeout_ns=DEFAULT_QUERY_TIMEOUT_NS, reorder_window_ns=D
             qt = queries[match][2]
             drop_query(match)
             emit(rec, qt)
-            continue
+            return
         if reorder_window_ns == 0 or len(rec["wire"]) > MAX_HELD_BYTES:
             inc("unsolicited_responses")
             emit(rec, None)
-            continue
+            return
         while len(held) >= MAX_HELD_RESPONSES or held_bytes[0] + len(rec["wire"]) > MAX_HELD_BYTES:
             inc("held_responses_evicted")
             inc("unsolicited_responses")
             release(next(iter(held)), None)
         held[serial[0]] = (ex, q, rec, now)
         held_bytes[0] += len(rec["wire"])
+
+    for rec in records:
+        timers(rec.get("timer_runs", ()))
+        one(rec)
+        timers(rec.get("timer_runs_after", ()))
     while held:
         inc("unsolicited_responses")
         release(next(iter(held)), None)
@@ -765,7 +782,31 @@ def messages_in_completion_order(pcap, ports=(53,), with_reasons=False, keep_mal
         for why in whys:
             reasons[why] = reasons.get(why, 0) + 1
         out += recs
+    annotate_timer_runs(out, clocks)
     return (out, reasons) if with_reasons else out
+
+
+TIMER_INTERVAL_NS = 100_000_000   # src/pipeline/pipeline.cpp kTimerIntervalNs
+
+
+def annotate_timer_runs(records, clocks):
+    """The pipeline runs every timer after a packet when its clock has moved
+    TIMER_INTERVAL_NS since the last run: records get "timer_runs", the clocks
+    of the runs after earlier frames, the last one "timer_runs_after"."""
+    runs, last = [], 0
+    for frame in sorted(clocks):
+        if clocks[frame] >= last + TIMER_INTERVAL_NS:
+            last = clocks[frame]
+            runs.append((frame, last))
+    i = 0
+    for rec in records:
+        rec.pop("timer_runs_after", None)
+        rec["timer_runs"] = []
+        while i < len(runs) and runs[i][0] < rec["frame"]:
+            rec["timer_runs"].append(runs[i][1])
+            i += 1
+    if records:
+        records[-1]["timer_runs_after"] = [c for _, c in runs[i:]]
 
 
 def _type(rec, role, ports, upstream_ports):

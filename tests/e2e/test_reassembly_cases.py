@@ -137,11 +137,12 @@ TSHARK_DIFFERENCES = {
         reason="with -p 5353 the two reassembled mDNS datagrams are DNS messages for sidetap; tshark calls them "
                "mDNS (SOURCES.md: mDNS=2), not DNS. Their content equals the oracle's exactly."),
     "suricata-dns-tcp-ts-gap.pcap": dict(
-        tshark=(1, 3), sidetap=(2, 3), extra=[(10,)], counters={"tcp_holes": 1},
+        tshark=(1, 3), sidetap=(2, 3), extra=[dict(frames=(10,), at=13)], counters={"tcp_holes": 1},
         reason="the client segment with query ID 1 is missing; tshark waits for it forever and never decodes "
-               "query ID 2 (frame 10) behind the gap. sidetap gives the hole up once the server acknowledges "
-               "beyond it and emits query 2 (exact bytes of frame 10, its time), which then pairs with "
-               "response 2; response 1 stays unsolicited."),
+               "query ID 2 (frame 10) behind the gap. sidetap gives the hole up once the server has acknowledged "
+               "beyond it and the close grace (--reorder-window) has passed, at frame 13, and emits query 2 "
+               "(exact bytes of frame 10, its time), which then pairs with response 2 (frame 11, held for its "
+               "query); response 1 stays unsolicited."),
     "dnscap-do1t-nosyn-1nolen.pcap": dict(
         tshark=(0, 2), sidetap=(1, 2), extra=[(5, 7)], counters={"tcp_nosyn_streams": 2,
                                                                  "tcp_resync_skipped_bytes": 28},
@@ -185,8 +186,10 @@ def counts(recs):
     return (sum(r["type"].endswith("_QUERY") for r in recs), sum(r["type"].endswith("_RESPONSE") for r in recs))
 
 
-def extra_record(pcap, frames, ports):
-    """A message made of the TCP payloads of `frames` (prefix + message)."""
+def extra_record(pcap, frames, ports, at=None):
+    """A message made of the TCP payloads of `frames` (prefix + message),
+    with the time of the last one; emitted at frame `at` when sidetap
+    recovers it later (a hole given up after the close grace)."""
     by_no = {int(l["frame"]["frame.number"]): l for l in oracle.tshark_packets(pcap, ports=ports)}
     data = b"".join(bytes.fromhex(by_no[n]["tcp"]["tcp.payload"].replace(":", "")) for n in frames)
     n = int.from_bytes(data[:2], "big")
@@ -200,7 +203,9 @@ def extra_record(pcap, frames, ports):
     assert why is None, why
     rec = oracle._record(family, "TCP", src, dst, sport, dport, is_response,
                          oracle.epoch_to_ns(last["frame"]["frame.time_epoch"]), wire, frames[-1])
-    rec["clock_ns"] = oracle.clock_by_frame(pcap)[frames[-1]]
+    at = frames[-1] if at is None else at
+    rec["frame"] = at
+    rec["clock_ns"] = oracle.clock_by_frame(pcap)[at]
     return rec
 
 
@@ -277,8 +282,10 @@ class ReassemblyCases(unittest.TestCase):
                     oracle.compare(self, exp, recs, f)
                 elif "extra" in d:
                     msgs = oracle.messages_in_completion_order(pcap, ports)
-                    msgs += [extra_record(pcap, frames, ports) for frames in d["extra"]]
+                    msgs += [extra_record(pcap, e["frames"], ports, e["at"]) if isinstance(e, dict)
+                             else extra_record(pcap, e, ports) for e in d["extra"]]
                     msgs.sort(key=lambda m: m["frame"])  # stable: TCP order within a frame kept
+                    oracle.annotate_timer_runs(msgs, oracle.clock_by_frame(pcap))
                     oracle.compare(self, oracle.finish_expected(msgs, ports=ports), recs, f)
                 else:
                     self.check_hole_recovery(f, d, recs, ports)
