@@ -114,6 +114,7 @@ struct Dir {
     bool trusted = false;         // framing known from the SYN, no hole since
     bool acked_valid = false;
     bool fin = false;             // FIN (or RST) seen; the direction closes once its data is complete
+    bool fin_waited = false;      // ...and it had to wait for data (counted once)
 };
 
 struct Key {
@@ -352,10 +353,13 @@ void TcpReassembler::Impl::settle(std::uint32_t idx) {
             incomplete = incomplete || acked_gap(c, d);
             continue;
         }
-        if (cfg.close_grace_ns == 0 || complete(c, d))
+        if (cfg.close_grace_ns == 0 || complete(c, d)) {
             close_dir(c, d);
-        else
+        } else {
             incomplete = true;
+            if (!D.fin_waited) ctr.add(TcpEvent::ReorderedCloses);
+            D.fin_waited = true;
+        }
     }
     if (c.dir[0].mode == Mode::Closed && c.dir[1].mode == Mode::Closed) {
         close(idx, TcpEvent::StreamsClosed);
@@ -366,7 +370,6 @@ void TcpReassembler::Impl::settle(std::uint32_t idx) {
         return;
     }
     if (c.waiting) return;
-    ctr.add(TcpEvent::ReorderedCloses);
     c.waiting = true;
     c.closing_since = clock_now;
     c.wait_prev = wait_tail;
