@@ -3,10 +3,12 @@
 // into an in-memory Output that discards the frames.
 //
 // Input: byte 0 = configuration (bit 0: role resolver; bit 1: also watch
-// port 5353 as a server port; bit 2: --server-addr 10.0.0.53 given), then
+// port 5353 as a server port; bit 2: --server-addr 10.0.0.53 given; bit 3:
+// --keep-malformed; bit 4: max time jump 1 s instead of 60 s), then
 // pseudo-packets, each:
 //   b0    link type (index into kLinkTypes, modulo its size)
-//   b1    time step (x 10 ms; timeouts below are 0.5-2 s; 255 = 1 s back)
+//   b1    time step (x 10 ms; timeouts below are 0.5-2 s; 255 = 1 s back;
+//         254 = an hour ahead; 253 = 300 ms of idle time (advance_idle) first)
 //   b2-3  captured length (big-endian), then that many bytes (fewer at the
 //         end of the input)
 // Small table limits so eviction paths run; finish() at the end.
@@ -72,6 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         server.bytes[3] = 53;
         config.classifier.server_addresses.push_back(server);
     }
+    if (cfg_byte & 8) config.classifier.keep_malformed = true;
+    config.max_time_jump_ns = (cfg_byte & 16) ? 1'000'000'000ULL : 60'000'000'000ULL;
     config.pairing.query_timeout_ns = 2'000'000'000ULL;
     config.pairing.max_queries = 8;
     config.pairing.max_held_responses = 4;
@@ -95,15 +99,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     pipeline::Pipeline pipe(config, std::move(outputs));
 
     std::uint64_t now = 1'700'000'000'000'000'000ULL;
+    std::uint64_t monotonic = 1'000'000'000ULL;
     while (in.remaining() >= 4) {
         const std::uint8_t link = in.u8();
         const std::uint8_t step = in.u8();
         const std::uint16_t length = in.u16();
         capture::Packet packet;
-        if (step == 255)
+        if (step == 255) {
             now -= 1'000'000'000ULL;  // packet time going backwards
-        else
+        } else if (step == 254) {
+            now += 3'600'000'000'000ULL;  // a clock step or a damaged timestamp
+        } else if (step == 253) {
+            for (int i = 0; i < 3; ++i) pipe.advance_idle(monotonic += 100'000'000ULL);  // a quiet live link
+        } else {
             now += std::uint64_t{step} * 10'000'000ULL;
+        }
         packet.timestamp_ns = now;
         packet.link_type = kLinkTypes[link % kLinkTypes.size()];
         packet.data = in.bytes(length);

@@ -4,7 +4,8 @@
 //
 // Input: byte 0 = configuration (bit 0: max_stream_bytes 512 / 2048; bit 1:
 // max_total_bytes 4 KiB / 64 KiB; bits 2-3: max_streams 1/2/3/4; bit 4:
-// max_pending_segments 1 / 4), then records of 5 bytes plus a payload:
+// max_pending_segments 1 / 4; bit 5: close grace 0 / 100 ms), then records
+// of 5 bytes plus a payload:
 //   b0  bits 0-1 connection (of 4: two client addresses, IPv4 and IPv6, two
 //       client ports), bit 2 direction (1: server -> client), bit 3 SYN,
 //       bit 4 FIN, bit 5 RST, bit 6 ACK, bit 7 seq delta scaled by 256
@@ -114,6 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     config.max_streams = 1 + ((cfg_byte >> 2) & 3);
     config.max_pending_segments = (cfg_byte & 0x10) ? 4 : 1;
     config.idle_timeout_ns = 5'000'000'000ULL;
+    config.close_grace_ns = (cfg_byte & 0x20) ? 100'000'000ULL : 0;
 
     reassembly::TcpReassembler tcp(config);
     CheckingSink sink(config.max_stream_bytes);

@@ -218,6 +218,10 @@ int run_capture(const CaptureCommandOptions& o) {
             std::fprintf(stderr, "sidetap: %s\n", source.error().c_str());
             input_failed = true;
             break;
+        } else {
+            // Idle link: timers still run (unanswered queries, held responses, TCP/fragment timeouts).
+            pipeline.advance_idle(static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count()));
         }
         since_check = 0;
         if (take_reopen_request())

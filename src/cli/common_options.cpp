@@ -99,6 +99,14 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options) {
     cmd.add_option("--max-fragment-bytes", options.max_fragment_bytes,
                    "Bound on bytes buffered by IP defragmentation; datagrams are evicted and counted")
         ->capture_default_str();
+    cmd.add_option("--max-time-jump", options.max_time_jump,
+                   "A packet time this far (or farther) from the previous ones, either way, is a discontinuity "
+                   "(damaged timestamp, clock step): counted, and timers do not jump with it")
+        ->capture_default_str();
+    cmd.add_flag("--keep-malformed", options.keep_malformed,
+                 "Also emit messages that are not well-formed DNS (shorter than a header, QR bit against the "
+                 "port direction, unparsable question), as queries to and responses from server ports, as "
+                 "Unbound logs them (counted either way)");
 }
 
 void add_envelope_options(CLI::App& cmd, OutputOptions& options) {
@@ -184,6 +192,11 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
     config.pairing.query_timeout_ns = duration_ns_option("--query-timeout", capture.query_timeout);
     config.pairing.reorder_window_ns = duration_ns_option("--reorder-window", capture.reorder_window);
     config.pairing.max_queries = capture.max_pending_queries;
+    // A FIN or RST captured before the last data waits as long as a
+    // response captured before its query: the capture's reordering window.
+    config.tcp.close_grace_ns = config.pairing.reorder_window_ns;
+    config.classifier.keep_malformed = capture.keep_malformed;
+    config.max_time_jump_ns = duration_ns_option("--max-time-jump", capture.max_time_jump, 1'000'000'000ULL);
     config.tcp.max_streams = capture.max_tcp_streams;
     config.tcp.idle_timeout_ns = duration_ns_option("--tcp-idle-timeout", capture.tcp_idle_timeout);
     config.defrag.max_datagrams = capture.max_fragmented_datagrams;

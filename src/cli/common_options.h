@@ -29,6 +29,8 @@ struct CaptureOptions {
     std::string fragment_timeout = "30s";
     std::string max_tcp_bytes = "256M";
     std::string max_fragment_bytes = "64M";
+    std::string max_time_jump = "60s";
+    bool keep_malformed = false;
 };
 
 // Output options. Each is the default for every -w destination; a

@@ -84,6 +84,7 @@ struct DnsMessage {
     decode::Transport transport = decode::Transport::Udp;
     bool is_response = false;
     bool upstream = false;  // the local server is the client (role resolver)
+    bool malformed = false; // kept although not well-formed (too short, QR bit against its direction, bad question)
     Header header;
     Question question;
     std::span<const std::uint8_t> wire;  // the DNS message bytes

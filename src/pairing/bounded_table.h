@@ -7,6 +7,8 @@
 //    recycled through a free list, so inserting allocates nothing.
 //  - Keys are compared in full with operator==; the hash only picks the
 //    probe start (open addressing, linear probing, backward-shift delete).
+//    Several entries may share a key (insert() does not look): find()
+//    returns one of them, for_each_match() visits them all.
 //    The Hash object is supplied by the owner (seeded per table, so crafted
 //    traffic cannot aim for collisions); each entry caches its hash so
 //    deletes never recompute one.
@@ -62,7 +64,18 @@ public:
     }
     [[nodiscard]] std::size_t hash_of(const Key& key) const { return hash_(key); }
 
-    // Inserts a new entry (the caller checked find() and full()). Returns its index.
+    // Calls fn(index) for every entry whose key equals `key` (any order).
+    // fn must not insert or erase.
+    template <typename Fn>
+    void for_each_match(const Key& key, std::size_t hash, Fn&& fn) const {
+        for (std::size_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
+            const auto i = index_[slot];
+            if (i == kNone) return;
+            if (entries_[i].hash == hash && entries_[i].key == key) fn(i);
+        }
+    }
+
+    // Inserts a new entry (the caller checked full()). Returns its index.
     std::uint32_t insert(const Key& key, const Value& value) { return insert(key, value, hash_(key)); }
     std::uint32_t insert(const Key& key, const Value& value, std::size_t hash) {
         std::uint32_t i;

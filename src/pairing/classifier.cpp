@@ -6,7 +6,10 @@
 namespace sidetap::pairing {
 
 Classifier::Classifier(const ClassifierConfig& config)
-    : server_addresses_(config.server_addresses), role_(config.role), skipped_(kSkipNames) {
+    : server_addresses_(config.server_addresses),
+      role_(config.role),
+      keep_malformed_(config.keep_malformed),
+      skipped_(kSkipNames) {
     for (auto port : config.server_ports) server_ports_.set(port);
     dns_ports_ = server_ports_;
     if (role_ == Role::Resolver)
@@ -25,38 +28,46 @@ bool Classifier::classify(const decode::Segment& segment, std::span<const std::u
         skipped_.add(Skip::NotServerPort);
         return false;
     }
-    if (dns::parse_header_question(wire, out.header, out.question) == dns::ParseStatus::TooShort) {
+    bool malformed = false;
+    const auto status = dns::parse_header_question(wire, out.header, out.question);
+    if (status == dns::ParseStatus::TooShort) {
         skipped_.add(Skip::DnsTooShort);
-        return false;
+        if (!keep_malformed_) return false;
+        malformed = true;
+    } else if (status != dns::ParseStatus::Ok) {
+        ++bad_question_;
+        if (!keep_malformed_) return false;
+        malformed = true;
     }
-    // The question is optional for classification; a bad one is only noted.
-    if (!out.question.present && out.header.qdcount != 0) ++bad_question_;
 
+    // Direction: the ports; between two server ports the configured server
+    // addresses, then the QR bit (not for a message too short to have one).
     bool is_response;
+    bool by_qr = false;
     if (to_server_port && from_server_port) {
-        // Both sides use server ports (server to server): addresses, then QR.
         const bool src_is_server = is_server_address(segment.src);
         const bool dst_is_server = is_server_address(segment.dst);
         if (src_is_server != dst_is_server) {
             is_response = src_is_server;
-            if (is_response != out.header.qr) {
-                skipped_.add(Skip::QrDirectionMismatch);
-                return false;
-            }
         } else {
+            if (status == dns::ParseStatus::TooShort) return false;  // no direction at all
             is_response = out.header.qr;
+            by_qr = true;
         }
     } else {
         is_response = from_server_port;
-        if (is_response != out.header.qr) {
-            skipped_.add(Skip::QrDirectionMismatch);
-            return false;
-        }
     }
+    if (!by_qr && status != dns::ParseStatus::TooShort && is_response != out.header.qr) {
+        skipped_.add(Skip::QrDirectionMismatch);
+        if (!keep_malformed_) return false;
+        malformed = true;
+    }
+    if (malformed) ++malformed_kept_;
 
     out.timestamp_ns = timestamp_ns;
     out.transport = segment.transport;
     out.is_response = is_response;
+    out.malformed = malformed;
     out.wire = wire;
     if (is_response) {
         out.client = segment.dst;

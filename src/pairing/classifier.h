@@ -8,9 +8,17 @@
 //  - If --server-addr addresses are configured, a datagram whose ports are
 //    ambiguous is resolved by address (the server side is the configured
 //    address).
-//  - A query whose QR bit says "response" (or the reverse) contradicts the
-//    port direction: counted (qr_direction_mismatch) and not emitted, as the
-//    server would not have logged it as what its port says.
+//  - Malformed messages are counted and, by default, not emitted (Knot and
+//    BIND do not log them either): shorter than a DNS header
+//    (dns_too_short), a QR bit that contradicts the port direction
+//    (qr_direction_mismatch: a "response" sent to a server port or a
+//    "query" from one), a first question that does not parse
+//    (dns_bad_question). With keep_malformed they are emitted as well, as
+//    Unbound logs every datagram it receives: their direction comes from
+//    the ports (and --server-addr), never from the QR bit, and they are
+//    counted once more (malformed_kept) and marked (DnsMessage::malformed).
+//    A message too short to have a QR bit between two server ports, whose
+//    addresses do not decide either, has no direction and is never kept.
 //  - Role resolver: exchanges the local server answers stay CLIENT_*; the
 //    exchanges it starts itself towards other servers (its upstream
 //    traffic) become RESOLVER_*. With --server-addr, an exchange is upstream
@@ -58,6 +66,7 @@ struct ClassifierConfig {
     std::vector<decode::IpAddress> server_addresses;
     std::vector<std::uint16_t> upstream_ports{53};  // resolver role only
     Role role = Role::Client;
+    bool keep_malformed = false;
 };
 
 enum class Skip : std::size_t {
@@ -81,8 +90,9 @@ public:
     }
 
     // Fills `out` (addresses, ports, transport, direction, header/question,
-    // wire, timestamp) from one DNS message carried by `segment` with bytes
-    // `wire`. Returns false (counted) when it is not a message to emit.
+    // wire, timestamp, malformed) from one DNS message carried by `segment`
+    // with bytes `wire`. Returns false (counted) when it is not a message to
+    // emit. A kept malformed message may be shorter than a DNS header.
     bool classify(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns,
                   dns::DnsMessage& out);
 
@@ -90,6 +100,7 @@ public:
 
     [[nodiscard]] const SkipCounters& skipped() const { return skipped_; }
     [[nodiscard]] std::uint64_t bad_question() const { return bad_question_; }
+    [[nodiscard]] std::uint64_t malformed_kept() const { return malformed_kept_; }
 
 private:
     [[nodiscard]] bool is_server_address(const decode::IpAddress& address) const;
@@ -98,8 +109,10 @@ private:
     std::bitset<65536> dns_ports_;  // server ports, plus upstream ports for role resolver
     std::vector<decode::IpAddress> server_addresses_;
     Role role_;
+    bool keep_malformed_;
     SkipCounters skipped_;
     std::uint64_t bad_question_ = 0;
+    std::uint64_t malformed_kept_ = 0;
 };
 
 std::string_view to_string(MessageType type);

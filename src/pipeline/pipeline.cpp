@@ -5,7 +5,7 @@
 namespace sidetap::pipeline {
 
 namespace {
-// Reassembly and pairing timers run at most this often (packet time).
+// Reassembly and pairing timers run at most this often (expiry clock).
 constexpr std::uint64_t kTimerIntervalNs = 100'000'000;
 constexpr std::uint16_t kDnsOverTlsPort = 853;
 }  // namespace
@@ -16,7 +16,8 @@ Pipeline::Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes
       classifier_(config.classifier),
       pairer_(config.pairing),
       encoder_(config.envelope),
-      routes_(std::move(routes)) {}
+      routes_(std::move(routes)),
+      clock_(config.max_time_jump_ns) {}
 
 namespace {
 std::vector<OutputRoute> route_all(std::vector<std::unique_ptr<output::Output>> outputs) {
@@ -34,7 +35,14 @@ Pipeline::~Pipeline() { finish(); }
 void Pipeline::process(const capture::Packet& packet) {
     ++stats_.packets;
     stats_.bytes += packet.data.size();
-    run_timers(packet.timestamp_ns);
+    now_ = clock_.advance(packet.timestamp_ns);
+    handle_packet(packet);
+    // After the packet: what it completes meets what waits for it (a held
+    // response its query, say) before the timers give up on them.
+    run_timers(now_);
+}
+
+void Pipeline::handle_packet(const capture::Packet& packet) {
     decode::IpPacket ip;
     const auto unknown_before = decoder_.anomalies().get(decode::Anomaly::UnknownLinkType);
     if (!decoder_.decode_link(packet, ip)) {
@@ -44,7 +52,7 @@ void Pipeline::process(const capture::Packet& packet) {
     }
     if (ip.is_fragment) {
         decode::IpPacket whole;
-        if (defrag_.add(ip, packet.timestamp_ns, whole)) handle_datagram(whole, packet.timestamp_ns);
+        if (defrag_.add(ip, now_, whole)) handle_datagram(whole, packet.timestamp_ns);
         return;
     }
     handle_datagram(ip, packet.timestamp_ns);
@@ -67,7 +75,7 @@ void Pipeline::handle_datagram(const decode::IpPacket& ip, std::uint64_t timesta
     if (segment.transport == decode::Transport::Udp)
         handle_dns(segment, segment.payload, timestamp_ns);
     else
-        tcp_.add(segment, *this);
+        tcp_.add(segment, now_, *this);
 }
 
 void Pipeline::on_message(const decode::Segment& segment, std::span<const std::uint8_t> wire,
@@ -78,7 +86,12 @@ void Pipeline::on_message(const decode::Segment& segment, std::span<const std::u
 void Pipeline::handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire,
                           std::uint64_t timestamp_ns) {
     if (!classifier_.classify(segment, wire, timestamp_ns, message_)) return;
-    pairer_.on_message(message_, *this);
+    // A kept malformed message too short for an ID has no exchange to pair.
+    if (message_.wire.size() < dns::kHeaderSize) {
+        emit(message_, std::nullopt);
+        return;
+    }
+    pairer_.on_message(message_, now_, *this);
 }
 
 void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t> query_time_ns) {
@@ -106,6 +119,12 @@ void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t>
         for (auto& r : routes_)
             if ((r.types & bit) != 0 && r.wire == wire) r.output->write(frame);
     }
+}
+
+void Pipeline::advance_idle(std::uint64_t monotonic_ns) {
+    if (finished_) return;
+    now_ = clock_.idle(monotonic_ns);
+    run_timers(now_);
 }
 
 void Pipeline::run_timers(std::uint64_t now_ns) {

@@ -9,7 +9,11 @@
 //    steady state, throw, or do I/O beyond handing frames to the outputs
 //    (which buffer or queue).
 //  - Everything that does not become a frame is counted by name.
-//  - Timeouts run on packet time, so a replay is deterministic.
+//  - Timers (query and reorder timeouts, TCP idle and close grace, IP
+//    fragment timeouts) run on an ExpiryClock driven by packet times, so a
+//    replay is deterministic, and robust to damaged timestamps and clock
+//    steps (time_discontinuities); advance_idle() moves it on a live source
+//    with no packets. Emitted messages keep their packets' own times.
 //  - finish() ends the input (flushes reassembly and pairing state, counts
 //    what stayed incomplete) and closes every output (STOP frames); it is
 //    idempotent.
@@ -22,6 +26,7 @@
 #include "output/output.h"
 #include "pairing/classifier.h"
 #include "pairing/pairer.h"
+#include "pipeline/expiry_clock.h"
 #include "reassembly/ip_defragmenter.h"
 #include "reassembly/tcp_reassembler.h"
 
@@ -52,6 +57,9 @@ struct PipelineConfig {
     reassembly::DefragConfig defrag;
     reassembly::TcpConfig tcp;
     dnstap::Envelope envelope;
+    // A jump of packet time beyond this, either way, is a discontinuity for
+    // the timers (see ExpiryClock).
+    std::uint64_t max_time_jump_ns = 60'000'000'000ULL;
 };
 
 struct PipelineStats {
@@ -77,6 +85,10 @@ public:
     Pipeline& operator=(const Pipeline&) = delete;
 
     void process(const capture::Packet& packet);
+    // A live source had no packet: timers advance by the monotonic time
+    // (CLOCK_MONOTONIC, ns) since the previous call, when no packet came in
+    // between, and run. Call it whenever a read times out.
+    void advance_idle(std::uint64_t monotonic_ns);
     void finish();
 
     // True when any output failed (for the exit code).
@@ -92,6 +104,7 @@ public:
     void report(std::FILE* out) const;
 
 private:
+    void handle_packet(const capture::Packet& packet);
     void handle_datagram(const decode::IpPacket& ip, std::uint64_t timestamp_ns);
     void handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns);
     void on_message(const decode::Segment& segment, std::span<const std::uint8_t> wire,
@@ -109,6 +122,8 @@ private:
     std::vector<OutputRoute> routes_;
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
+    ExpiryClock clock_;
+    std::uint64_t now_ = 0;  // clock_ after the current packet
     std::uint64_t last_timer_ns_ = 0;
     std::array<std::uint32_t, 16> warned_link_types_{};
     std::size_t warned_count_ = 0;
@@ -127,11 +142,13 @@ void Pipeline::for_each_counter(Fn&& fn) const {
     fn(std::string_view("dns_responses"), stats_.dns_responses);
     fn(std::string_view("frames"), stats_.frames_encoded);
     fn(std::string_view("filtered_by_type"), stats_.filtered);
+    fn(std::string_view("time_discontinuities"), clock_.discontinuities());
     decoder_.anomalies().for_each(fn);
     defrag_.counters().for_each(fn);
     tcp_.counters().for_each(fn);
     classifier_.skipped().for_each(fn);
     fn(std::string_view("dns_bad_question"), classifier_.bad_question());
+    fn(std::string_view("malformed_kept"), classifier_.malformed_kept());
     pairer_.counters().for_each(fn);
 }
 

@@ -37,9 +37,11 @@
 //    until it does (EvictedMemory) — if it cannot fit at all, its own
 //    datagram is dropped (EvictedMemory). One fragment more than
 //    max_fragments drops its datagram (TooManyFragments).
-//  - Timeouts on packet time: add() and expire() first drop every datagram
-//    whose first fragment is more than timeout_ns older than the given time
-//    (TimedOut). Datagrams are kept in first-fragment order; a fragment
+//  - Timeouts on the caller's clock (the time passed to add() and expire():
+//    the pipeline's expiry clock, which never goes back and ignores damaged
+//    timestamps and clock steps; only timers use it): add() and expire()
+//    first drop every datagram whose first fragment is more than timeout_ns
+//    older than the given time (TimedOut). Datagrams are kept in first-fragment order; a fragment
 //    whose time goes backwards is filed with the newest datagram's time.
 //  - Memory for trackers, their fragment ranges and the index is reserved at
 //    construction; datagram buffers are power-of-two blocks (2 KiB..64 KiB)

@@ -107,10 +107,14 @@ struct Dir {
     std::uint32_t discard = 0;    // bytes still to skip of a message too long to buffer
     std::uint32_t buf = kNil;     // index into the buffer pool
     std::uint32_t resync_run = 0; // bytes skipped since the last boundary found
+    std::uint32_t first_seq = 0;  // first data byte seen, when picked up without SYN
+    std::uint32_t fin_seq = 0;    // end of the data, valid when fin (FIN's or RST's sequence number)
     Mode mode = Mode::Idle;
     bool syn = false;
     bool trusted = false;         // framing known from the SYN, no hole since
     bool acked_valid = false;
+    bool fin = false;             // FIN (or RST) seen; the direction closes once its data is complete
+    bool fin_waited = false;      // ...and it had to wait for data (counted once)
 };
 
 struct Key {
@@ -124,10 +128,14 @@ struct Key {
 struct Conn {
     Key key;
     std::uint64_t last_ns = 0;
+    std::uint64_t closing_since = 0; // clock when a direction started waiting for data before its FIN/RST
     std::uint32_t hash_next = kNil;  // bucket chain, or free list when unused
     std::uint32_t lru_prev = kNil;
     std::uint32_t lru_next = kNil;
+    std::uint32_t wait_prev = kNil;  // list of connections waiting to close, oldest first
+    std::uint32_t wait_next = kNil;
     bool in_use = false;
+    bool waiting = false;
     std::array<Dir, 2> dir{};        // 0: a -> b, 1: b -> a
 };
 
@@ -160,7 +168,10 @@ struct TcpReassembler::Impl {
     std::uint64_t seed = 0;
     std::uint32_t lru_head = kNil;  // least recently active
     std::uint32_t lru_tail = kNil;
+    std::uint32_t wait_head = kNil;  // connections waiting to close, by closing_since
+    std::uint32_t wait_tail = kNil;
     std::size_t active = 0;
+    std::uint64_t clock_now = 0;  // the caller's clock at the current call
 
     std::deque<Buf> bufs;  // grows while warming up (references stay valid), then recycled
     std::uint32_t free_buf = kNil;    // spare buffers holding storage
@@ -179,6 +190,9 @@ struct TcpReassembler::Impl {
     void lru_unlink(std::uint32_t idx);
     void lru_push(std::uint32_t idx);
     void expire_idle(std::uint64_t now);
+    void expire_waiting(std::uint64_t now);
+    void wait_unlink(std::uint32_t idx);
+    void settle(std::uint32_t idx);
 
     // Storage.
     Buf& buf_of(Dir& d);
@@ -194,7 +208,12 @@ struct TcpReassembler::Impl {
     void on_syn(std::uint32_t& idx, int d, const decode::Segment& seg);
     void on_data(Conn& c, int d, std::uint32_t seq, std::span<const std::uint8_t> data, const decode::Segment& seg);
     void on_fin(Conn& c, int d, std::uint32_t fin_seq);
+    void on_rst(Conn& c, int d, const decode::Segment& seg);
+    bool complete(const Conn& c, int d) const;
+    void close_dir(Conn& c, int d);
     void check_acked_gap(Conn& c, int d);
+    void give_up_acked_gaps(Conn& c, int d);
+    bool acked_gap(const Conn& c, int d) const;
     bool insert_ooo(Dir& D, std::uint32_t seq, std::span<const std::uint8_t> data, std::uint64_t ts);
     void hole(Conn& c, int d, std::uint32_t target);
     void pull(Conn& c, int d, const decode::Segment* seg);
@@ -304,10 +323,83 @@ void TcpReassembler::Impl::close(std::uint32_t idx, TcpEvent why) {
         }
     }
     lru_unlink(idx);
+    wait_unlink(idx);
     c.in_use = false;
     c.hash_next = free_conn;
     free_conn = idx;
     --active;
+}
+
+void TcpReassembler::Impl::wait_unlink(std::uint32_t idx) {
+    Conn& c = conns[idx];
+    if (!c.waiting) return;
+    if (c.wait_prev != kNil) conns[c.wait_prev].wait_next = c.wait_next; else wait_head = c.wait_next;
+    if (c.wait_next != kNil) conns[c.wait_next].wait_prev = c.wait_prev; else wait_tail = c.wait_prev;
+    c.wait_prev = c.wait_next = kNil;
+    c.waiting = false;
+}
+
+// After a segment: closes the directions whose data is complete up to their
+// FIN/RST, releases the connection when both are closed, and keeps it on the
+// waiting list while a closing direction lacks data or a direction has a gap
+// the peer acknowledged.
+void TcpReassembler::Impl::settle(std::uint32_t idx) {
+    Conn& c = conns[idx];
+    bool incomplete = false;
+    for (int d = 0; d < 2; ++d) {
+        Dir& D = c.dir[d];
+        if (D.mode == Mode::Closed) continue;
+        if (!D.fin) {
+            incomplete = incomplete || acked_gap(c, d);
+            continue;
+        }
+        if (cfg.close_grace_ns == 0 || complete(c, d)) {
+            close_dir(c, d);
+        } else {
+            incomplete = true;
+            if (!D.fin_waited) ctr.add(TcpEvent::ReorderedCloses);
+            D.fin_waited = true;
+        }
+    }
+    if (c.dir[0].mode == Mode::Closed && c.dir[1].mode == Mode::Closed) {
+        close(idx, TcpEvent::StreamsClosed);
+        return;
+    }
+    if (!incomplete) {
+        wait_unlink(idx);
+        return;
+    }
+    if (c.waiting) return;
+    c.waiting = true;
+    c.closing_since = clock_now;
+    c.wait_prev = wait_tail;
+    c.wait_next = kNil;
+    if (wait_tail != kNil) conns[wait_tail].wait_next = idx; else wait_head = idx;
+    wait_tail = idx;
+}
+
+// Closing directions that waited close_grace_ns for their missing data
+// give it up (holes, partial message counted) and close.
+void TcpReassembler::Impl::expire_waiting(std::uint64_t t) {
+    while (wait_head != kNil && wait_head != current) {
+        const std::uint32_t idx = wait_head;
+        Conn& c = conns[idx];
+        if (t <= c.closing_since || t - c.closing_since <= cfg.close_grace_ns) break;
+        wait_unlink(idx);
+        for (int d = 0; d < 2; ++d) {
+            if (c.dir[d].mode == Mode::Closed) continue;
+            if (c.dir[d].fin)
+                close_dir(c, d);
+            else
+                give_up_acked_gaps(c, d);
+        }
+        if (c.dir[0].mode == Mode::Closed && c.dir[1].mode == Mode::Closed) {
+            close(idx, TcpEvent::StreamsClosed);
+        } else {
+            release_buf_if_empty(c.dir[0]);
+            release_buf_if_empty(c.dir[1]);
+        }
+    }
 }
 
 void TcpReassembler::Impl::expire_idle(std::uint64_t now) {
@@ -684,9 +776,24 @@ void TcpReassembler::Impl::hole(Conn& c, int d, std::uint32_t target) {
     pull(c, d, nullptr);
 }
 
+// The peer acknowledged bytes we never saw while later bytes wait.
+bool TcpReassembler::Impl::acked_gap(const Conn& c, int d) const {
+    const Dir& D = c.dir[d];
+    return D.acked_valid && D.buf != kNil && (D.mode == Mode::Framed || D.mode == Mode::Resync) &&
+           !bufs[D.buf].ranges.empty() && seq_lt(D.next_seq, D.acked);
+}
+
+// Without a close grace an acknowledged gap is given up at once; with one,
+// the acknowledgement may have been captured before the data it covers
+// (reordering), so the connection waits (settle) and gives the gap up only
+// when the grace passes.
+void TcpReassembler::Impl::check_acked_gap(Conn& c, int d) {
+    if (cfg.close_grace_ns == 0) give_up_acked_gaps(c, d);
+}
+
 // The peer acknowledged bytes we never saw while later bytes wait: the
 // capture lost them, they will not come.
-void TcpReassembler::Impl::check_acked_gap(Conn& c, int d) {
+void TcpReassembler::Impl::give_up_acked_gaps(Conn& c, int d) {
     Dir& D = c.dir[d];
     while (D.acked_valid && D.buf != kNil && (D.mode == Mode::Framed || D.mode == Mode::Resync)) {
         const Buf& b = bufs[D.buf];
@@ -713,6 +820,35 @@ void TcpReassembler::Impl::flush_dir(Conn& c, int d) {
 void TcpReassembler::Impl::on_syn(std::uint32_t& idx, int d, const decode::Segment& seg) {
     Dir* D = &conns[idx].dir[d];
     if (D->syn && D->isn == seg.seq) return;  // retransmitted SYN
+    if (!D->syn && !D->fin && (D->mode == Mode::Framed || D->mode == Mode::Resync || D->mode == Mode::Ignore) &&
+        seq_leq(seg.seq + 1, D->first_seq) && D->first_seq - (seg.seq + 1) <= cfg.max_stream_bytes) {
+        // Data of this direction came before its SYN (reordered): the same
+        // connection.
+        ctr.add(TcpEvent::LateSyns);
+        D->syn = true;
+        D->isn = seg.seq;
+        const std::size_t held = D->buf == kNil ? 0 : bufs[D->buf].msg.size();
+        if ((D->mode == Mode::Framed || D->mode == Mode::Resync) && D->discard == 0 &&
+            D->next_seq - D->first_seq == held) {
+            // Nothing of it was emitted or skipped yet: start over at the SYN,
+            // trusted, with the bytes held so far as out-of-order data (the
+            // bytes between the SYN and them may still come).
+            bool ok = true;
+            if (held > 0) {
+                Buf& b = bufs[D->buf];
+                ok = insert_ooo(*D, D->first_seq, std::span<const std::uint8_t>(b.msg.data(), held), seg.timestamp_ns);
+                if (ok) b.msg.clear();
+            }
+            if (ok) {
+                D->mode = Mode::Framed;
+                D->trusted = true;
+                D->next_seq = seg.seq + 1;
+                pull(conns[idx], d, nullptr);
+            }
+        }
+        // Otherwise its alignment stays as found.
+        return;
+    }
     if (D->syn || D->mode != Mode::Idle) {
         // A new connection on the same tuple (port reuse).
         const Key key = conns[idx].key;
@@ -733,12 +869,29 @@ void TcpReassembler::Impl::on_syn(std::uint32_t& idx, int d, const decode::Segme
 void TcpReassembler::Impl::on_data(Conn& c, int d, std::uint32_t seq, std::span<const std::uint8_t> data,
                                    const decode::Segment& seg) {
     Dir& D = c.dir[d];
+    if (D.mode == Mode::Closed) {
+        ctr.add(TcpEvent::DataAfterClose);
+        return;
+    }
+    if (D.fin) {
+        // Nothing follows a FIN/RST in its direction.
+        if (!seq_lt(seq, D.fin_seq)) {
+            ctr.add(TcpEvent::DataAfterClose);
+            return;
+        }
+        const std::uint32_t room = D.fin_seq - seq;
+        if (data.size() > room) {
+            ctr.add(TcpEvent::DataAfterClose);
+            data = data.first(room);
+        }
+    }
     if (D.mode == Mode::Idle) {
         // Picked up mid-connection: the first byte is only a candidate.
         ctr.add(TcpEvent::NoSynStreams);
         D.mode = Mode::Resync;
         D.trusted = false;
         D.next_seq = seq;
+        D.first_seq = seq;
     }
     if (D.mode != Mode::Framed && D.mode != Mode::Resync) return;
     for (;;) {
@@ -783,12 +936,51 @@ void TcpReassembler::Impl::on_data(Conn& c, int d, std::uint32_t seq, std::span<
     }
 }
 
-void TcpReassembler::Impl::on_fin(Conn& c, int d, std::uint32_t fin_seq) {
+// Everything before the direction's FIN/RST is here, or cannot come any more.
+bool TcpReassembler::Impl::complete(const Conn& c, int d) const {
+    const Dir& D = c.dir[d];
+    if (D.mode == Mode::Closed || D.mode == Mode::Ignore) return true;
+    if (D.mode == Mode::Idle) return false;  // none of its data seen yet: it may still come
+    // (Even when the peer acknowledged the end: its acknowledgement may have
+    // been captured before the data. The grace decides.)
+    return !seq_lt(D.next_seq, D.fin_seq);
+}
+
+// Data still missing before the FIN/RST is given up; the direction closes.
+void TcpReassembler::Impl::close_dir(Conn& c, int d) {
     Dir& D = c.dir[d];
     if (D.mode == Mode::Closed) return;
-    // Data still missing before the FIN will not be waited for.
     flush_dir(c, d);
-    D.next_seq = fin_seq + 1;
+    if (D.fin) D.next_seq = D.fin_seq + 1;
+}
+
+void TcpReassembler::Impl::on_fin(Conn& c, int d, std::uint32_t fin_seq) {
+    Dir& D = c.dir[d];
+    if (D.mode == Mode::Closed || D.fin) return;
+    D.fin = true;
+    D.fin_seq = fin_seq;
+}
+
+// RST ends the sender's direction at its sequence number and the other one
+// at the acknowledgement number; without ACK, or never heard from, the other
+// direction ends where it is.
+void TcpReassembler::Impl::on_rst(Conn& c, int d, const decode::Segment& seg) {
+    Dir& D = c.dir[d];
+    Dir& P = c.dir[1 - d];
+    if (D.mode != Mode::Closed && !D.fin) {
+        D.fin = true;
+        D.fin_seq = seg.seq;
+    }
+    if (P.mode != Mode::Closed && !P.fin) {
+        P.fin = true;
+        const bool ack = (seg.tcp_flags & decode::tcpflag::kAck) != 0;
+        if (ack && P.mode != Mode::Idle) {
+            P.fin_seq = seg.ack;
+        } else {
+            P.fin_seq = P.next_seq;
+            if (P.mode == Mode::Idle) P.mode = Mode::Closed;
+        }
+    }
 }
 
 // ---------------------------------------------------------------- public
@@ -798,11 +990,13 @@ TcpReassembler::TcpReassembler(const TcpConfig& config)
 
 TcpReassembler::~TcpReassembler() = default;
 
-void TcpReassembler::add(const decode::Segment& seg, TcpMessageSink& sink) {
+void TcpReassembler::add(const decode::Segment& seg, std::uint64_t now, TcpMessageSink& sink) {
     if (seg.transport != decode::Transport::Tcp) return;
     Impl& m = *impl_;
     m.sink = &sink;
-    const std::uint64_t now = seg.timestamp_ns;
+    m.clock_now = now;
+    m.current = kNil;
+    m.expire_waiting(now);
     m.expire_idle(now);
 
     const std::uint8_t flags = seg.tcp_flags;
@@ -837,7 +1031,12 @@ void TcpReassembler::add(const decode::Segment& seg, TcpMessageSink& sink) {
         m.lru_push(idx);
     }
     if (rst) {
-        m.close(idx, TcpEvent::StreamsClosed);
+        if (m.cfg.close_grace_ns == 0) {
+            m.close(idx, TcpEvent::StreamsClosed);
+        } else {
+            m.on_rst(m.conns[idx], d, seg);
+            m.settle(idx);
+        }
         m.current = kNil;
         return;
     }
@@ -856,23 +1055,29 @@ void TcpReassembler::add(const decode::Segment& seg, TcpMessageSink& sink) {
     }
     const std::uint32_t data_seq = syn ? seg.seq + 1 : seg.seq;
     if (has_data) m.on_data(c, d, data_seq, seg.payload, seg);
-    if (fin && c.dir[d].mode != Mode::Idle) m.on_fin(c, d, seq_add(data_seq, seg.payload.size()));
-    if (fin && c.dir[d].mode == Mode::Idle) c.dir[d].mode = Mode::Closed;
+    if (fin) m.on_fin(c, d, seq_add(data_seq, seg.payload.size()));
 
-    // Released when both directions said FIN; a direction never heard
-    // from may still answer a half-closed connection (idle timeout then).
-    if (fin && c.dir[0].mode == Mode::Closed && c.dir[1].mode == Mode::Closed) {
-        m.close(idx, TcpEvent::StreamsClosed);
-    } else {
-        m.release_buf_if_empty(c.dir[0]);
-        m.release_buf_if_empty(c.dir[1]);
+    // A closing direction closes once its data is complete (or its grace
+    // passes); the connection is released when both directions are closed.
+    // A direction never heard from may still answer a half-closed
+    // connection (idle timeout then).
+    if (c.waiting || c.dir[0].fin || c.dir[1].fin || m.acked_gap(c, 0) || m.acked_gap(c, 1)) {
+        m.settle(idx);
+        if (!c.in_use) {
+            m.current = kNil;
+            return;
+        }
     }
+    m.release_buf_if_empty(c.dir[0]);
+    m.release_buf_if_empty(c.dir[1]);
     m.current = kNil;
 }
 
 void TcpReassembler::expire(std::uint64_t now_ns, TcpMessageSink& sink) {
     impl_->sink = &sink;
     impl_->current = kNil;
+    impl_->clock_now = now_ns;
+    impl_->expire_waiting(now_ns);
     impl_->expire_idle(now_ns);
 }
 
@@ -880,7 +1085,12 @@ void TcpReassembler::finish(TcpMessageSink& sink) {
     Impl& m = *impl_;
     m.sink = &sink;
     m.current = kNil;
-    while (m.lru_head != kNil) m.close(m.lru_head, TcpEvent::StreamsFlushedAtEnd);
+    while (m.lru_head != kNil) {
+        const Conn& c = m.conns[m.lru_head];
+        // Both directions ended (FIN/RST) but waited for reordered data.
+        const bool ended = c.dir[0].fin && c.dir[1].fin;
+        m.close(m.lru_head, ended ? TcpEvent::StreamsClosed : TcpEvent::StreamsFlushedAtEnd);
+    }
     while (m.free_buf != kNil) m.drop_spare();
 }
 

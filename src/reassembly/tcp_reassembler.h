@@ -21,8 +21,24 @@
 //    plus any unfinished message within max_stream_bytes, at most
 //    max_pending_segments ranges) and delivered when the gap fills; for
 //    duplicates and overlaps the bytes received first win (Duplicates /
-//    Overlaps). RST closes the connection; FIN closes its
-//    direction, and the connection is released when both are closed.
+//    Overlaps). FIN closes its direction, and the connection is released
+//    when both are closed; RST closes both directions.
+//  - Closing out of order (captures from several CPUs or interfaces reorder
+//    packets): a FIN ends its direction at the FIN's sequence number, an
+//    RST ends the sender's direction at its sequence number and the other
+//    direction at its acknowledgement number (without ACK: where it is).
+//    A direction whose data up to that end is all here closes at once;
+//    otherwise it waits (ReorderedCloses) until the missing bytes arrive or
+//    close_grace_ns passes on the caller's clock — then it closes as
+//    before. Bytes beyond the end, and data for a closed direction, are
+//    dropped (DataAfterClose). A gap the peer acknowledged (below) waits
+//    the same grace: the acknowledgement may have been captured before the
+//    data. close_grace_ns = 0: no waiting at all.
+//  - A SYN that arrives after data of its own direction, with a sequence
+//    number at or just before that data (within max_stream_bytes), is the
+//    late SYN of the same connection (LateSyns), not a new one. When none of
+//    that data was emitted or skipped yet, the direction starts over at the
+//    SYN (trusted), the data held becoming out-of-order data.
 //  - Alignment: a direction that started with its SYN is trusted: every
 //    length prefix is taken as is (L >= 12). A direction picked up without
 //    its SYN (NoSynStreams) or resynchronised after a hole is untrusted:
@@ -36,7 +52,8 @@
 //    one; after more than max_stream_bytes skipped in a row the direction is
 //    given up (NotDns) and its data ignored until the connection ends.
 //  - Holes: a gap before buffered data is given up when the peer has
-//    acknowledged bytes of the gap (the capture lost them), when the direction's
+//    acknowledged bytes of the gap (the capture lost them; after
+//    close_grace_ns, see below), when the direction's
 //    out-of-order storage is full, at FIN, RST, idle timeout, eviction or
 //    finish(). The message spanning the hole is dropped (Holes) and the
 //    direction resynchronises (untrusted) at the data after the hole.
@@ -58,9 +75,12 @@
 //    (StreamBufferFull). A new connection with every slot taken evicts the
 //    least recently active one. A message longer than a direction may buffer
 //    is skipped by its length (StreamBufferFull), framing kept.
-//  - Idle timeout on packet time: add() closes the least recently active
-//    connections idle for more than idle_timeout_ns (cheap: the LRU head
-//    only), expire() does the same for a given time.
+//  - Timers run on the caller's clock (`now`, never going back; the
+//    overloads without it use the segment's time): add() closes the least
+//    recently active connections idle for more than idle_timeout_ns (cheap:
+//    the LRU head only) and the closing directions whose grace has passed
+//    (a list in deadline order); expire() does the same for a given time.
+//    Message times are always the segments' own times.
 //  - No allocation per segment in the steady state; no exceptions on the
 //    packet path. The constructor throws util::FatalError when max_streams
 //    or max_pending_segments is 0 or max_stream_bytes is below 512.
@@ -91,6 +111,7 @@ struct TcpConfig {
     std::size_t max_total_bytes = 256u << 20;
     std::uint64_t idle_timeout_ns = 60'000'000'000ULL;
     std::size_t max_pending_segments = 64;  // per direction: out-of-order ranges kept
+    std::uint64_t close_grace_ns = 100'000'000ULL;  // FIN/RST before the end of the data: wait this long
 };
 
 enum class TcpEvent : std::size_t {
@@ -110,13 +131,17 @@ enum class TcpEvent : std::size_t {
     StreamBufferFull,     // data dropped or hole forced: max_stream_bytes / max_pending_segments / max_total_bytes
     PartialAtClose,       // bytes of an unfinished message at FIN/RST/timeout/end
     NotDns,               // stream given up: no plausible DNS message boundary
+    ReorderedCloses,      // FIN/RST seen before the end of its direction's data: waited for it
+    DataAfterClose,       // segments with data for a closed direction, or beyond its FIN/RST: dropped
+    LateSyns,             // SYNs that arrived after data of their own direction (same connection)
     Count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(TcpEvent::Count_)> kTcpEventNames{
     "tcp_segments",          "tcp_messages",      "tcp_streams_opened",    "tcp_streams_closed",
     "tcp_streams_timed_out", "tcp_streams_evicted", "tcp_streams_flushed_at_end", "tcp_nosyn_streams",   "tcp_resync_skipped_bytes",
     "tcp_holes",             "tcp_duplicates",    "tcp_overlaps",          "tcp_out_of_order",
-    "tcp_stream_buffer_full", "tcp_partial_at_close", "tcp_not_dns"};
+    "tcp_stream_buffer_full", "tcp_partial_at_close", "tcp_not_dns",
+    "tcp_reordered_closes",  "tcp_data_after_close", "tcp_late_syns"};
 using TcpCounters = util::CounterSet<TcpEvent, static_cast<std::size_t>(TcpEvent::Count_)>;
 
 class TcpReassembler {
@@ -126,8 +151,11 @@ public:
     TcpReassembler(const TcpReassembler&) = delete;
     TcpReassembler& operator=(const TcpReassembler&) = delete;
 
-    void add(const decode::Segment& segment, TcpMessageSink& sink);
-    // Closes streams idle for longer than idle_timeout_ns before now_ns.
+    // `now_ns`: the caller's timer clock (never going back).
+    void add(const decode::Segment& segment, std::uint64_t now_ns, TcpMessageSink& sink);
+    void add(const decode::Segment& segment, TcpMessageSink& sink) { add(segment, segment.timestamp_ns, sink); }
+    // Closes streams idle for longer than idle_timeout_ns before now_ns, and
+    // closing directions whose close_grace_ns has passed.
     void expire(std::uint64_t now_ns, TcpMessageSink& sink);
     // End of input: flushes what can still be emitted and closes everything.
     void finish(TcpMessageSink& sink);

@@ -35,12 +35,18 @@ its wire being the PDU without the 2-byte length. A TCP length below 12 is
 never a message for sidetap (it resynchronises).
 
 Pairing and order: `pair()` re-implements the pairer contract
-(src/pairing/pairer.h): key = client addr+port, server addr+port,
-transport, ID, question (qname lower-cased, qtype, qclass); responses carry
-their query's time as query_time; a response with no pending query is held
-for --reorder-window and emitted right after its query, or unpaired when the
-window passes (before the first later message whose time is beyond it) or
-at the end. Where sidetap's TCP reassembler legitimately differs from
+(src/pairing/pairer.h): an exchange = client addr+port, server addr+port,
+transport, ID; the questions (qname lower-cased, qtype, qclass) must match
+when both messages have one (QDCOUNT 0 answers pair on the exchange); every
+query is a pending copy of its own and a response takes the oldest copy it
+matches; responses carry their query's time as query_time, unless it is
+later than their own; a response with no pending query is held for
+--reorder-window and emitted right after its query, or unpaired when the
+window passes (before the first later message whose clock is beyond it) or
+at the end. Timers run on the expiry clock (src/pipeline/expiry_clock.h,
+re-implemented as ExpiryClock). Malformed messages (too short, QR against
+the ports, a question that does not parse) are not emitted unless
+--keep-malformed. Where sidetap's TCP reassembler legitimately differs from
 tshark (streams without SYN, holes...) the tests say so, file by file
 (test_tcp_reassembly.TSHARK_DIFFERENCES).
 """
@@ -103,6 +109,9 @@ DEFAULT_QUERY_TIMEOUT_NS = 10_000_000_000
 DEFAULT_REORDER_WINDOW_NS = 100_000_000
 MAX_HELD_RESPONSES = 256          # pairing/pairer.h PairingConfig
 MAX_HELD_BYTES = 4 << 20
+MAX_COPIES = 16                   # PairingConfig::max_copies
+MAX_PENDING_QUERIES = 65536       # --max-pending-queries
+DEFAULT_MAX_TIME_JUMP_NS = 60_000_000_000   # --max-time-jump
 
 TSHARK = shutil.which("tshark") or "tshark"
 IPV6_EXT = {"ipv6.hopopts", "ipv6.routing", "ipv6.dstopts", "ipv6.fraghdr"}
@@ -224,6 +233,26 @@ def _tshark_packets(pcap, defragment=True, ports=(53,)):
     return [pkt["_source"]["layers"] for pkt in packets]
 
 
+def tshark_pairing(pcap, ports=(53,)):
+    """tshark's own query/response matching: {response frame: (query frame or
+    None, flags)} for every DNS response it decodes, with its reassembly on.
+    tshark matches on the conversation and the DNS ID (not the question);
+    flags has "retransmitted_response" when tshark thinks the transaction
+    was answered already."""
+    cmd = [TSHARK, "-n", "-r", pcap, *TSHARK_REASSEMBLY, "-Y", "dns.flags.response == 1", "-T", "fields",
+           "-E", "occurrence=a", "-e", "frame.number", "-e", "dns.response_to", "-e", "dns.retransmit_response"]
+    for p in _decode_ports(ports):
+        cmd += ["-d", "tcp.port==%d,dns" % p]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result = {}
+    for line in out.splitlines():
+        cells = line.split("\t")
+        frame, to = int(cells[0]), cells[1] if len(cells) > 1 else ""
+        flags = {"retransmitted_response"} if len(cells) > 2 and cells[2] else set()
+        result[frame] = (int(to.split(",")[0]) if to else None, flags)
+    return result
+
+
 def tshark_dns_counts(pcap, ports=(53,)):
     """tshark's own DNS message count (queries, responses) after reassembly,
     as in SOURCES.md: every DNS PDU it decodes, whatever the ports or link
@@ -294,17 +323,24 @@ def _network(layers):
     return (net, rest[0], family, str(src), str(dst)), "ok"
 
 
-def _direction(sport, dport, payload, ports):
-    """sidetap's classifier: (is_response, None) or (None, reason)."""
+def _direction(sport, dport, payload, ports, keep_malformed=False):
+    """sidetap's classifier: (is_response, None) or (None, reason).
+    Malformed messages (too short, QR bit against the port direction, a
+    question that does not parse) are dropped, or with keep_malformed given
+    the direction of their ports."""
     to_server, from_server = dport in ports, sport in ports
     if not to_server and not from_server:
         return None, "not_dns_port"
     if len(payload) < 12:
-        return None, "dns_too_short"
+        if not keep_malformed or (to_server and from_server):
+            return None, "dns_too_short"
+        return from_server, None
+    if question_status(payload) == "bad" and not keep_malformed:
+        return None, "dns_bad_question"
     qr = bool(payload[2] & 0x80)
     if to_server and from_server:
         return qr, None
-    if from_server != qr:
+    if from_server != qr and not keep_malformed:
         return None, "qr_direction_mismatch"
     return from_server, None
 
@@ -318,7 +354,7 @@ def _record(family, proto, src, dst, sport, dport, is_response, t_ns, payload, f
             "is_response": is_response, "time_ns": t_ns, "wire": payload, "frame": frame}
 
 
-def classify_udp(layers, ports=(53,), pcap=None):
+def classify_udp(layers, ports=(53,), pcap=None, keep_malformed=False):
     """One tshark UDP packet -> (record dict or None, reason)."""
     try:
         frame = bytes.fromhex(layers["frame_raw"][0])
@@ -359,7 +395,7 @@ def classify_udp(layers, ports=(53,), pcap=None):
         if udp_len < 8 or udp_off + udp_len > ip_off + ip_total:
             return None, "udp_bad_length"
         payload = frame[udp_off + 8:udp_off + udp_len]
-    is_response, why = _direction(sport, dport, payload, ports)
+    is_response, why = _direction(sport, dport, payload, ports, keep_malformed)
     if why:
         return None, why
     # pcapng Simple Packet Block: no timestamp. sidetap gives it the previous
@@ -369,7 +405,7 @@ def classify_udp(layers, ports=(53,), pcap=None):
                    int(finfo["frame.number"])), "ok"
 
 
-def classify_tcp(layers, ports=(53,)):
+def classify_tcp(layers, ports=(53,), keep_malformed=False):
     """One tshark TCP frame -> ([records], [reasons]): one record per DNS
     message that this frame completes (tshark's reassembled PDUs, in stream
     order). The wire is tshark's DNS PDU without its 2-byte length."""
@@ -398,7 +434,7 @@ def classify_tcp(layers, ports=(53,)):
         if len(wire) != n:
             reasons.append("tcp_pdu_incomplete")
             continue
-        is_response, why = _direction(sport, dport, wire, ports)
+        is_response, why = _direction(sport, dport, wire, ports, keep_malformed)
         if why:
             reasons.append(why)
             continue
@@ -414,44 +450,57 @@ def classify_tcp(layers, ports=(53,)):
 # ---------------------------------------------------------------------------
 def parse_question(wire):
     """(id, question) with question = (lower-cased wire name, qtype, qclass)
-    or None, following src/dns/message.h's rules."""
+    or None (QDCOUNT 0, or a question that does not parse), following
+    src/dns/message.h's rules."""
     msg_id = int.from_bytes(wire[0:2], "big")
+    q = _question(wire)
+    return msg_id, (q if isinstance(q, tuple) else None)
+
+
+def question_status(wire):
+    """"none" (QDCOUNT 0), "bad" (does not parse) or the question tuple."""
+    return _question(wire)
+
+
+def _question(wire):
+    if len(wire) < 12:
+        return "bad"
     qdcount = int.from_bytes(wire[4:6], "big")
     if qdcount == 0:
-        return msg_id, None
+        return "none"
     pos, out, jumps, jumped, nxt = 12, bytearray(), 0, False, None
     while True:
         if pos >= len(wire):
-            return msg_id, None
+            return "bad"
         ln = wire[pos]
         if ln & 0xC0 == 0xC0:
             if pos + 1 >= len(wire):
-                return msg_id, None
+                return "bad"
             target = ((ln & 0x3F) << 8) | wire[pos + 1]
             jumps += 1
             if target >= pos or jumps > 128:
-                return msg_id, None
+                return "bad"
             if not jumped:
                 nxt = pos + 2
             jumped, pos = True, target
             continue
         if ln & 0xC0:
-            return msg_id, None
+            return "bad"
         if ln == 0:
             if len(out) + 1 > 255:
-                return msg_id, None
+                return "bad"
             out.append(0)
             if not jumped:
                 nxt = pos + 1
             break
         if len(out) + 1 + ln + 1 > 255 or ln > len(wire) - pos - 1:
-            return msg_id, None
+            return "bad"
         out.append(ln)
         out += bytes(c + 32 if 65 <= c <= 90 else c for c in wire[pos + 1:pos + 1 + ln])
         pos += 1 + ln
     if nxt + 4 > len(wire):
-        return msg_id, None
-    return msg_id, (bytes(out), int.from_bytes(wire[nxt:nxt + 2], "big"), int.from_bytes(wire[nxt + 2:nxt + 4], "big"))
+        return "bad"
+    return (bytes(out), int.from_bytes(wire[nxt:nxt + 2], "big"), int.from_bytes(wire[nxt + 2:nxt + 4], "big"))
 
 
 def exchange_key(rec):
@@ -460,111 +509,304 @@ def exchange_key(rec):
             rec["socket_protocol"], msg_id, question)
 
 
+def exchange_of(rec):
+    """(exchange, question): the exchange is both endpoints, transport and ID."""
+    key = exchange_key(rec)
+    return key[:-1], key[-1]
+
+
+class ExpiryClock:
+    """src/pipeline/expiry_clock.h, re-implemented: the clock every timer runs
+    on. Moves by plausible forward steps of packet time only; a jump beyond
+    max_jump_ns either way is a discontinuity (a stray record, when the next
+    packet is back near the previous frame)."""
+
+    def __init__(self, max_jump_ns=None):
+        self.max_jump = DEFAULT_MAX_TIME_JUMP_NS if max_jump_ns is None else max_jump_ns
+        self.now, self.mark, self.prev, self.started, self.discontinuities = 0, 0, None, False, 0
+
+    def _near(self, t, mark):
+        return abs(t - mark) <= self.max_jump
+
+    def _step(self, t):
+        if t > self.mark:
+            self.now += t - self.mark
+            self.mark = t
+
+    def advance(self, t):
+        if not self.started:
+            self.started, self.mark = True, t
+        elif self._near(t, self.mark):
+            self._step(t)
+            self.prev = None
+        elif self.prev is not None and self._near(t, self.prev):
+            self.mark, self.prev = self.prev, None
+            self._step(t)
+        else:
+            self.discontinuities += 1
+            if self.prev is None:
+                self.prev = self.mark
+            self.mark = t
+        return self.now
+
+
+def frame_times(pcap):
+    """[ns] per frame of a pcap or pcapng file, in file order (a Simple Packet
+    Block gets the previous packet's time, as sidetap's reader gives it), read
+    directly from the file: every frame, not only those tshark is asked
+    about, moves sidetap's expiry clock."""
+    import struct
+    with open(pcap, "rb") as fh:
+        data = fh.read()
+    out = []
+    if len(data) < 24:
+        return out
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        e = "<" if magic[0] in (0xd4, 0x4d) else ">"
+        scale = 1 if magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d") else 1000
+        pos = 24
+        while pos + 16 <= len(data):
+            sec, frac, incl, _ = struct.unpack_from(e + "IIII", data, pos)
+            if pos + 16 + incl > len(data):
+                break
+            out.append(sec * 1_000_000_000 + frac * scale)
+            pos += 16 + incl
+        return out
+    pos, e, resol, last = 0, "<", [], 0
+    while pos + 12 <= len(data):
+        btype = struct.unpack_from(e + "I", data, pos)[0]
+        if btype == 0x0A0D0D0A:
+            e = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            resol = []
+        blen = struct.unpack_from(e + "I", data, pos + 4)[0]
+        if blen < 12 or pos + blen > len(data):
+            break
+        body = data[pos + 8:pos + blen - 4]
+        if btype == 1:
+            units, opt = 10 ** 6, 8
+            while opt + 4 <= len(body):
+                code, olen = struct.unpack_from(e + "HH", body, opt)
+                if code == 0:
+                    break
+                if code == 9 and olen >= 1:
+                    r = body[opt + 4]
+                    units = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r
+                opt += 4 + (olen + 3) // 4 * 4
+            resol.append(units)
+        elif btype in (6, 2):
+            if btype == 6:
+                ifc, hi, lo = struct.unpack_from(e + "III", body, 0)
+            else:
+                ifc, _, hi, lo = struct.unpack_from(e + "HHII", body, 0)
+            units = resol[ifc] if ifc < len(resol) else 10 ** 6
+            ticks = (hi << 32) | lo
+            last = ticks // units * 1_000_000_000 + ticks % units * 1_000_000_000 // units
+            out.append(last)
+        elif btype == 3:
+            out.append(last)
+        pos += blen
+    return out
+
+
+def clock_by_frame(pcap, max_time_jump_ns=None):
+    """{frame number: sidetap's expiry clock after that frame}."""
+    clock = ExpiryClock(max_time_jump_ns)
+    return {i + 1: clock.advance(t) for i, t in enumerate(frame_times(pcap))}
+
+
+def with_clock(records, max_time_jump_ns=None):
+    """Gives records built by hand the expiry clock of their own times, in order."""
+    clock = ExpiryClock(max_time_jump_ns)
+    for rec in records:
+        rec["clock_ns"] = clock.advance(rec["time_ns"])
+    return records
+
+
 def pair(records, query_timeout_ns=DEFAULT_QUERY_TIMEOUT_NS, reorder_window_ns=DEFAULT_REORDER_WINDOW_NS,
-         counters=None):
+         counters=None, max_copies=MAX_COPIES, max_queries=MAX_PENDING_QUERIES):
     """Records in completion order -> records in sidetap's output order, each
-    response with "query_time_ns" (None when unpaired). `counters` (a dict)
-    gets paired / responses_before_query / unanswered_queries /
-    unanswered_at_end / unsolicited_responses / duplicate_queries."""
+    response with "query_time_ns" (None when unpaired or when the query's time
+    is later than the response's). Re-implements src/pairing/pairer.h: an
+    exchange is (client, server, ports, transport, ID); the questions must be
+    equal when both messages have one; every query is a pending copy timed
+    out from its own time; a response takes the oldest copy it matches; a
+    response with no copy waits --reorder-window for its query. Timers run on
+    rec["clock_ns"] (the expiry clock; the record's time when absent).
+    `counters` (a dict) gets sidetap's pairing counter names."""
+    import collections
     c = counters if counters is not None else {}
     inc = lambda k, n=1: c.__setitem__(k, c.get(k, 0) + n)
     out = []
-    queries = {}   # key -> [time, extra]; insertion order = age
-    held = {}      # key -> record; insertion order = age
+    queries = collections.OrderedDict()   # serial -> (exchange, question, time, clock); arrival order
+    by_exchange = {}                      # exchange -> [serial, ...] in arrival order
+    held = collections.OrderedDict()      # serial -> (exchange, question, rec, clock)
     held_bytes = [0]
+    serial = [0]
 
     def emit(rec, qt):
         rec = dict(rec)
         if rec["is_response"]:
+            if qt is not None and qt > rec["time_ns"]:
+                inc("query_time_omitted")
+                qt = None
             rec["query_time_ns"] = qt
         out.append(rec)
 
-    def release(key, qt):
-        rec = held.pop(key)
+    def compatible(a, b):
+        return a is None or b is None or a == b
+
+    def drop_query(s):
+        ex = queries.pop(s)[0]
+        by_exchange[ex].remove(s)
+        if not by_exchange[ex]:
+            del by_exchange[ex]
+
+    def release(s, qt):
+        _, _, rec, _ = held.pop(s)
         held_bytes[0] -= len(rec["wire"])
         emit(rec, qt)
 
-    def expire(now):
+    def expire_queries(now):
         while queries:
-            k, (t, extra) = next(iter(queries.items()))
+            s, (_, _, _, t) = next(iter(queries.items()))
             if now < t or now - t <= query_timeout_ns:
                 break
-            inc("unanswered_queries", 1 + extra)
-            del queries[k]
+            inc("unanswered_queries")
+            drop_query(s)
+
+    def expire_held(now):
         while held:
-            k, rec = next(iter(held.items()))
-            if now < rec["time_ns"] or now - rec["time_ns"] <= reorder_window_ns:
+            s, (_, _, _, t) = next(iter(held.items()))
+            if now < t or now - t <= reorder_window_ns:
                 break
             inc("unsolicited_responses")
-            release(k, None)
+            release(s, None)
 
-    for rec in records:
-        now = rec["time_ns"]
-        expire(now)
-        key = exchange_key(rec)
-        if not rec["is_response"]:
+    def timers(clocks):
+        for t in clocks:   # the pipeline's periodic timer runs (after a packet)
+            expire_queries(t)
+            expire_held(t)
+
+    def one(rec):
+        now = rec.get("clock_ns", rec["time_ns"])
+        if len(rec["wire"]) < 12:   # kept malformed, no ID: never paired (pipeline: no pairer call)
             emit(rec, None)
-            if key in held:
+            return
+        expire_queries(now)
+        ex, q = exchange_of(rec)
+        serial[0] += 1
+        if rec["is_response"]:
+            expire_held(now)
+        else:
+            # A held response meets its query before held ones time out.
+            emit(rec, None)
+            match = next((s for s, h in held.items() if h[0] == ex and compatible(h[1], q)), None)
+            if match is not None:
                 inc("paired")
                 inc("responses_before_query")
-                release(key, now)
-                continue
-            if key in queries:
+                if q is None or held[match][1] is None:
+                    inc("paired_without_question")
+                release(match, rec["time_ns"])
+                expire_held(now)
+                return
+            same = by_exchange.get(ex, [])
+            if any(queries[s][1] == q for s in same):
                 inc("duplicate_queries")
-                queries[key][1] += 1
-                continue
-            queries[key] = [now, 0]
-            continue
-        if key in queries:
-            qt = queries[key][0]
+            if len(same) >= max_copies:
+                inc("unanswered_evicted")
+                drop_query(same[0])
+            elif len(queries) >= max_queries:
+                inc("unanswered_evicted")
+                drop_query(next(iter(queries)))
+            queries[serial[0]] = (ex, q, rec["time_ns"], now)
+            by_exchange.setdefault(ex, []).append(serial[0])
+            expire_held(now)
+            return
+        match = next((s for s in by_exchange.get(ex, []) if compatible(queries[s][1], q)), None)
+        if match is not None:
             inc("paired")
-            if queries[key][1] > 0:
-                queries[key][1] -= 1
-            else:
-                del queries[key]
+            if q is None or queries[match][1] is None:
+                inc("paired_without_question")
+            qt = queries[match][2]
+            drop_query(match)
             emit(rec, qt)
-            continue
-        if reorder_window_ns == 0 or key in held or len(rec["wire"]) > MAX_HELD_BYTES:
+            return
+        if reorder_window_ns == 0 or len(rec["wire"]) > MAX_HELD_BYTES:
             inc("unsolicited_responses")
             emit(rec, None)
-            continue
+            return
         while len(held) >= MAX_HELD_RESPONSES or held_bytes[0] + len(rec["wire"]) > MAX_HELD_BYTES:
             inc("held_responses_evicted")
             inc("unsolicited_responses")
             release(next(iter(held)), None)
-        held[key] = rec
+        held[serial[0]] = (ex, q, rec, now)
         held_bytes[0] += len(rec["wire"])
+
+    for rec in records:
+        timers(rec.get("timer_runs", ()))
+        one(rec)
+        timers(rec.get("timer_runs_after", ()))
     while held:
         inc("unsolicited_responses")
         release(next(iter(held)), None)
-    for t, extra in queries.values():
-        inc("unanswered_at_end", 1 + extra)
+    if queries:
+        inc("unanswered_at_end", len(queries))
     return out
 
 
-def messages_in_completion_order(pcap, ports=(53,), with_reasons=False):
+def messages_in_completion_order(pcap, ports=(53,), with_reasons=False, keep_malformed=False,
+                                 max_time_jump_ns=None):
     """Every DNS message sidetap must decode from `pcap`, in the order they
     complete (UDP datagrams, reassembled IP datagrams, TCP messages), before
-    pairing."""
+    pairing; each with "clock_ns", sidetap's expiry clock after its packet
+    (over every frame of the file)."""
     packets = tshark_packets(pcap, ports=ports)
     out, reasons = [], {}
     last_time = None
+    clocks = clock_by_frame(pcap, max_time_jump_ns)
     for layers in packets:
         netinfo, _ = _network(layers)
         if netinfo is not None and netinfo[1] == "tcp":
-            recs, whys = classify_tcp(layers, ports)
+            recs, whys = classify_tcp(layers, ports, keep_malformed)
         else:
-            rec, why = classify_udp(layers, ports, pcap)
+            rec, why = classify_udp(layers, ports, pcap, keep_malformed)
             recs, whys = ([rec] if rec else []), [why]
         if "frame.time_epoch" in layers["frame"]:
             last_time = epoch_to_ns(layers["frame"]["frame.time_epoch"])
+        now = clocks.get(int(layers["frame"]["frame.number"]), 0)
         for rec in recs:
+            rec["clock_ns"] = now
             if rec["time_ns"] is None:
                 rec["time_ns"] = last_time
         for why in whys:
             reasons[why] = reasons.get(why, 0) + 1
         out += recs
+    annotate_timer_runs(out, clocks)
     return (out, reasons) if with_reasons else out
+
+
+TIMER_INTERVAL_NS = 100_000_000   # src/pipeline/pipeline.cpp kTimerIntervalNs
+
+
+def annotate_timer_runs(records, clocks):
+    """The pipeline runs every timer after a packet when its clock has moved
+    TIMER_INTERVAL_NS since the last run: records get "timer_runs", the clocks
+    of the runs after earlier frames, the last one "timer_runs_after"."""
+    runs, last = [], 0
+    for frame in sorted(clocks):
+        if clocks[frame] >= last + TIMER_INTERVAL_NS:
+            last = clocks[frame]
+            runs.append((frame, last))
+    i = 0
+    for rec in records:
+        rec.pop("timer_runs_after", None)
+        rec["timer_runs"] = []
+        while i < len(runs) and runs[i][0] < rec["frame"]:
+            rec["timer_runs"].append(runs[i][1])
+            i += 1
+    if records:
+        records[-1]["timer_runs_after"] = [c for _, c in runs[i:]]
 
 
 def _type(rec, role, ports, upstream_ports):
@@ -578,10 +820,12 @@ def _type(rec, role, ports, upstream_ports):
 
 
 def expected_messages(pcap, ports=(53,), role="client", with_reasons=False, query_timeout_ns=None,
-                      reorder_window_ns=None, counters=None, upstream_ports=(53,)):
+                      reorder_window_ns=None, counters=None, upstream_ports=(53,), keep_malformed=False,
+                      max_time_jump_ns=None):
     """The dnstap records sidetap must write for `pcap`, in order."""
     dns_ports = tuple(ports) + (tuple(upstream_ports) if role == "resolver" else ())
-    recs, reasons = messages_in_completion_order(pcap, dns_ports, with_reasons=True)
+    recs, reasons = messages_in_completion_order(pcap, dns_ports, with_reasons=True, keep_malformed=keep_malformed,
+                                                 max_time_jump_ns=max_time_jump_ns)
     return finish_expected(recs, reasons if with_reasons else None, ports, role, query_timeout_ns,
                            reorder_window_ns, counters, upstream_ports)
 

@@ -116,9 +116,13 @@ class Pairing(unittest.TestCase):
         self.assertEqual(q2["query_message"][:2], b"\x35\x02")
         self.assertEqual(r2["response_message"][:2], b"\x35\x02")
         self.assertEqual(r2["response_time_ns"] + 7 * US, q2["query_time_ns"])  # captured 7 µs earlier
-        self.assertEqual(r2["query_time_ns"], q2["query_time_ns"])
-        self.assertEqual((stats.get("paired"), stats.get("responses_before_query")), (3, 1))
+        # Paired (emitted after its query, the query is not unanswered), but
+        # without query_time: the query's time would give a negative latency.
+        self.assertNotIn("query_time_ns", r2)
+        self.assertEqual((stats.get("paired"), stats.get("responses_before_query"), stats.get("query_time_omitted")),
+                         (3, 1, 1))
         self.assertNotIn("unsolicited_responses", stats)
+        self.assertNotIn("unanswered_at_end", stats)
         # With no reorder window the early response is unsolicited, emitted
         # at once (before its query), and the query stays unanswered.
         recs, stats = self.replay_compare(pcap, "--reorder-window", "0", reorder_window_ns=0)
@@ -172,7 +176,9 @@ class Pairing(unittest.TestCase):
         self.assertEqual([r.get("response_time_ns", r.get("query_time_ns")) for r in recs],
                          [t0 + 2 * MS, t0 + 3 * MS, t0 + 5 * MS, t0 + 6 * MS])
         # tshark's view differs exactly in the conflicting bytes of query 2.
-        exp = oracle.expected_messages(oracle.own_pcap("tcp-overlap-conflict.pcap"))
+        # (tshark's query 2 has a 'Y' in its name where a label length should be:
+        # malformed, so kept only with --keep-malformed.)
+        exp = oracle.expected_messages(oracle.own_pcap("tcp-overlap-conflict.pcap"), keep_malformed=True)
         self.assertEqual(exp[0]["wire"], q1)
         tq2 = [e["wire"] for e in exp if e["wire"][:2] == b"\x30\x02" and not e["is_response"]][0]
         self.assertNotEqual(tq2, q2)

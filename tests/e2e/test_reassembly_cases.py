@@ -101,21 +101,48 @@ TSHARK_DIFFERENCES = {
         reason="a 'response' (QR=1) sent TO port 53: the port says query, the QR bit says response; sidetap drops "
                "it (qr_direction_mismatch), tshark goes by the QR bit."),
     "ndpi-fuzz-2006-06-26-2594.pcap": dict(
-        tshark=(251, 47), sidetap=(235, 44), oracle_reason="udp_bad_length",
-        counters={"qr_direction_mismatch": 2, "udp_bad_length": 25},
+        tshark=(251, 47), sidetap=(203, 37), oracle_reason="udp_bad_length",
+        counters={"udp_bad_length": 25, "dns_bad_question": 41},
         reason="fuzzed frames: tshark decodes DNS from datagrams whose UDP length exceeds the IP payload "
                "(udp_bad_length), whose IP length exceeds the captured bytes (ip_snapped), DNS quoted inside "
-               "ICMP errors, and 2 with QR contradicting the port; sidetap skips and counts each."),
+               "ICMP errors, and 41 whose question does not parse (2 of them also with QR contradicting the "
+               "port); sidetap skips and counts each (the last kind is emitted with --keep-malformed)."),
+    # Messages whose (first) question does not parse: tshark decodes what it
+    # can; sidetap drops them by default, like Knot and BIND, and emits them
+    # with --keep-malformed, like Unbound (then equal to tshark: keep=True).
+    "tcpdump-dns_fwdptr.pcap": dict(
+        tshark=(0, 1), sidetap=(0, 0), oracle_reason="dns_bad_question", counters={"dns_bad_question": 1}, keep=True,
+        reason="a response whose question name has a forward compression pointer (dns_bad_question)."),
+    "zeek-dns-invalid-names.pcap": dict(
+        tshark=(3, 0), sidetap=(0, 0), oracle_reason="dns_bad_question", counters={"dns_bad_question": 3}, keep=True,
+        reason="three queries whose names have invalid label types (dns_bad_question)."),
+    "suricata-dns-forward-pointer.pcap": dict(
+        tshark=(1, 1), sidetap=(0, 1), oracle_reason="dns_bad_question", counters={"dns_bad_question": 1}, keep=True,
+        reason="the query's name is a forward compression pointer (dns_bad_question); its response is then "
+               "unsolicited."),
+    "suricata-dns-udp-junkrequest-first.pcap": dict(
+        tshark=(2, 2), sidetap=(1, 2), oracle_reason="dns_bad_question", counters={"dns_bad_question": 1}, keep=True,
+        reason="a junk datagram to port 53 (SNMP bytes) whose 'question' does not parse (dns_bad_question)."),
+    "pcapplusplus-DnsTooManyResources.pcap": dict(
+        tshark=(1, 0), sidetap=(0, 0), oracle_reason="dns_bad_question", counters={"dns_bad_question": 1}, keep=True,
+        reason="a query with 1000s of claimed records whose question runs past the datagram (dns_bad_question)."),
+    "pcapplusplus-dns_stack_overflow.pcap": dict(
+        tshark=(0, 1), sidetap=(0, 0), oracle_reason="dns_bad_question", counters={"dns_bad_question": 1}, keep=True,
+        reason="a response whose question name is a compression loop (dns_bad_question)."),
+    "suricata-dns-truncated-rname.pcap": dict(
+        tshark=(1, 0), sidetap=(0, 0), oracle_reason="dns_bad_question", counters={"dns_bad_question": 1}, keep=True,
+        reason="a TCP query whose question name is cut short (dns_bad_question)."),
     "pcapplusplus-ip6_fragments.pcap": dict(
         tshark=(0, 0), sidetap=(1, 1), oracle_reason="ok",
         reason="with -p 5353 the two reassembled mDNS datagrams are DNS messages for sidetap; tshark calls them "
                "mDNS (SOURCES.md: mDNS=2), not DNS. Their content equals the oracle's exactly."),
     "suricata-dns-tcp-ts-gap.pcap": dict(
-        tshark=(1, 3), sidetap=(2, 3), extra=[(10,)], counters={"tcp_holes": 1},
+        tshark=(1, 3), sidetap=(2, 3), extra=[dict(frames=(10,), at=13)], counters={"tcp_holes": 1},
         reason="the client segment with query ID 1 is missing; tshark waits for it forever and never decodes "
-               "query ID 2 (frame 10) behind the gap. sidetap gives the hole up once the server acknowledges "
-               "beyond it and emits query 2 (exact bytes of frame 10, its time), which then pairs with "
-               "response 2; response 1 stays unsolicited."),
+               "query ID 2 (frame 10) behind the gap. sidetap gives the hole up once the server has acknowledged "
+               "beyond it and the close grace (--reorder-window) has passed, at frame 13, and emits query 2 "
+               "(exact bytes of frame 10, its time), which then pairs with response 2 (frame 11, held for its "
+               "query); response 1 stays unsolicited."),
     "dnscap-do1t-nosyn-1nolen.pcap": dict(
         tshark=(0, 2), sidetap=(1, 2), extra=[(5, 7)], counters={"tcp_nosyn_streams": 2,
                                                                  "tcp_resync_skipped_bytes": 28},
@@ -123,12 +150,6 @@ TSHARK_DIFFERENCES = {
                "prefix was not captured: tshark reads its first bytes as a length prefix and loses the client "
                "stream; sidetap's untrusted-stream resync skips those 28 bytes and finds query 0x8b51 "
                "(prefix in frame 5, body in frame 7), which pairs with its response."),
-    "pcapplusplus-dns_over_tcp.pcapng": dict(
-        tshark=(1, 2), sidetap=(1, 3), extra=[(4,)], counters={"tcp_streams_timed_out": 2},
-        reason="frame 4 reuses frame 1's IPv6 tuple and sequence number with another 44-byte response, "
-               "51 years (pcapng time 0 vs 2021) later: tshark calls it a retransmission; for sidetap the first "
-               "connection timed out long before (--tcp-idle-timeout 60s), so frame 4 is a new mid-stream "
-               "connection carrying a plausible, complete DNS response (ID 0x0038)."),
     "dnscap-dnso1tcp-bighole.pcap": dict(
         tshark=(3, 2), sidetap=(38, 38), subset_of="dnscap-dnso1tcp.pcap", counters={"tcp_holes": 2},
         reason="dnscap-dnso1tcp with long runs of segments missing in both directions: tshark stops at the first "
@@ -169,8 +190,10 @@ def counts(recs):
     return (sum(r["type"].endswith("_QUERY") for r in recs), sum(r["type"].endswith("_RESPONSE") for r in recs))
 
 
-def extra_record(pcap, frames, ports):
-    """A message made of the TCP payloads of `frames` (prefix + message)."""
+def extra_record(pcap, frames, ports, at=None):
+    """A message made of the TCP payloads of `frames` (prefix + message),
+    with the time of the last one; emitted at frame `at` when sidetap
+    recovers it later (a hole given up after the close grace)."""
     by_no = {int(l["frame"]["frame.number"]): l for l in oracle.tshark_packets(pcap, ports=ports)}
     data = b"".join(bytes.fromhex(by_no[n]["tcp"]["tcp.payload"].replace(":", "")) for n in frames)
     n = int.from_bytes(data[:2], "big")
@@ -182,8 +205,12 @@ def extra_record(pcap, frames, ports):
     wire = data[2:]
     is_response, why = oracle._direction(sport, dport, wire, ports)
     assert why is None, why
-    return oracle._record(family, "TCP", src, dst, sport, dport, is_response,
-                          oracle.epoch_to_ns(last["frame"]["frame.time_epoch"]), wire, frames[-1])
+    rec = oracle._record(family, "TCP", src, dst, sport, dport, is_response,
+                         oracle.epoch_to_ns(last["frame"]["frame.time_epoch"]), wire, frames[-1])
+    at = frames[-1] if at is None else at
+    rec["frame"] = at
+    rec["clock_ns"] = oracle.clock_by_frame(pcap)[at]
+    return rec
 
 
 class ReassemblyCases(unittest.TestCase):
@@ -258,11 +285,32 @@ class ReassemblyCases(unittest.TestCase):
                     oracle.compare(self, exp, recs, f)
                 elif "extra" in d:
                     msgs = oracle.messages_in_completion_order(pcap, ports)
-                    msgs += [extra_record(pcap, frames, ports) for frames in d["extra"]]
+                    msgs += [extra_record(pcap, e["frames"], ports, e["at"]) if isinstance(e, dict)
+                             else extra_record(pcap, e, ports) for e in d["extra"]]
                     msgs.sort(key=lambda m: m["frame"])  # stable: TCP order within a frame kept
+                    oracle.annotate_timer_runs(msgs, oracle.clock_by_frame(pcap))
                     oracle.compare(self, oracle.finish_expected(msgs, ports=ports), recs, f)
                 else:
                     self.check_hole_recovery(f, d, recs, ports)
+
+    def test_keep_malformed_emits_what_tshark_decodes(self):
+        # With --keep-malformed the messages whose question does not parse
+        # are emitted too (direction from the ports), and equal tshark's.
+        for f, d in sorted(TSHARK_DIFFERENCES.items()):
+            if not d.get("keep"):
+                continue
+            with self.subTest(capture=f):
+                pcap = oracle.shared_pcap(f)
+                ports = BY_CASE[f]
+                out = os.path.join(self.tmp.name, f + ".keep.fstrm")
+                args = sum((["-p", str(p)] for p in ports), [])
+                p = oracle.replay(SIDETAP["path"], [pcap], out, "--keep-malformed", *args)
+                recs = tl.read_dnstap_file(out)
+                stats = oracle.parse_stats(p.stderr)
+                self.assertEqual(counts(recs), d["tshark"])
+                self.assertEqual(stats.get("malformed_kept"), d["counters"]["dns_bad_question"])
+                self.assertEqual(stats.get("dns_bad_question"), d["counters"]["dns_bad_question"])
+                oracle.compare(self, oracle.expected_messages(pcap, ports=ports, keep_malformed=True), recs, f)
 
     def check_hole_recovery(self, f, d, recs, ports):
         """Never garbage: each message is a complete message of the whole

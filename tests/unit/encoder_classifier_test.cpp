@@ -100,6 +100,61 @@ TEST(Classifier, OtherPortsAndShortPayloadsAreCounted) {
     EXPECT_EQ(c.skipped().get(pairing::Skip::DnsTooShort), 1u);
 }
 
+TEST(Classifier, MalformedMessagesAreCountedAndDroppedByDefault) {
+    pairing::Classifier c({});
+    dns::DnsMessage m;
+    const std::uint8_t shorty[5] = {1, 2, 3, 4, 5};
+    EXPECT_FALSE(c.classify(udp_segment(40000, 53, shorty), shorty, 0, m));
+    const auto qr_set = query_wire(true);
+    EXPECT_FALSE(c.classify(udp_segment(40000, 53, qr_set), qr_set, 0, m));
+    auto bad_name = query_wire();
+    bad_name[12] = 0x40;  // extended label type: the question does not parse
+    EXPECT_FALSE(c.classify(udp_segment(40000, 53, bad_name), bad_name, 0, m));
+    EXPECT_EQ(c.skipped().get(pairing::Skip::DnsTooShort), 1u);
+    EXPECT_EQ(c.skipped().get(pairing::Skip::QrDirectionMismatch), 1u);
+    EXPECT_EQ(c.bad_question(), 1u);
+    EXPECT_EQ(c.malformed_kept(), 0u);
+}
+
+TEST(Classifier, KeepMalformedEmitsThemWithTheDirectionOfTheirPorts) {
+    pairing::ClassifierConfig cfg;
+    cfg.keep_malformed = true;
+    pairing::Classifier c(cfg);
+    dns::DnsMessage m;
+    // To a server port: queries, whatever the bytes say.
+    const std::uint8_t shorty[5] = {1, 2, 3, 4, 5};
+    ASSERT_TRUE(c.classify(udp_segment(40000, 53, shorty), shorty, 0, m));
+    EXPECT_FALSE(m.is_response);
+    EXPECT_TRUE(m.malformed);
+    EXPECT_EQ(m.wire.size(), 5u);
+    EXPECT_EQ(m.client_port, 40000);
+    const auto qr_set = query_wire(true);
+    ASSERT_TRUE(c.classify(udp_segment(40000, 53, qr_set), qr_set, 0, m));
+    EXPECT_FALSE(m.is_response);
+    EXPECT_TRUE(m.malformed);
+    auto bad_name = query_wire();
+    bad_name[12] = 0x40;
+    ASSERT_TRUE(c.classify(udp_segment(40000, 53, bad_name), bad_name, 0, m));
+    EXPECT_FALSE(m.is_response);
+    EXPECT_FALSE(m.question.present);
+    // From a server port: responses.
+    const auto qr_clear = query_wire(false);
+    ASSERT_TRUE(c.classify(udp_segment(53, 40000, qr_clear), qr_clear, 0, m));
+    EXPECT_TRUE(m.is_response);
+    EXPECT_TRUE(m.malformed);
+    EXPECT_EQ(m.client_port, 40000);
+    // Well-formed messages are not marked.
+    const auto good = query_wire();
+    ASSERT_TRUE(c.classify(udp_segment(40000, 53, good), good, 0, m));
+    EXPECT_FALSE(m.malformed);
+    EXPECT_EQ(c.malformed_kept(), 4u);
+    EXPECT_EQ(c.skipped().get(pairing::Skip::DnsTooShort), 1u);
+    EXPECT_EQ(c.skipped().get(pairing::Skip::QrDirectionMismatch), 2u);
+    EXPECT_EQ(c.bad_question(), 1u);
+    // Too short for a QR bit between two server ports: no direction.
+    EXPECT_FALSE(c.classify(udp_segment(53, 53, shorty), shorty, 0, m));
+}
+
 TEST(Encoder, QueryCarriesEnvelopeAddressesTimeAndWire) {
     sidetap::dnstap::Encoder enc({"id", "ver", std::string("xtra")});
     pairing::Classifier c({});

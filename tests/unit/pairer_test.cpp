@@ -71,7 +71,7 @@ TEST(Pairer, DifferentIdPortOrQuestionDoesNotPair) {
     EXPECT_EQ(p.counters().get(pairing::PairEvent::UnansweredAtEnd), 1u);
 }
 
-TEST(Pairer, ResponseJustBeforeItsQueryStillPairs) {
+TEST(Pairer, ResponseJustBeforeItsQueryPairsWithoutANegativeLatency) {
     pairing::Pairer p;
     RecordingSink sink;
     p.on_message(message(true, 9, 1000), sink);   // response first (reordered capture)
@@ -80,8 +80,24 @@ TEST(Pairer, ResponseJustBeforeItsQueryStillPairs) {
     ASSERT_EQ(sink.out.size(), 2u);
     EXPECT_FALSE(sink.out[0].response);
     EXPECT_TRUE(sink.out[1].response);
-    EXPECT_EQ(sink.out[1].query_time, 1010u);
+    EXPECT_EQ(sink.out[1].time, 1000u);           // its own time
+    EXPECT_FALSE(sink.out[1].query_time);         // 1010 would be a negative latency
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Paired), 1u);
     EXPECT_EQ(p.counters().get(pairing::PairEvent::ResponsesBeforeQuery), 1u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::QueryTimeOmitted), 1u);
+    p.finish(sink);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::UnansweredAtEnd), 0u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unsolicited), 0u);
+}
+
+TEST(Pairer, ResponseBeforeItsQueryWithTheSameTimeKeepsAZeroLatency) {
+    pairing::Pairer p;
+    RecordingSink sink;
+    p.on_message(message(true, 9, 1000), sink);
+    p.on_message(message(false, 9, 1000), sink);
+    ASSERT_EQ(sink.out.size(), 2u);
+    EXPECT_EQ(sink.out[1].query_time, 1000u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::QueryTimeOmitted), 0u);
 }
 
 TEST(Pairer, HeldResponseIsEmittedUnpairedAfterTheWindow) {
@@ -127,17 +143,40 @@ TEST(Pairer, FullTableEvictsTheOldestQueryAndCountsIt) {
     EXPECT_EQ(sink.out.back().query_time, 19u);
 }
 
-TEST(Pairer, DuplicateQueriesPairWithTwoResponses) {
+TEST(Pairer, RetransmittedQueriesPairOneResponsePerCopyOldestFirst) {
     pairing::Pairer p;
     RecordingSink sink;
     p.on_message(message(false, 5, 10), sink);
-    p.on_message(message(false, 5, 20), sink);
+    p.on_message(message(false, 5, 20), sink);  // retransmission: same tuple, ID and question
     p.on_message(message(true, 5, 30), sink);
     p.on_message(message(true, 5, 40), sink);
-    ASSERT_EQ(sink.out.size(), 4u);
-    EXPECT_EQ(sink.out[2].query_time, 10u);
-    EXPECT_EQ(sink.out[3].query_time, 10u);
+    p.on_message(message(true, 5, 50), sink);   // a third response has no copy left
+    p.finish(sink);
+    ASSERT_EQ(sink.out.size(), 5u);
+    EXPECT_EQ(sink.out[2].query_time, 10u);     // first in, first out (as tshark pairs)
+    EXPECT_EQ(sink.out[3].query_time, 20u);     // the retransmission's own time
+    EXPECT_FALSE(sink.out[4].query_time);
     EXPECT_EQ(p.counters().get(pairing::PairEvent::DuplicateQueries), 1u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Paired), 2u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unsolicited), 1u);
+    EXPECT_EQ(p.pending_queries(), 0u);
+}
+
+TEST(Pairer, EachRetransmittedCopyTimesOutFromItsOwnTime) {
+    pairing::PairingConfig cfg;
+    cfg.query_timeout_ns = 1000;
+    pairing::Pairer p(cfg);
+    RecordingSink sink;
+    p.on_message(message(false, 5, 0), sink);
+    p.on_message(message(false, 5, 950), sink);  // retransmitted shortly before the first copy expires
+    p.on_message(message(false, 6, 1100), sink); // unrelated: the first copy has timed out
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unanswered), 1u);
+    EXPECT_EQ(p.pending_queries(), 2u);
+    p.on_message(message(true, 5, 1200), sink);  // answers the retransmission
+    EXPECT_EQ(sink.out.back().query_time, 950u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unsolicited), 0u);
+    p.expire(2101, sink);                        // the unrelated query times out on its own
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unanswered), 2u);
     EXPECT_EQ(p.pending_queries(), 0u);
 }
 
@@ -168,4 +207,177 @@ TEST(Pairer, HeldResponsesAreBounded) {
     EXPECT_EQ(p.counters().get(pairing::PairEvent::HeldEvicted), 92u);
     p.finish(sink);
     EXPECT_EQ(sink.out.size(), 100u);
+}
+
+namespace {
+// A response without a question section (QDCOUNT 0), as servers send for
+// FORMERR, SERVFAIL, NOTIMP, REFUSED... when they do not echo the question.
+dns::DnsMessage bare_response(std::uint16_t id, std::uint8_t rcode, std::uint64_t t,
+                              std::uint16_t client_port = 40000) {
+    auto m = message(true, id, t, client_port);
+    m.question.present = false;
+    m.question.name_length = 0;
+    m.question.qtype = 0;
+    m.question.qclass = 0;
+    m.header.qdcount = 0;
+    m.header.rcode = rcode;
+    return m;
+}
+}  // namespace
+
+TEST(Pairer, ResponsesWithoutQuestionPairOnTheExchangeForEveryRcode) {
+    // FORMERR, SERVFAIL, NOTIMP, REFUSED, NOTAUTH.
+    const std::uint8_t rcodes[] = {1, 2, 4, 5, 9};
+    pairing::Pairer p;
+    RecordingSink sink;
+    std::uint16_t port = 41000;
+    for (auto rcode : rcodes) {
+        p.on_message(message(false, 0x100 + rcode, 1000 * rcode, port), sink);
+        p.on_message(bare_response(0x100 + rcode, rcode, 1000 * rcode + 300, port), sink);
+        ++port;
+    }
+    p.finish(sink);
+    ASSERT_EQ(sink.out.size(), 10u);
+    for (std::size_t i = 1; i < sink.out.size(); i += 2) {
+        EXPECT_TRUE(sink.out[i].response);
+        EXPECT_EQ(sink.out[i].query_time, sink.out[i - 1].time) << i;
+    }
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Paired), 5u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::PairedWithoutQuestion), 5u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unsolicited), 0u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::UnansweredAtEnd), 0u);
+}
+
+TEST(Pairer, ResponseWithoutQuestionNeedsTheSameIdPortsAndTransport) {
+    pairing::Pairer p;
+    RecordingSink sink;
+    p.on_message(message(false, 7, 1000), sink);
+    p.on_message(bare_response(8, 2, 1100), sink);         // other ID
+    p.on_message(bare_response(7, 2, 1200, 40001), sink);  // other client port
+    auto tcp = bare_response(7, 2, 1300);
+    tcp.transport = decode::Transport::Tcp;                // other transport
+    p.on_message(tcp, sink);
+    p.finish(sink);
+    for (const auto& e : sink.out) EXPECT_FALSE(e.query_time);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unsolicited), 3u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::UnansweredAtEnd), 1u);
+}
+
+TEST(Pairer, ResponseWithoutQuestionBeforeItsQueryPairsWhenTheQueryArrives) {
+    pairing::Pairer p;
+    RecordingSink sink;
+    p.on_message(bare_response(7, 5, 1000), sink);
+    EXPECT_TRUE(sink.out.empty());
+    p.on_message(message(false, 7, 1000), sink);
+    ASSERT_EQ(sink.out.size(), 2u);
+    EXPECT_EQ(sink.out[1].query_time, 1000u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::ResponsesBeforeQuery), 1u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::PairedWithoutQuestion), 1u);
+}
+
+TEST(Pairer, QueryWithoutQuestionPairsWithAnyResponseOfItsExchange) {
+    pairing::Pairer p;
+    RecordingSink sink;
+    auto q = message(false, 7, 1000);
+    q.question.present = false;  // QDCOUNT 0 (e.g. a DNS cookie query) or unparsable
+    q.question.name_length = 0;
+    p.on_message(q, sink);
+    p.on_message(message(true, 7, 1500), sink);
+    EXPECT_EQ(sink.out.back().query_time, 1000u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::PairedWithoutQuestion), 1u);
+}
+
+TEST(Pairer, ResponseWithAnotherQuestionDoesNotTakeACopy) {
+    pairing::Pairer p;
+    RecordingSink sink;
+    p.on_message(message(false, 7, 1000), sink);
+    p.on_message(message(true, 7, 1100, 40000, "\x01" "b\x04test"), sink);  // same length, other name
+    p.on_message(message(true, 7, 1200), sink);
+    p.finish(sink);
+    // The mismatching response waits for a query of its own (reorder
+    // window), the matching one takes the copy.
+    ASSERT_EQ(sink.out.size(), 3u);
+    EXPECT_EQ(sink.out[1].time, 1200u);
+    EXPECT_EQ(sink.out[1].query_time, 1000u);
+    EXPECT_EQ(sink.out[2].time, 1100u);
+    EXPECT_FALSE(sink.out[2].query_time);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unsolicited), 1u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Paired), 1u);
+}
+
+TEST(Pairer, CopiesOfOneExchangeAreBounded) {
+    pairing::PairingConfig cfg;
+    cfg.max_copies = 4;
+    pairing::Pairer p(cfg);
+    RecordingSink sink;
+    for (std::uint64_t t = 1; t <= 10; ++t) p.on_message(message(false, 5, t), sink);
+    EXPECT_EQ(p.pending_queries(), 4u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::UnansweredEvicted), 6u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::DuplicateQueries), 9u);
+    p.on_message(message(true, 5, 20), sink);
+    EXPECT_EQ(sink.out.back().query_time, 7u);  // the oldest copy still pending
+}
+
+TEST(Pairer, TimersRunOnTheCallersClockNotOnMessageTimes) {
+    pairing::PairingConfig cfg;
+    cfg.query_timeout_ns = 1000;
+    pairing::Pairer p(cfg);
+    RecordingSink sink;
+    // The capturing host's clock steps back an hour between query and
+    // response; the caller's clock moved by 100 only.
+    const std::uint64_t hour = 3600ULL * 1'000'000'000ULL;
+    p.on_message(message(false, 5, 10 * hour), 0, sink);
+    p.on_message(message(true, 5, 9 * hour + 100), 100, sink);
+    ASSERT_EQ(sink.out.size(), 2u);
+    EXPECT_FALSE(sink.out[1].query_time);  // not a negative latency
+    EXPECT_EQ(sink.out[1].time, 9 * hour + 100);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Paired), 1u);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::QueryTimeOmitted), 1u);
+    // A far-future message time does not expire anything; the clock does.
+    p.on_message(message(false, 6, 90 * hour), 200, sink);
+    p.on_message(message(false, 7, 10 * hour), 300, sink);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unanswered), 0u);
+    p.expire(1201, sink);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unanswered), 1u);
+    p.expire(1301, sink);
+    EXPECT_EQ(p.counters().get(pairing::PairEvent::Unanswered), 2u);
+}
+
+TEST(Pairer, EveryQueryEndsInExactlyOneOutcome) {
+    pairing::PairingConfig cfg;
+    cfg.query_timeout_ns = 50;
+    cfg.max_queries = 64;
+    cfg.max_copies = 3;
+    pairing::Pairer p(cfg);
+    RecordingSink sink;
+    std::uint64_t state = 12345;
+    auto next = [&state] {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return static_cast<std::uint32_t>(state >> 33);
+    };
+    std::uint64_t queries = 0, responses = 0;
+    for (std::uint64_t t = 0; t < 20000; ++t) {
+        const auto r = next();
+        const auto id = static_cast<std::uint16_t>(r % 40);
+        const auto port = static_cast<std::uint16_t>(40000 + (r >> 8) % 3);
+        if ((r >> 16) % 2 == 0) {
+            p.on_message(message(false, id, t, port), sink);
+            ++queries;
+        } else {
+            if ((r >> 20) % 3 == 0)
+                p.on_message(bare_response(id, 2, t, port), sink);
+            else
+                p.on_message(message(true, id, t, port), sink);
+            ++responses;
+        }
+        if (sink.out.size() > 1000) sink.out.clear();
+    }
+    p.finish(sink);
+    const auto& c = p.counters();
+    using E = pairing::PairEvent;
+    EXPECT_EQ(c.get(E::Paired) + c.get(E::Unanswered) + c.get(E::UnansweredEvicted) + c.get(E::UnansweredAtEnd),
+              queries);
+    EXPECT_EQ(c.get(E::Paired) + c.get(E::Unsolicited), responses);
+    EXPECT_GT(c.get(E::Paired), 0u);
+    EXPECT_GT(c.get(E::DuplicateQueries), 0u);
 }

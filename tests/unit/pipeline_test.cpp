@@ -4,6 +4,7 @@
 #include "capture/pcap_file_source.h"
 #include "dnstap.pb.h"
 #include "output/memory_output.h"
+#include "pipeline/expiry_clock.h"
 #include "pipeline/pipeline.h"
 #include "test_data.h"
 
@@ -36,6 +37,7 @@ using namespace sidetap;
 
 namespace {
 std::string shared_pcap(const char* name) { return test_data::public_capture(name); }
+std::string own_pcap(const char* name) { return std::string(SIDETAP_SOURCE_DIR) + "/pcaps/" + name; }
 
 struct Run {
     std::unique_ptr<pipeline::Pipeline> pipeline;
@@ -54,12 +56,13 @@ Run make_pipeline(pipeline::PipelineConfig config = {}, bool keep = true) {
     return run;
 }
 
-capture::MemorySource load(const char* name) {
+capture::MemorySource load_path(const std::string& path) {
     capture::MemorySource source;
-    capture::PcapFileSource file(shared_pcap(name));
+    capture::PcapFileSource file(path);
     EXPECT_TRUE(source.load(file));
     return source;
 }
+capture::MemorySource load(const char* name) { return load_path(shared_pcap(name)); }
 
 void feed(pipeline::Pipeline& p, capture::MemorySource& source, std::uint64_t time_shift_ns = 0) {
     capture::Packet packet;
@@ -183,4 +186,150 @@ TEST(Pipeline, EachOutputGetsItsTypesAndItsOwnWireSetting) {
     EXPECT_EQ(d.message().type(), ::dnstap::Message::CLIENT_RESPONSE);
     EXPECT_FALSE(d.message().has_response_message());
     EXPECT_TRUE(d.message().has_query_time_sec());
+}
+
+// ------------------------------------------------------------ expiry clock
+
+TEST(ExpiryClock, MovesByPlausibleForwardStepsOnly) {
+    constexpr std::uint64_t s = 1'000'000'000ULL;
+    pipeline::ExpiryClock c(60 * s);
+    EXPECT_EQ(c.advance(1000 * s), 0u);
+    EXPECT_EQ(c.advance(1002 * s), 2 * s);
+    EXPECT_EQ(c.advance(1001 * s), 2 * s);  // reordered: no step, no new mark
+    EXPECT_EQ(c.advance(1003 * s), 3 * s);  // measured from the mark, not from the late packet
+    EXPECT_EQ(c.discontinuities(), 0u);
+}
+
+TEST(ExpiryClock, OneStrayFarFutureRecordCostsNothing) {
+    constexpr std::uint64_t s = 1'000'000'000ULL;
+    pipeline::ExpiryClock c(60 * s);
+    c.advance(1000 * s);
+    EXPECT_EQ(c.advance(4'000'000'000ULL * s), 0u);  // 2096
+    EXPECT_EQ(c.discontinuities(), 1u);
+    EXPECT_EQ(c.advance(1001 * s), 1 * s);  // the old frame resumes, its time counted
+    EXPECT_EQ(c.advance(1005 * s), 5 * s);
+    EXPECT_EQ(c.discontinuities(), 1u);
+    // Several stray records in a row: the last confirmed frame stays the one to come back to.
+    c.advance(9'000'000'000ULL * s);
+    c.advance(3'000'000'000ULL * s);
+    EXPECT_EQ(c.advance(1006 * s), 6 * s);
+    EXPECT_EQ(c.discontinuities(), 3u);
+}
+
+TEST(ExpiryClock, ClockStepBackOpensANewFrame) {
+    constexpr std::uint64_t s = 1'000'000'000ULL;
+    pipeline::ExpiryClock c(60 * s);
+    c.advance(10'000 * s);
+    c.advance(10'005 * s);
+    EXPECT_EQ(c.advance(6'406 * s), 5 * s);  // one hour back: nothing counted as time
+    EXPECT_EQ(c.discontinuities(), 1u);
+    EXPECT_EQ(c.advance(6'407 * s), 6 * s);  // confirmed: time runs on in the new frame
+    EXPECT_EQ(c.advance(6'417 * s), 16 * s);
+    // A later packet from before the step is then a stray record.
+    EXPECT_EQ(c.advance(10'006 * s), 16 * s);
+    EXPECT_EQ(c.advance(6'418 * s), 17 * s);
+    EXPECT_EQ(c.discontinuities(), 2u);
+    // A forward step beyond the limit (a quiet gap in a replay, or a clock
+    // step) counts nothing either.
+    EXPECT_EQ(c.advance(6'418 * s + 61 * s), 17 * s);
+    EXPECT_EQ(c.advance(6'418 * s + 62 * s), 18 * s);
+    EXPECT_EQ(c.discontinuities(), 3u);
+}
+
+TEST(ExpiryClock, IdleTimeCountsOnceWhenPacketsResume) {
+    constexpr std::uint64_t s = 1'000'000'000ULL;
+    pipeline::ExpiryClock c(60 * s);
+    c.advance(500 * s);
+    EXPECT_EQ(c.idle(7 * s), 0u);       // first idle reading only anchors
+    EXPECT_EQ(c.idle(8 * s), 1 * s);
+    EXPECT_EQ(c.idle(10 * s), 3 * s);
+    // The next packet, 3.2 s after the last one, adds only what idle() did not.
+    EXPECT_EQ(c.advance(503 * s + 200'000'000), 3 * s + 200'000'000);
+    EXPECT_EQ(c.idle(11 * s), 3 * s + 200'000'000);  // packets came: anchors again
+    EXPECT_EQ(c.idle(12 * s), 4 * s + 200'000'000);
+    EXPECT_EQ(c.discontinuities(), 0u);
+}
+
+// ------------------------------------------------------------ time
+
+namespace {
+std::map<std::string, std::uint64_t> counters_of(const pipeline::Pipeline& p) {
+    std::map<std::string, std::uint64_t> c;
+    p.for_each_counter([&](std::string_view name, std::uint64_t v) { c[std::string(name)] = v; });
+    return c;
+}
+}  // namespace
+
+TEST(Pipeline, FarFutureRecordOrClockStepBackLeaveTimeoutsAsInTheCleanCapture) {
+    std::map<std::string, std::map<std::string, std::uint64_t>> got;
+    for (const char* name : {"time-clean.pcap", "time-far-future.pcap", "time-step-back.pcap"}) {
+        auto source = load_path(own_pcap(name));
+        auto run = make_pipeline();
+        feed(*run.pipeline, source);
+        run.pipeline->finish();
+        got[name] = counters_of(*run.pipeline);
+    }
+    const auto& clean = got["time-clean.pcap"];
+    EXPECT_EQ(clean.at("unanswered_queries"), 2u);
+    EXPECT_EQ(clean.at("unsolicited_responses"), 2u);
+    EXPECT_EQ(clean.at("unanswered_at_end"), 1u);
+    EXPECT_EQ(clean.at("time_discontinuities"), 0u);
+    for (const char* name : {"time-far-future.pcap", "time-step-back.pcap"}) {
+        SCOPED_TRACE(name);
+        const auto& c = got[name];
+        for (const char* k : {"paired", "unanswered_queries", "unanswered_evicted", "unanswered_at_end",
+                              "unsolicited_responses", "dns_queries", "dns_responses", "defrag_reassembled",
+                              "defrag_timed_out", "tcp_messages", "tcp_streams_timed_out"})
+            EXPECT_EQ(c.at(k), clean.at(k)) << k;
+        EXPECT_EQ(c.at("time_discontinuities"), 1u);
+    }
+}
+
+TEST(Pipeline, IdleTimeRunsTheTimersWithoutPackets) {
+    // One query and one response nobody asked for, then silence: a live
+    // capture reports both within the timeouts of monotonic time.
+    auto source = load_path(own_pcap("pair-late-response.pcap"));
+    pipeline::PipelineConfig config;
+    config.pairing.query_timeout_ns = 2'000'000'000ULL;
+    auto run = make_pipeline(config);
+    capture::Packet packet;
+    source.rewind();
+    ASSERT_EQ(source.next(packet), capture::PacketSource::Status::Packet);  // query 0x3601
+    run.pipeline->process(packet);
+    const std::uint64_t mono = 77'000'000'000ULL;
+    for (std::uint64_t ms = 0; ms <= 1900; ms += 100) run.pipeline->advance_idle(mono + ms * 1'000'000);
+    EXPECT_EQ(counters_of(*run.pipeline).at("unanswered_queries"), 0u);
+    for (std::uint64_t ms = 2000; ms <= 2300; ms += 100) run.pipeline->advance_idle(mono + ms * 1'000'000);
+    EXPECT_EQ(counters_of(*run.pipeline).at("unanswered_queries"), 1u);
+    // The late response (captured 12 s after its query): held for its query,
+    // then emitted unsolicited after the reorder window of idle time.
+    while (source.next(packet) == capture::PacketSource::Status::Packet) {
+        if (packet.timestamp_ns > 1'700'001'011'000'000'000ULL) {
+            run.pipeline->process(packet);
+            break;
+        }
+    }
+    const auto frames = run.out->frames().size();
+    run.pipeline->advance_idle(mono + 3'000'000'000ULL);  // re-anchors after the packet
+    run.pipeline->advance_idle(mono + 3'200'000'000ULL);
+    EXPECT_EQ(run.out->frames().size(), frames + 1);
+    EXPECT_EQ(counters_of(*run.pipeline).at("unsolicited_responses"), 1u);
+}
+
+TEST(Pipeline, KeepMalformedEmitsMalformedMessagesAndCountsThemEitherWay) {
+    auto source = load_path(own_pcap("malformed-to-server.pcap"));
+    for (const bool keep : {false, true}) {
+        SCOPED_TRACE(keep);
+        pipeline::PipelineConfig config;
+        config.classifier.keep_malformed = keep;
+        auto run = make_pipeline(config);
+        feed(*run.pipeline, source);
+        run.pipeline->finish();
+        const auto c = counters_of(*run.pipeline);
+        EXPECT_EQ(run.out->frames().size(), keep ? 10u : 3u);
+        EXPECT_EQ(c.at("dns_too_short"), 2u);
+        EXPECT_EQ(c.at("qr_direction_mismatch"), 2u);
+        EXPECT_EQ(c.at("dns_bad_question"), 3u);
+        EXPECT_EQ(c.at("malformed_kept"), keep ? 7u : 0u);
+    }
 }
