@@ -74,7 +74,9 @@ bool SocketWriter::open(std::string& error) {
         connection_.reset();
         return false;
     };
-    if (!connection_->write_all(control_bytes(framestream::ControlType::Ready, true)))
+    const auto ready = control_bytes(framestream::ControlType::Ready, true);
+    const auto start = control_bytes(framestream::ControlType::Start, true);
+    if (!connection_->write_all(ready))
         return fail("sending READY to " + describe() + ": " + connection_->error());
     std::string reason;
     const auto accept = read_control(remaining(deadline), reason);
@@ -89,9 +91,12 @@ bool SocketWriter::open(std::string& error) {
         return fail("collector accepted content types [" + list + "] but not " +
                     std::string(framestream::kDnstapContentType));
     }
-    if (!connection_->write_all(control_bytes(framestream::ControlType::Start, true)))
-        return fail("sending START to " + describe() + ": " + connection_->error());
+    if (!connection_->write_all(start)) return fail("sending START to " + describe() + ": " + connection_->error());
     healthy_ = true;
+    tracks_reads_ = connection_->unread_bytes().has_value();
+    control_bytes_ = ready.size() + start.size();
+    data_bytes_ = data_frames_ = read_frames_ = 0;
+    in_flight_.clear();
     return true;
 }
 
@@ -100,30 +105,70 @@ bool SocketWriter::write(std::span<const std::uint8_t> framed, std::string& erro
         error = describe() + " is not connected";
         return false;
     }
+    note_reads();
     if (!connection_->write_all(framed)) {
         error = "write to " + describe() + ": " + connection_->error();
         healthy_ = false;
         return false;
     }
+    std::uint64_t frames = 0;
+    for (std::size_t pos = 0; pos + 4 <= framed.size(); pos += 4 + framestream::get_be32(framed.data() + pos)) ++frames;
+    data_bytes_ += framed.size();
+    data_frames_ += frames;
+    if (tracks_reads_) {
+        // Bounded: dropping the oldest mark only delays its confirmation
+        // until a later batch is known to be read.
+        if (in_flight_.size() >= 4096) in_flight_.pop_front();
+        in_flight_.push_back({data_bytes_, data_frames_});
+    }
     return true;
 }
 
-void SocketWriter::close() {
-    if (!connection_) return;
-    // STOP must not wait longer than FINISH would.
-    if (healthy_) connection_->set_write_timeout(finish_timeout_);
-    if (healthy_ && connection_->write_all(control_bytes(framestream::ControlType::Stop, false))) {
-        // The collector answers FINISH and closes; what it says beyond that
-        // does not matter any more, so errors here are not reported.
-        std::string ignored;
-        (void)read_control(finish_timeout_, ignored);
+void SocketWriter::note_reads() {
+    if (!tracks_reads_ || !connection_ || in_flight_.empty()) return;
+    const auto unread = connection_->unread_bytes();
+    // Asked after the count: a peer that is gone had its unread data freed,
+    // which must not look like "read".
+    if (!unread || connection_->peer_closed()) return;
+    const std::uint64_t sent = control_bytes_ + data_bytes_;
+    const std::uint64_t read = sent > *unread ? sent - *unread : 0;
+    const std::uint64_t data_read = read > control_bytes_ ? read - control_bytes_ : 0;
+    while (!in_flight_.empty() && in_flight_.front().bytes_end <= data_read) {
+        read_frames_ = in_flight_.front().frames_end;
+        in_flight_.pop_front();
     }
+}
+
+void SocketWriter::end_connection(bool finished) {
+    if (!finished) unconfirmed_ += data_frames_ - read_frames_;
+    data_bytes_ = data_frames_ = read_frames_ = 0;
+    in_flight_.clear();
+}
+
+bool SocketWriter::close() {
+    if (!connection_) return true;
+    bool finished = false;
+    if (healthy_) {
+        note_reads();
+        // STOP must not wait longer than FINISH would.
+        connection_->set_write_timeout(finish_timeout_);
+        if (connection_->write_all(control_bytes(framestream::ControlType::Stop, false))) {
+            // FINISH is the only proof that the collector read everything.
+            // What it says beyond that does not matter any more.
+            std::string ignored;
+            const auto answer = read_control(finish_timeout_, ignored);
+            finished = answer && answer->type == framestream::ControlType::Finish;
+        }
+    }
+    end_connection(finished);
     healthy_ = false;
     connection_.reset();
+    return true;
 }
 
 bool SocketWriter::broken() {
     if (!connection_) return false;
+    note_reads();
     if (connection_->peer_closed()) {
         healthy_ = false;
         return true;

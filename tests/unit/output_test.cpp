@@ -269,10 +269,11 @@ public:
         s_->notify();
         return true;
     }
-    void close() override {
+    bool close() override {
         std::lock_guard l(s_->m);
         ++s_->closes;
         s_->notify();
+        return true;
     }
     bool wants_reopen(Clock::time_point) override {
         std::lock_guard l(s_->m);
