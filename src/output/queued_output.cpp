@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <signal.h>
 #include <thread>
 #include <vector>
 
@@ -288,17 +289,18 @@ struct QueuedOutput::Impl {
     // The frames of the failed batch are still queued.
     void lost(const std::string& reason) {
         write_errors.fetch_add(1, std::memory_order_relaxed);
-        (void)close_writer();
-        if (!writer->reopen_after_failure()) {
-            // A cut pipe cannot be restarted: a second START in the middle of
-            // the stream would corrupt it for its reader.
-            fail(name + " failed: " + reason);
-            return;
-        }
-        if (!outage_logged) {
+        // A cut pipe cannot be restarted: a second START in the middle of
+        // the stream would corrupt it for its reader.
+        const bool final = !writer->reopen_after_failure();
+        if (!final && !outage_logged) {
             std::fprintf(stderr, "sidetap: %s: %s; retrying\n", name.c_str(), reason.c_str());
             outage_logged = true;
             last_error = reason;
+        }
+        (void)close_writer();
+        if (final) {
+            fail(name + " failed: " + reason);
+            return;
         }
         if (proving) {
             ++consecutive_failures;
@@ -450,7 +452,15 @@ struct QueuedOutput::Impl {
 
 QueuedOutput::QueuedOutput(std::unique_ptr<FrameWriter> writer, const QueueSettings& settings)
     : impl_(std::make_unique<Impl>(std::move(writer), settings)) {
-    impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+    impl_->thread = std::thread([impl = impl_.get()] {
+        // A pipe whose reader went away must give EPIPE here, not kill the
+        // process, whatever the process does with SIGPIPE (the CLI ignores it).
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+        impl->run();
+    });
 }
 
 QueuedOutput::~QueuedOutput() { close(); }

@@ -74,9 +74,7 @@ bool SocketWriter::open(std::string& error) {
         connection_.reset();
         return false;
     };
-    const auto ready = control_bytes(framestream::ControlType::Ready, true);
-    const auto start = control_bytes(framestream::ControlType::Start, true);
-    if (!connection_->write_all(ready))
+    if (!connection_->write_all(control_bytes(framestream::ControlType::Ready, true)))
         return fail("sending READY to " + describe() + ": " + connection_->error());
     std::string reason;
     const auto accept = read_control(remaining(deadline), reason);
@@ -91,12 +89,11 @@ bool SocketWriter::open(std::string& error) {
         return fail("collector accepted content types [" + list + "] but not " +
                     std::string(framestream::kDnstapContentType));
     }
-    if (!connection_->write_all(start)) return fail("sending START to " + describe() + ": " + connection_->error());
+    if (!connection_->write_all(control_bytes(framestream::ControlType::Start, true)))
+        return fail("sending START to " + describe() + ": " + connection_->error());
     healthy_ = true;
-    tracks_reads_ = connection_->unread_bytes().has_value();
-    control_bytes_ = ready.size() + start.size();
-    data_bytes_ = data_frames_ = read_frames_ = 0;
-    in_flight_.clear();
+    tracks_reads_ = connection_->caught_up().has_value();
+    data_frames_ = read_frames_ = 0;
     return true;
 }
 
@@ -111,38 +108,22 @@ bool SocketWriter::write(std::span<const std::uint8_t> framed, std::string& erro
         healthy_ = false;
         return false;
     }
-    std::uint64_t frames = 0;
-    for (std::size_t pos = 0; pos + 4 <= framed.size(); pos += 4 + framestream::get_be32(framed.data() + pos)) ++frames;
-    data_bytes_ += framed.size();
-    data_frames_ += frames;
-    if (tracks_reads_) {
-        // Bounded: dropping the oldest mark only delays its confirmation
-        // until a later batch is known to be read.
-        if (in_flight_.size() >= 4096) in_flight_.pop_front();
-        in_flight_.push_back({data_bytes_, data_frames_});
-    }
+    for (std::size_t pos = 0; pos + 4 <= framed.size(); pos += 4 + framestream::get_be32(framed.data() + pos))
+        ++data_frames_;
     return true;
 }
 
 void SocketWriter::note_reads() {
-    if (!tracks_reads_ || !connection_ || in_flight_.empty()) return;
-    const auto unread = connection_->unread_bytes();
+    if (!tracks_reads_ || !connection_ || read_frames_ == data_frames_) return;
+    const auto all_read = connection_->caught_up();
     // Asked after the count: a peer that is gone had its unread data freed,
     // which must not look like "read".
-    if (!unread || connection_->peer_closed()) return;
-    const std::uint64_t sent = control_bytes_ + data_bytes_;
-    const std::uint64_t read = sent > *unread ? sent - *unread : 0;
-    const std::uint64_t data_read = read > control_bytes_ ? read - control_bytes_ : 0;
-    while (!in_flight_.empty() && in_flight_.front().bytes_end <= data_read) {
-        read_frames_ = in_flight_.front().frames_end;
-        in_flight_.pop_front();
-    }
+    if (all_read && *all_read && !connection_->peer_closed()) read_frames_ = data_frames_;
 }
 
 void SocketWriter::end_connection(bool finished) {
     if (!finished) unconfirmed_ += data_frames_ - read_frames_;
-    data_bytes_ = data_frames_ = read_frames_ = 0;
-    in_flight_.clear();
+    data_frames_ = read_frames_ = 0;
 }
 
 bool SocketWriter::close() {

@@ -20,12 +20,12 @@
 //    closes) mid-stream may have accepted frames into its socket buffer
 //    without ever reading them, and nobody can tell which. So every
 //    connection that ends without FINISH adds to unconfirmed_frames() the
-//    frames written on it that the collector was not known to have read:
-//    on Unix sockets the kernel says how much of what was sent is still
-//    unread (Connection::unread_bytes(), looked at before every batch, when
-//    idle and before STOP), so the count stops at the last time the
-//    collector had caught up; on TCP and TLS nothing says so, and every
-//    frame of the connection counts. It is an upper bound of what was lost.
+//    frames written on it since the collector was last known to have read
+//    everything: on Unix sockets the kernel tells when the collector has
+//    caught up (Connection::caught_up(), asked before every batch, when
+//    idle and before STOP), so the count starts there; on TCP and TLS
+//    nothing tells, and every frame of the connection counts. It is an
+//    upper bound of what was lost.
 //  - Relies on the transport's write timeout (connect_timeout by default):
 //    a batch written to a collector that never reads fails after it, which
 //    is what bounds close() with a stuck collector.
@@ -37,7 +37,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,7 +62,7 @@ public:
 private:
     // Reads one control frame (escape, length ≤ 512, payload) within `timeout`.
     std::optional<framestream::ControlFrame> read_control(std::chrono::milliseconds timeout, std::string& error);
-    // Moves the confirmed mark up to what the collector has read (Unix).
+    // Moves the confirmed mark up when the collector has caught up (Unix).
     void note_reads();
     // The connection is over: frames not confirmed become unconfirmed_.
     void end_connection(bool finished);
@@ -75,16 +74,9 @@ private:
     bool healthy_ = false;
 
     // What this connection carried, for unconfirmed_frames().
-    struct Sent {
-        std::uint64_t bytes_end;   // data bytes up to the end of a batch
-        std::uint64_t frames_end;  // data frames up to the end of that batch
-    };
-    bool tracks_reads_ = false;        // the transport tells what was read
-    std::uint64_t control_bytes_ = 0;  // READY + START
-    std::uint64_t data_bytes_ = 0;
-    std::uint64_t data_frames_ = 0;
-    std::uint64_t read_frames_ = 0;    // known to have been read by the collector
-    std::deque<Sent> in_flight_;       // batches not known to be read (bounded)
+    bool tracks_reads_ = false;       // the transport tells when the collector caught up
+    std::uint64_t data_frames_ = 0;   // written on this connection
+    std::uint64_t read_frames_ = 0;   // of which known to have been read
     std::uint64_t unconfirmed_ = 0;    // over all connections
 };
 

@@ -221,11 +221,13 @@ public:
     [[nodiscard]] const std::string& error() const override { return error_; }
     void set_write_timeout(std::chrono::milliseconds timeout) override { write_timeout_ = timeout; }
 
-    std::optional<std::uint64_t> unread_bytes() override {
+    std::optional<bool> caught_up() override {
         if (!unix_socket_) return std::nullopt;
+        // Unix sockets report the memory of unread buffers (not their byte
+        // count): only 0 has a precise meaning.
         int queued = 0;
-        if (::ioctl(fd_.get(), SIOCOUTQ, &queued) != 0 || queued < 0) return std::nullopt;
-        return static_cast<std::uint64_t>(queued);
+        if (::ioctl(fd_.get(), SIOCOUTQ, &queued) != 0) return std::nullopt;
+        return queued == 0;
     }
 
 private:
