@@ -221,7 +221,11 @@ class Faults(unittest.TestCase):
         finally:
             src.stop()
             srv.close()
-        self.assertEqual(rc, 0, "SIGTERM is a clean stop:\n" + err)
+        # A clean stop is 0 only when no output failed: this one never delivered
+        # a frame and still held some at exit.
+        self.assertEqual(rc, 1, "SIGTERM with undelivered frames:\n" + err)
+        self.assertIn("messages could not be delivered before exit", err)
+        self.assertTrue(sup.output_summaries(err)[dest]["failed"], err)
         self.assertGreaterEqual(srv.connections, 4, "retries with backoff <= 200 ms over 2 s")
         # The first failure is logged once per outage (not once per attempt).
         self.assertLessEqual(err.count("content type"), 2, err)

@@ -187,17 +187,22 @@ class Targets(unittest.TestCase):
         self.assertEqual(os.readlink(link), "/proc/self/fd/%d" % w)
         self.assertEqual(sorted(os.listdir(self.d)), ["fd.dnstap", "got.fstrm", "src.fifo"])
 
-    def test_dev_stdout_into_a_regular_file_is_never_rotated(self):
-        # /dev/stdout -> /proc/self/fd/1 -> out.fstrm: a name sidetap does not own.
+    def test_a_link_to_proc_self_fd_1_into_a_regular_file_is_never_rotated(self):
+        # link -> /proc/self/fd/1 -> out.fstrm (like /dev/stdout, but a link of our own, so that
+        # a sidetap that does rename it cannot touch the system's /dev): a name sidetap does not own.
         out = os.path.join(self.d, "out.fstrm")
+        link = os.path.join(self.d, "stdout.dnstap")
+        os.symlink("/proc/self/fd/1", link)
         with open(out, "wb") as f:
-            p = subprocess.run([SIDETAP["path"], "replay", *ID, "--rotate-size", "2K", "-w", "/dev/stdout",
-                                self.pcap], stdout=f, stderr=subprocess.PIPE, text=True, timeout=60)
+            p = subprocess.run([SIDETAP["path"], "replay", *ID, "--rotate-size", "2K", "-w", link, self.pcap],
+                               stdout=f, stderr=subprocess.PIPE, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("reached through /proc", p.stderr)
-        self.assertEqual(os.listdir(self.d), ["out.fstrm"])
+        self.assertEqual(os.readlink(link), "/proc/self/fd/1")
         with open(out, "rb") as f:
-            self.assert_one_whole_stream(f.read())
+            data = f.read()
+        self.assertEqual(sorted(os.listdir(self.d)), ["out.fstrm", "stdout.dnstap"])
+        self.assert_one_whole_stream(data)
 
     # ----------------------------------------------------- non-blocking stdout
 

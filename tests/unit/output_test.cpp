@@ -979,10 +979,14 @@ TEST(FileWriter, ASymlinkToDevNullIsNeverReplacedOrRotated) {
 }
 
 TEST(FileWriter, DevFullIsAFinalFailureNotAFileToReplace) {
-    output::FileWriter writer({"/dev/full", 0, {}});
+    // Through a link of our own: a writer that did rename its path must not
+    // be able to touch the system's /dev.
+    const auto link = temp_dir() + "/full.dnstap";
+    ASSERT_EQ(::symlink("/dev/full", link.c_str()), 0);
+    output::FileWriter writer({link, 0, {}});
     std::string error;
     EXPECT_FALSE(writer.open(error));  // START does not fit
-    EXPECT_EQ(error, "cannot write START: write to /dev/full failed: No space left on device");
+    EXPECT_EQ(error, "cannot write START: write to " + link + " failed: No space left on device");
     struct stat st {};
     ASSERT_EQ(::stat("/dev/full", &st), 0);
     EXPECT_TRUE(S_ISCHR(st.st_mode));
