@@ -1113,6 +1113,31 @@ TEST(FileWriter, AFullFileEndsWithStopAfterTheLastWholeBatchAndIsResumedWhenTher
     EXPECT_EQ(entries_in(dir), 1u);
 }
 
+TEST(FileWriter, ARotationThatCannotStartANewFileRemovesItAndPutsThePreviousOneBack) {
+    const auto dir = temp_dir();
+    const auto path = dir + "/rot.dnstap";
+    output::FileWriter writer({path, 0, {}});
+    std::string error;
+    ASSERT_TRUE(writer.open(error)) << error;
+    ASSERT_TRUE(writer.write(framed({make_frame(0, 100)}), error)) << error;
+    EXPECT_TRUE(writer.close());
+    {
+        FileSizeLimit limit(20);  // not even START fits into a new file
+        EXPECT_FALSE(writer.open(error));
+        EXPECT_NE(error.find("cannot write START"), std::string::npos) << error;
+        EXPECT_EQ(entries_in(dir), 1u) << "an empty or START-only file was left behind";
+    }
+    // The previous file is back at the path, whole, and is continued.
+    EXPECT_EQ(indexes(parse_stream(read_file(path)).frames), iota_n(1));
+    ASSERT_TRUE(writer.open(error)) << error;
+    ASSERT_TRUE(writer.write(framed({make_frame(1, 100)}), error)) << error;
+    EXPECT_TRUE(writer.close());
+    EXPECT_EQ(entries_in(dir), 1u);
+    const Stream s = parse_stream(read_file(path));
+    EXPECT_TRUE(s.starts_and_stops());
+    EXPECT_EQ(indexes(s.frames), iota_n(2));
+}
+
 TEST(FileOutput, AFullFileIsGivenUpWithAStopTerminatedFileAndExactCounts) {
     const auto dir = temp_dir();
     const auto path = dir + "/full.dnstap";
