@@ -155,7 +155,7 @@ std::function<int()> add_listen_command(CLI::App& app) {
         "A slow output slows the connections (bounded queue; the kernel pushes back to the writers, which drop "
         "in their own queues); -w socket outputs drop when their own queue is full (--on-full). "
         "SIGINT/SIGTERM: stop accepting, keep what was received, write STOP to dnstap outputs, print the "
-        "summary, exit 0. SIGHUP reopens output files.");
+        "summary, exit 0 (1 if an output failed). SIGHUP reopens output files.");
     return [options] { return run_listen(*options); };
 }
 
