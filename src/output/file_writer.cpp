@@ -164,9 +164,9 @@ bool FileWriter::first_open(std::string& error) {
     }
     if (!rotatable_ && (options_.rotate_size != 0 || options_.rotate_interval.count() > 0))
         std::fprintf(stderr,
-                     "sidetap: %s is %s, not a regular file: it is never rotated, renamed or reopened "
+                     "sidetap: %s is %s%s: it is never rotated, renamed or reopened "
                      "(--rotate-size and --rotate-interval do not apply)\n",
-                     options_.path.c_str(), kind_of(st, is_stdout_));
+                     options_.path.c_str(), kind_of(st, is_stdout_), regular_ ? "" : ", not a regular file");
     fd_ = fd;
     if (!write_start(error)) {
         if (!is_stdout_) ::close(fd_);
