@@ -106,6 +106,7 @@ std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
         samples.push_back({"output_write_errors", Kind::Counter, label, s.write_errors});
         samples.push_back({"output_reconnects", Kind::Counter, label, s.reconnects});
         samples.push_back({"output_open_failures", Kind::Counter, label, s.open_failures});
+        samples.push_back({"output_frames_unconfirmed", Kind::Counter, label, s.frames_unconfirmed});
         samples.push_back({"output_queue_depth", Kind::Gauge, label, s.queue_depth});
         samples.push_back({"output_connected", Kind::Gauge, label, s.connected ? 1u : 0u});
         samples.push_back({"output_failed", Kind::Gauge, label, s.failed ? 1u : 0u});
@@ -280,9 +281,8 @@ int run_capture(const CaptureCommandOptions& o) {
                          u64(s.interface_dropped));
         if (dump) std::fprintf(stderr, "sidetap: pcap %s packets=%llu\n", o.write_pcap.c_str(), u64(dump->packets()));
     }
-    if (input_failed || dump_failed) return util::kExitRuntime;
-    if (stop_requested()) return util::kExitOk;
-    return pipeline.output_failed() ? util::kExitRuntime : util::kExitOk;
+    // A clean stop (SIGINT/SIGTERM) is 0 only when no output failed.
+    return input_failed || dump_failed || pipeline.output_failed() ? util::kExitRuntime : util::kExitOk;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "cli/read_options.h"
 #include "cli/signals.h"
+#include "output/text_stream.h"
 #include "listen/server.h"
 #include "util/error.h"
 #include "util/units.h"
@@ -82,21 +83,23 @@ int run_listen(const ListenOptions& options) {
     }
     server.run(
         [&relay](std::span<const std::uint8_t> frame) { relay->on_frame(frame); },
-        [&relay] {
+        [&relay, text_file] {
             if (take_reopen_request())
                 for (const auto& route : relay->routes()) route.output->request_reopen();
-            return stop_requested();
+            // Text nobody reads any more (stdout into `| head`) ends the run.
+            return stop_requested() || (text_file && std::ferror(text_file));
         },
         [text_file] {
             if (text_file) std::fflush(text_file);  // live text: show it when the writers pause
         });
     relay->finish();
-    if (text_file && text_file != stdout) std::fclose(text_file);
+    const bool text_failed = !output::close_text_stream(text_file);
     if (!quiet) {
         relay->report(stderr);
         server.report(stderr);
     }
-    return util::kExitOk;
+    // A clean stop (SIGINT/SIGTERM) is 0 only when no output failed.
+    return text_failed || relay->output_failed() ? util::kExitRuntime : util::kExitOk;
 }
 
 }  // namespace
@@ -152,7 +155,7 @@ std::function<int()> add_listen_command(CLI::App& app) {
         "A slow output slows the connections (bounded queue; the kernel pushes back to the writers, which drop "
         "in their own queues); -w socket outputs drop when their own queue is full (--on-full). "
         "SIGINT/SIGTERM: stop accepting, keep what was received, write STOP to dnstap outputs, print the "
-        "summary, exit 0. SIGHUP reopens output files.");
+        "summary, exit 0 (1 if an output failed). SIGHUP reopens output files.");
     return [options] { return run_listen(*options); };
 }
 

@@ -13,9 +13,11 @@
 namespace {
 constexpr const char* kExitCodes =
     "Exit codes:\n"
-    "  0  success, including a clean stop on SIGINT/SIGTERM\n"
+    "  0  success, including a clean stop on SIGINT/SIGTERM when no output failed\n"
     "  1  runtime failure: an input could not be read completely (not a capture file,\n"
-    "     truncated record, I/O error) or an output failed; output written so far is valid\n"
+    "     truncated record, I/O error) or an output failed (gave up, reader of a pipe gone,\n"
+    "     frames left undelivered at exit), also after SIGINT/SIGTERM; output written so\n"
+    "     far is valid\n"
     "  2  usage or configuration error\n"
     "  130 a second SIGINT/SIGTERM while stopping\n";
 }

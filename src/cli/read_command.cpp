@@ -2,9 +2,11 @@
 
 #include "cli/read_options.h"
 #include "cli/signals.h"
+#include "output/text_stream.h"
 #include "framestream/reader.h"
 #include "util/error.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,9 +27,19 @@ int run_read(const ReadOptions& options) {
     auto relay = make_relay(options.reader, text_file);
     const auto frame_limit = max_frame_size(options.reader);
     install_stop_handlers();
+    // The text stream failed (stdout into `| head`) or every output gave up:
+    // reading on is wasted.
+    std::uint64_t frames_seen = 0;
+    const auto output_gone = [&] {
+        if (text_file) return std::ferror(text_file) != 0;
+        if ((++frames_seen & 0xfff) != 0) return false;
+        const auto& routes = relay->routes();
+        return !routes.empty() &&
+               std::all_of(routes.begin(), routes.end(), [](const auto& r) { return r.output->stats().failed; });
+    };
     bool input_failed = false;
     for (const auto& file : options.files) {
-        if (stop_requested()) break;
+        if (stop_requested() || output_gone()) break;
         const int fd = file == "-" ? STDIN_FILENO : ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             std::fprintf(stderr, "sidetap: cannot open %s: %s\n", file.c_str(), std::strerror(errno));
@@ -39,7 +51,7 @@ int run_read(const ReadOptions& options) {
         framestream::ReadStatus status;
         while ((status = reader.next(frame)) == framestream::ReadStatus::Frame) {
             relay->on_frame(frame);
-            if (stop_requested()) break;
+            if (stop_requested() || output_gone()) break;
         }
         if (status == framestream::ReadStatus::Error) {
             std::fflush(text_file ? text_file : stdout);
@@ -49,10 +61,11 @@ int run_read(const ReadOptions& options) {
         if (fd != STDIN_FILENO) ::close(fd);
     }
     relay->finish();
-    if (text_file && text_file != stdout) std::fclose(text_file);
+    const bool text_failed = !output::close_text_stream(text_file);
     if (!options.reader.output.quiet) relay->report(stderr);
-    if (stop_requested()) return util::kExitOk;
-    return (input_failed || relay->output_failed()) ? util::kExitRuntime : util::kExitOk;
+    // A clean stop (SIGINT/SIGTERM) is 0 only when no output failed.
+    if (text_failed || relay->output_failed()) return util::kExitRuntime;
+    return input_failed && !stop_requested() ? util::kExitRuntime : util::kExitOk;
 }
 
 }  // namespace

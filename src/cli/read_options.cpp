@@ -1,5 +1,7 @@
 #include "cli/read_options.h"
 
+#include "output/text_stream.h"
+
 #include "util/error.h"
 #include "util/units.h"
 
@@ -51,14 +53,8 @@ std::unique_ptr<relay::Relay> make_relay(const ReaderOptions& options, std::FILE
         output.types.clear();
         return std::make_unique<relay::Relay>(std::move(filter), open_outputs(output));
     }
-    text_file = stdout;
     if (dests.size() > 1) throw util::FatalError("text formats write to one place: give -w at most once", util::kExitUsage);
-    if (dests.size() == 1 && dests[0] != "-") {
-        text_file = std::fopen(dests[0].c_str(), "w");
-        if (!text_file) throw util::FatalError("cannot open " + dests[0] + ": " + std::strerror(errno));
-    }
-    static char buffer[1 << 16];
-    std::setvbuf(text_file, buffer, _IOFBF, sizeof buffer);
+    text_file = output::open_text_stream(dests.empty() ? "-" : dests[0]);
     return std::make_unique<relay::Relay>(std::move(filter), *present::parse_format(format), text_file);
 }
 

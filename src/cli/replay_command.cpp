@@ -7,6 +7,7 @@
 #include "pipeline/pipeline.h"
 #include "util/error.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -53,10 +54,16 @@ int run_replay(const ReplayOptions& options) {
     pipeline::Pipeline pipeline(config, open_outputs(options.output));
     install_stop_handlers();
 
+    // Every output gave up (stdout into `| head`): reading on is wasted.
+    const auto all_outputs_failed = [&pipeline] {
+        const auto& routes = pipeline.outputs();
+        return !routes.empty() &&
+               std::all_of(routes.begin(), routes.end(), [](const auto& r) { return r.output->stats().failed; });
+    };
     bool input_failed = false;
     ProgressLine progress(!options.output.quiet && ::isatty(STDERR_FILENO));
     for (const auto& file : options.files) {
-        if (stop_requested()) break;
+        if (stop_requested() || all_outputs_failed()) break;
         std::unique_ptr<capture::PacketSource> source;
         try {
             source = capture::open_capture_file(file);
@@ -71,7 +78,7 @@ int run_replay(const ReplayOptions& options) {
         while ((status = source->next(packet)) == capture::PacketSource::Status::Packet) {
             pipeline.process(packet);
             progress.update(file, *source, ++packets);
-            if (stop_requested()) break;
+            if (stop_requested() || ((packets & 0xfff) == 0 && all_outputs_failed())) break;
             if (take_reopen_request())
                 for (const auto& route : pipeline.outputs()) route.output->request_reopen();
         }
@@ -83,8 +90,9 @@ int run_replay(const ReplayOptions& options) {
     }
     pipeline.finish();
     if (!options.output.quiet) pipeline.report(stderr);
-    if (stop_requested()) return util::kExitOk;
-    return (input_failed || pipeline.output_failed()) ? util::kExitRuntime : util::kExitOk;
+    // A clean stop (SIGINT/SIGTERM) is 0 only when no output failed.
+    if (pipeline.output_failed()) return util::kExitRuntime;
+    return input_failed && !stop_requested() ? util::kExitRuntime : util::kExitOk;
 }
 
 }  // namespace

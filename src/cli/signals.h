@@ -1,6 +1,6 @@
 // Signal handling for long-running commands: SIGINT/SIGTERM ask the
-// pipeline to stop (drain, write STOP, exit 0); a second one exits at once;
-// SIGHUP asks file outputs to reopen.
+// pipeline to stop (drain, write STOP, exit 0 unless an output failed); a
+// second one exits at once; SIGHUP asks file outputs to reopen.
 #pragma once
 
 #include <atomic>

@@ -17,6 +17,7 @@ FileOutput::FileOutput(std::string path, std::size_t buffer_size)
     : FileOutput(FileWriterOptions{std::move(path), 0, {}}, compat_settings(buffer_size)) {}
 
 FileOutput::FileOutput(FileWriterOptions options, const QueueSettings& settings) {
+    if (options.batch_bytes == 0) options.batch_bytes = settings.write_buffer;
     auto writer = std::make_unique<FileWriter>(std::move(options));
     // Opened here, not on the I/O thread: an unusable path is a setup error.
     std::string error;

@@ -5,14 +5,16 @@
 // Contract:
 //  - The constructor opens the path ("-" = stdout) and writes START at once;
 //    it throws util::FatalError ("cannot open output PATH: reason") if the
-//    file cannot be opened. Later reopen failures (rotation, SIGHUP) are
-//    retried with backoff by the I/O thread.
+//    file cannot be opened. Later reopen failures (rotation, SIGHUP, a
+//    full disk) are retried with backoff by the I/O thread; a write error
+//    on a pipe, a device or stdout is final (see file_writer.h).
 //  - FileOutput(path, buffer_size) keeps the old synchronous writer's
 //    behaviour: OverflowPolicy::Block (nothing is lost), write buffer of
 //    buffer_size bytes, no rotation. The CLI passes QueueSettings.
 //  - Frames larger than kMaxFrameSize are refused (TooLarge, counted).
 //  - close() drains, writes STOP and closes; the destructor calls it, so a
-//    file always ends with STOP unless the process is killed with SIGKILL.
+//    file always ends with STOP unless the process is killed with SIGKILL
+//    (or STOP itself could not be written: then stats().failed is set).
 #pragma once
 
 #include "output/file_writer.h"

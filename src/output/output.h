@@ -11,6 +11,14 @@
 //  - Setup errors (cannot open) throw util::FatalError from the factory or
 //    constructor; I/O errors during write() are reported as WriteResult and
 //    counted.
+//  - stats().failed is what the exit code reports: the output gave up
+//    (reconnect attempts exhausted, a pipe whose reader went away, a write
+//    error on a target that cannot be reopened) or ended with frames it
+//    could not deliver (left queued at close, STOP not written).
+//  - Frame Streams has no acknowledgements: a frame handed to a socket
+//    (frames_written) may still be lost if the collector dies before
+//    reading it. frames_unconfirmed counts the frames of connections that
+//    ended without FINISH that the collector was not known to have read.
 #pragma once
 
 #include <cstddef>
@@ -34,9 +42,12 @@ struct OutputStats {
     std::uint64_t write_errors = 0;      // failed writes / lost connections
     std::uint64_t reconnects = 0;        // successful (re)opens after the first
     std::uint64_t open_failures = 0;     // failed connects/handshakes/opens (collector absent...)
+    // Written to a connection that then ended without FINISH, and not known
+    // to have been read by the collector (see socket_writer.h): possibly lost.
+    std::uint64_t frames_unconfirmed = 0;
     std::uint64_t queue_depth = 0;       // frames waiting now
     bool connected = false;
-    bool failed = false;                 // gave up: the exit code reports it
+    bool failed = false;                 // gave up or lost frames: the exit code reports it
 };
 
 class Output {

@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <signal.h>
 #include <thread>
 #include <vector>
 
@@ -62,6 +63,7 @@ struct QueuedOutput::Impl {
     std::atomic<std::uint64_t> write_errors{0};
     std::atomic<std::uint64_t> reconnects{0};
     std::atomic<std::uint64_t> open_failures{0};
+    std::atomic<std::uint64_t> frames_unconfirmed{0};
     std::atomic<bool> connected{false};
     std::atomic<bool> failed{false};
     std::atomic<bool> closing{false};
@@ -89,6 +91,7 @@ struct QueuedOutput::Impl {
     bool open = false;
     bool ever_opened = false;
     std::uint32_t consecutive_failures = 0;
+    bool proving = false;             // opened, but no batch got through yet
     unsigned backoff_level = 0;
     Clock::time_point next_attempt{};
     Clock::time_point next_flush{};
@@ -221,18 +224,31 @@ struct QueuedOutput::Impl {
         notify_producers();
     }
 
-    void mark_closed_writer() {
+    // Ends the writer's stream; false when it could not be ended properly.
+    bool close_writer() {
+        const bool ok = writer->close();
         open = false;
         connected.store(false, std::memory_order_release);
+        const std::uint64_t total = writer->unconfirmed_frames();
+        const std::uint64_t before = frames_unconfirmed.exchange(total, std::memory_order_relaxed);
+        if (total > before)
+            std::fprintf(stderr,
+                         "sidetap: %s: %llu messages written before the connection ended were not confirmed as read "
+                         "by the collector (Frame Streams has no acknowledgements): they may be lost\n",
+                         name.c_str(), static_cast<unsigned long long>(total - before));
+        return ok;
     }
 
-    void give_up(const std::string& error) {
-        std::fprintf(stderr, "sidetap: giving up on %s after %u failed attempts: %s; further messages are dropped\n",
-                     name.c_str(), consecutive_failures, error.c_str());
+    void fail(const std::string& line) {
+        std::fprintf(stderr, "sidetap: %s; further messages are dropped\n", line.c_str());
         failed.store(true, std::memory_order_release);
         drop_queued();
         std::lock_guard lock(mutex);
         space_cv.notify_all();
+    }
+
+    void give_up(const std::string& error) {
+        fail("giving up on " + name + " after " + std::to_string(consecutive_failures) + " failed attempts: " + error);
     }
 
     void try_open(Clock::time_point now) {
@@ -246,8 +262,13 @@ struct QueuedOutput::Impl {
                 std::fprintf(stderr, "sidetap: %s: %s\n", name.c_str(), reconnects.load() ? "connected again" : "connected");
             outage_logged = false;
             last_error.clear();
-            consecutive_failures = 0;
-            backoff_level = 0;
+            // An open proves nothing while frames wait: the series of
+            // failures ends with the first batch that gets through.
+            proving = queue.size() != 0;
+            if (!proving) {
+                consecutive_failures = 0;
+                backoff_level = 0;
+            }
             return;
         }
         ++consecutive_failures;
@@ -268,19 +289,33 @@ struct QueuedOutput::Impl {
     // The frames of the failed batch are still queued.
     void lost(const std::string& reason) {
         write_errors.fetch_add(1, std::memory_order_relaxed);
-        if (!outage_logged) {
-            std::fprintf(stderr, "sidetap: %s: %s; reconnecting\n", name.c_str(), reason.c_str());
+        // A cut pipe cannot be restarted: a second START in the middle of
+        // the stream would corrupt it for its reader.
+        const bool final = !writer->reopen_after_failure();
+        if (!final && !outage_logged) {
+            std::fprintf(stderr, "sidetap: %s: %s; retrying\n", name.c_str(), reason.c_str());
             outage_logged = true;
             last_error = reason;
         }
-        writer->close();
-        mark_closed_writer();
+        (void)close_writer();
+        if (final) {
+            fail(name + " failed: " + reason);
+            return;
+        }
+        if (proving) {
+            ++consecutive_failures;
+            if (settings.reconnect_attempts && consecutive_failures >= *settings.reconnect_attempts) {
+                give_up(reason);
+                return;
+            }
+        }
         next_attempt = Clock::now() + backoff_delay();
     }
 
     void reopen_now(Clock::time_point now) {
-        writer->close();
-        mark_closed_writer();
+        // A file left without STOP was logged by its writer; the next one
+        // starts cleanly.
+        if (!close_writer()) write_errors.fetch_add(1, std::memory_order_relaxed);
         next_attempt = now;
         try_open(now);
     }
@@ -304,6 +339,9 @@ struct QueuedOutput::Impl {
         }
         frames_written.fetch_add(n, std::memory_order_relaxed);
         bytes_written.fetch_add(used, std::memory_order_relaxed);
+        proving = false;
+        consecutive_failures = 0;
+        backoff_level = 0;
         queue.pop(n);
         notify_producers();
         return n;
@@ -380,9 +418,12 @@ struct QueuedOutput::Impl {
             std::fprintf(stderr, "sidetap: %s: output thread failed: %s\n", name.c_str(), e.what());
             failed.store(true, std::memory_order_release);
         }
-        if (open) {
-            writer->close();
-            mark_closed_writer();
+        if (open && !close_writer()) failed.store(true, std::memory_order_release);
+        // Frames still queued now were never delivered (drain deadline, or no
+        // connection at exit): that is a failed output, not a clean end.
+        if (const std::size_t left = queue.size(); left != 0 && !failed.load(std::memory_order_acquire)) {
+            std::fprintf(stderr, "sidetap: %s: %zu messages could not be delivered before exit\n", name.c_str(), left);
+            failed.store(true, std::memory_order_release);
         }
         drop_queued();
         std::lock_guard lock(mutex);
@@ -411,7 +452,15 @@ struct QueuedOutput::Impl {
 
 QueuedOutput::QueuedOutput(std::unique_ptr<FrameWriter> writer, const QueueSettings& settings)
     : impl_(std::make_unique<Impl>(std::move(writer), settings)) {
-    impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+    impl_->thread = std::thread([impl = impl_.get()] {
+        // A pipe whose reader went away must give EPIPE here, not kill the
+        // process, whatever the process does with SIGPIPE (the CLI ignores it).
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+        impl->run();
+    });
 }
 
 QueuedOutput::~QueuedOutput() { close(); }
@@ -441,6 +490,7 @@ OutputStats QueuedOutput::stats() const {
     s.write_errors = impl_->write_errors.load(std::memory_order_relaxed);
     s.reconnects = impl_->reconnects.load(std::memory_order_relaxed);
     s.open_failures = impl_->open_failures.load(std::memory_order_relaxed);
+    s.frames_unconfirmed = impl_->frames_unconfirmed.load(std::memory_order_relaxed);
     s.queue_depth = impl_->queue.size();
     s.connected = impl_->connected.load(std::memory_order_acquire);
     s.failed = impl_->failed.load(std::memory_order_acquire);

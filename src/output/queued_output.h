@@ -16,11 +16,28 @@
 //    error) the thread reopens it with exponential backoff and full jitter
 //    between reconnect_initial and reconnect_max; every new connection gets
 //    a fresh handshake and START. Frames of a batch that failed stay queued
-//    and are sent again on the next connection. While disconnected, frames
-//    wait in the queue until it is full.
+//    and are sent again, whole, on the next connection (a collector that
+//    read part of that batch before the connection broke gets those frames
+//    twice). Frames of earlier batches are not sent again: Frame Streams
+//    has no acknowledgements, so what a collector accepted into its socket
+//    buffer but never read is lost if it dies — counted as unconfirmed.
+//    While disconnected, frames wait in the queue until it is full.
 //  - With reconnect_attempts set, the output gives up after that many
 //    consecutive failures: it reports an error, counts later frames as
-//    dropped, and failed() becomes true.
+//    dropped, and stats().failed becomes true. Failed opens count, and so
+//    does a stream that fails before a single batch got through after it
+//    was opened (a file reopened on a disk that is still full); a batch
+//    written ends the series.
+//  - A writer whose failures are final (reopen_after_failure() false: a
+//    pipe whose reader went away, stdout, a device) makes the output give
+//    up at the first failed write, without reopening: a stream that was cut
+//    cannot be restarted with a second START in the middle.
+//  - stats().failed is also set when close() leaves frames undelivered
+//    (still queued at the drain deadline, or while disconnected) or the
+//    writer could not end its stream (FrameWriter::close() false).
+//  - frames_unconfirmed: the writer's unconfirmed_frames() (sockets: frames
+//    of connections that ended without FINISH, not known to have been read);
+//    each such loss is logged once.
 //  - Drops are logged at most every drop_log_interval ("sidetap: dropped N
 //    messages for tcp://… in the last 10 s") and are in stats().
 //  - request_reopen() (SIGHUP) makes the writer close and reopen between
@@ -90,8 +107,10 @@ public:
     virtual bool open(std::string& error) = 0;
     // Writes already framed bytes (4-byte length + payload, repeated).
     virtual bool write(std::span<const std::uint8_t> framed, std::string& error) = 0;
-    // Ends the stream cleanly: STOP (and FINISH for sockets), then closes.
-    virtual void close() = 0;
+    // Ends the stream: STOP (and FINISH for sockets), then closes. Returns
+    // false when the stream could not be ended as it must be (a file without
+    // its STOP): the output then counts as failed.
+    virtual bool close() = 0;
     // Called between batches; true when the writer wants close()+open()
     // (file rotation by size or time).
     virtual bool wants_reopen(std::chrono::steady_clock::time_point /*now*/) { return false; }
@@ -102,6 +121,12 @@ public:
     // request_reopen() (SIGHUP) reached the I/O thread: true when the writer
     // wants close()+open() for it (regular files, for logrotate).
     virtual bool reopen_on_request() { return false; }
+    // False when a failed write is final (a pipe whose reader went away, a
+    // device): the output gives up at once instead of reopening.
+    virtual bool reopen_after_failure() { return true; }
+    // Frames written on streams that ended without the peer confirming them
+    // (sockets: no FINISH), and not known to have been read: a running total.
+    [[nodiscard]] virtual std::uint64_t unconfirmed_frames() const { return 0; }
     [[nodiscard]] virtual const std::string& describe() const = 0;
 };
 

@@ -92,6 +92,8 @@ bool SocketWriter::open(std::string& error) {
     if (!connection_->write_all(control_bytes(framestream::ControlType::Start, true)))
         return fail("sending START to " + describe() + ": " + connection_->error());
     healthy_ = true;
+    tracks_reads_ = connection_->caught_up().has_value();
+    data_frames_ = read_frames_ = 0;
     return true;
 }
 
@@ -100,30 +102,54 @@ bool SocketWriter::write(std::span<const std::uint8_t> framed, std::string& erro
         error = describe() + " is not connected";
         return false;
     }
+    note_reads();
     if (!connection_->write_all(framed)) {
         error = "write to " + describe() + ": " + connection_->error();
         healthy_ = false;
         return false;
     }
+    for (std::size_t pos = 0; pos + 4 <= framed.size(); pos += 4 + framestream::get_be32(framed.data() + pos))
+        ++data_frames_;
     return true;
 }
 
-void SocketWriter::close() {
-    if (!connection_) return;
-    // STOP must not wait longer than FINISH would.
-    if (healthy_) connection_->set_write_timeout(finish_timeout_);
-    if (healthy_ && connection_->write_all(control_bytes(framestream::ControlType::Stop, false))) {
-        // The collector answers FINISH and closes; what it says beyond that
-        // does not matter any more, so errors here are not reported.
-        std::string ignored;
-        (void)read_control(finish_timeout_, ignored);
+void SocketWriter::note_reads() {
+    if (!tracks_reads_ || !connection_ || read_frames_ == data_frames_) return;
+    const auto all_read = connection_->caught_up();
+    // Asked after the count: a peer that is gone had its unread data freed,
+    // which must not look like "read".
+    if (all_read && *all_read && !connection_->peer_closed()) read_frames_ = data_frames_;
+}
+
+void SocketWriter::end_connection(bool finished) {
+    if (!finished) unconfirmed_ += data_frames_ - read_frames_;
+    data_frames_ = read_frames_ = 0;
+}
+
+bool SocketWriter::close() {
+    if (!connection_) return true;
+    bool finished = false;
+    if (healthy_) {
+        note_reads();
+        // STOP must not wait longer than FINISH would.
+        connection_->set_write_timeout(finish_timeout_);
+        if (connection_->write_all(control_bytes(framestream::ControlType::Stop, false))) {
+            // FINISH is the only proof that the collector read everything.
+            // What it says beyond that does not matter any more.
+            std::string ignored;
+            const auto answer = read_control(finish_timeout_, ignored);
+            finished = answer && answer->type == framestream::ControlType::Finish;
+        }
     }
+    end_connection(finished);
     healthy_ = false;
     connection_.reset();
+    return true;
 }
 
 bool SocketWriter::broken() {
     if (!connection_) return false;
+    note_reads();
     if (connection_->peer_closed()) {
         healthy_ = false;
         return true;

@@ -54,6 +54,14 @@ public:
     // blocking (a collector that went away while we had nothing to send).
     virtual bool peer_closed() = 0;
     [[nodiscard]] virtual const std::string& error() const = 0;
+    // Whether the peer *process* has read every byte written so far, when
+    // the transport can tell: Unix stream sockets (SIOCOUTQ is 0 once the
+    // receiver has read everything: sent buffers are charged to the sender
+    // until then). nullopt for TCP and TLS: their send queue only holds what
+    // the peer's kernel has not acknowledged, which says nothing about what
+    // the collector read. Meaningless once the peer is gone (its unread data
+    // is freed then): ask peer_closed() afterwards.
+    [[nodiscard]] virtual std::optional<bool> caught_up() { return std::nullopt; }
     // Bounds every later write_all(). Connections made by a Connector start
     // with the connect() timeout; the default implementation ignores it (for
     // test doubles).

@@ -10,12 +10,15 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -156,8 +159,8 @@ using net::Wait;
 // A connected stream socket (Unix or TCP), O_NONBLOCK, waits via poll().
 class SocketConnection final : public Connection {
 public:
-    SocketConnection(UniqueFd fd, std::string peer, std::chrono::milliseconds write_timeout)
-        : fd_(std::move(fd)), peer_(std::move(peer)), write_timeout_(write_timeout) {}
+    SocketConnection(UniqueFd fd, std::string peer, std::chrono::milliseconds write_timeout, bool unix_socket)
+        : fd_(std::move(fd)), peer_(std::move(peer)), write_timeout_(write_timeout), unix_socket_(unix_socket) {}
 
     bool write_all(std::span<const std::uint8_t> bytes) override {
         const auto deadline = Clock::now() + write_timeout_;
@@ -218,6 +221,15 @@ public:
     [[nodiscard]] const std::string& error() const override { return error_; }
     void set_write_timeout(std::chrono::milliseconds timeout) override { write_timeout_ = timeout; }
 
+    std::optional<bool> caught_up() override {
+        if (!unix_socket_) return std::nullopt;
+        // Unix sockets report the memory of unread buffers (not their byte
+        // count): only 0 has a precise meaning.
+        int queued = 0;
+        if (::ioctl(fd_.get(), SIOCOUTQ, &queued) != 0) return std::nullopt;
+        return queued == 0;
+    }
+
 private:
     static std::string errno_text() { return std::strerror(errno); }
     bool fail(const char* what, const std::string& reason) {
@@ -228,6 +240,7 @@ private:
     UniqueFd fd_;
     std::string peer_;
     std::chrono::milliseconds write_timeout_;
+    bool unix_socket_;
     std::string error_;
 };
 
@@ -281,7 +294,7 @@ public:
             error = "connect to " + path_ + ": " + std::strerror(errno);
             return nullptr;
         }
-        return std::make_unique<SocketConnection>(std::move(fd), path_, timeout);
+        return std::make_unique<SocketConnection>(std::move(fd), path_, timeout, true);
     }
 
     [[nodiscard]] const std::string& describe() const override { return describe_; }
@@ -302,7 +315,7 @@ public:
     std::unique_ptr<Connection> connect(std::chrono::milliseconds timeout, std::string& error) override {
         UniqueFd fd = net::connect_tcp(host_, port_, timeout, error);
         if (!fd) return nullptr;
-        return std::make_unique<SocketConnection>(std::move(fd), net::host_port(host_, port_), timeout);
+        return std::make_unique<SocketConnection>(std::move(fd), net::host_port(host_, port_), timeout, false);
     }
 
     [[nodiscard]] const std::string& describe() const override { return describe_; }

@@ -155,8 +155,10 @@ void Pipeline::finish() {
 
 bool Pipeline::output_failed() const {
     return std::any_of(routes_.begin(), routes_.end(), [](const auto& r) {
-        // A connection that dropped and came back lost nothing (failed
-        // batches are resent); an output that gave up did.
+        // Failed: gave up, or ended with frames it could not deliver. A
+        // connection that dropped and came back is not a failure, but it
+        // may have lost what the collector accepted and never read (Frame
+        // Streams has no acknowledgements): that shows as unconfirmed.
         return r.output->stats().failed;
     });
 }
@@ -191,9 +193,10 @@ void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes) {
         const auto s = r.output->stats();
         std::fprintf(out,
                      "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu "
-                     "reconnects=%llu open_failures=%llu\n",
+                     "reconnects=%llu open_failures=%llu unconfirmed=%llu%s\n",
                      r.output->name().c_str(), u(s.frames_written), u(s.bytes_written), u(s.frames_dropped),
-                     u(s.frames_too_large), u(s.write_errors), u(s.reconnects), u(s.open_failures));
+                     u(s.frames_too_large), u(s.write_errors), u(s.reconnects), u(s.open_failures),
+                     u(s.frames_unconfirmed), s.failed ? " FAILED" : "");
     }
 }
 

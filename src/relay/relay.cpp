@@ -60,8 +60,10 @@ void Relay::finish() {
 
 bool Relay::output_failed() const {
     return std::any_of(routes_.begin(), routes_.end(), [](const auto& r) {
-        // A connection that dropped and came back lost nothing (failed
-        // batches are resent); an output that gave up did.
+        // Failed: gave up, or ended with frames it could not deliver. A
+        // connection that dropped and came back is not a failure, but it
+        // may have lost what the collector accepted and never read (Frame
+        // Streams has no acknowledgements): that shows as unconfirmed.
         return r.output->stats().failed;
     });
 }

@@ -128,15 +128,19 @@ def unix_recv_queue_empty(path):
 # ---------------------------------------------------------------- sidetap output
 
 SUMMARY_RE = re.compile(r"^sidetap: output (\S+) frames_written=(\d+) bytes=(\d+) dropped=(\d+) "
-                        r"too_large=(\d+) errors=(\d+) reconnects=(\d+) open_failures=(\d+)\s*$", re.M)
+                        r"too_large=(\d+) errors=(\d+) reconnects=(\d+) open_failures=(\d+) "
+                        r"unconfirmed=(\d+)( FAILED)?\s*$", re.M)
 
 
 def output_summaries(stderr):
-    """{dest: {frames_written, bytes, dropped, too_large, errors, reconnects, open_failures}}"""
+    """{dest: {frames_written, bytes, dropped, too_large, errors, reconnects, open_failures, unconfirmed,
+    failed}}"""
     out = {}
     for m in SUMMARY_RE.finditer(stderr):
-        keys = ("frames_written", "bytes", "dropped", "too_large", "errors", "reconnects", "open_failures")
-        out[m.group(1)] = dict(zip(keys, map(int, m.groups()[1:])))
+        keys = ("frames_written", "bytes", "dropped", "too_large", "errors", "reconnects", "open_failures",
+                "unconfirmed")
+        out[m.group(1)] = dict(zip(keys, map(int, m.groups()[1:9])))
+        out[m.group(1)]["failed"] = m.group(10) is not None
     return out
 
 

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <dirent.h>
@@ -28,6 +29,8 @@
 #include <iterator>
 #include <mutex>
 #include <poll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -226,6 +229,9 @@ struct Script {
     bool wants_reopen = false;
     bool reopen_on_request = false;
     bool broken = false;
+    bool fail_all_writes = false;
+    bool final_failures = false;        // reopen_after_failure() is false
+    bool close_result = true;
 
     void notify() { cv.notify_all(); }
     void open_gate() {
@@ -257,7 +263,7 @@ public:
         s_->notify();
         if (s_->gated) s_->cv.wait(l, [&] { return s_->gate_open; });
         s_->inside_write = false;
-        if (s_->writes == s_->fail_write_number) {
+        if (s_->writes == s_->fail_write_number || s_->fail_all_writes) {
             error = "scripted write failure";
             s_->notify();
             return false;
@@ -269,10 +275,15 @@ public:
         s_->notify();
         return true;
     }
-    void close() override {
+    bool close() override {
         std::lock_guard l(s_->m);
         ++s_->closes;
         s_->notify();
+        return s_->close_result;
+    }
+    bool reopen_after_failure() override {
+        std::lock_guard l(s_->m);
+        return !s_->final_failures;
     }
     bool wants_reopen(Clock::time_point) override {
         std::lock_guard l(s_->m);
@@ -399,6 +410,7 @@ struct CollectorOptions {
     int bad_accepts = 0;                   // the first n connections get ACCEPT without dnstap
     std::size_t close_first_after = 0;     // connection 0: close after this many frames (0 = never)
     bool never_read = false;               // after START, never read again
+    std::size_t park_after = 0;            // after this many frames, stop reading (0 = never)
 };
 
 // A Frame Streams receiver on a Unix socket, on its own thread, one
@@ -419,7 +431,7 @@ public:
     ~Collector() {
         (void)!::write(stop_pipe_[1], "x", 1);
         thread_.join();
-        for (int fd : parked_) ::close(fd);
+        kill_parked();
         ::close(listen_fd_);
         ::close(stop_pipe_[0]);
         ::close(stop_pipe_[1]);
@@ -439,6 +451,15 @@ public:
     int stops = 0;
     int first_closed = 0;              // connection 0 was closed by us (close_first_after)
     int started = 0;                   // connections that got as far as START
+    int parked = 0;                    // connections no longer read (park_after)
+
+    // Closes the connections that are no longer read, as a collector that
+    // dies does: what they hold unread is gone.
+    void kill_parked() {
+        std::lock_guard l(m_);
+        for (int fd : parked_) ::close(fd);
+        parked_.clear();
+    }
 
     std::vector<Bytes> frames_snapshot() {
         std::lock_guard l(m_);
@@ -513,11 +534,20 @@ private:
         }
         cv_.notify_all();
         if (options_.never_read) {
+            std::lock_guard l(m_);
             parked_.push_back(fd);
             return;
         }
         std::size_t in_this_connection = 0;
+        std::size_t read_here = 0;
         for (;;) {
+            if (options_.park_after != 0 && read_here == options_.park_after) {
+                std::lock_guard l(m_);
+                parked_.push_back(fd);
+                ++parked;
+                cv_.notify_all();
+                return;
+            }
             std::uint8_t len_bytes[4];
             if (!read_n(fd, conn, len_bytes, 4)) break;
             const std::uint32_t len = framestream::get_be32(len_bytes);
@@ -535,6 +565,7 @@ private:
                 std::lock_guard l(m_);
                 frames.push_back(std::move(frame));
             }
+            ++read_here;
             cv_.notify_all();
             if (conn == 0 && options_.close_first_after != 0 && ++in_this_connection == options_.close_first_after) {
                 ::close(fd);
@@ -835,6 +866,308 @@ TEST(FileWriter, ReopenAfterLogrotateMovedTheFileStartsAFreshFile) {
     EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 2);  // nothing else renamed
 }
 
+// ------------------------------------------- targets that are not regular files
+
+// Reads everything from a FIFO on a thread (opening it unblocks the writer's
+// open), or stops after `limit` bytes and closes: a reader that goes away.
+class FifoReader {
+public:
+    explicit FifoReader(std::string path, std::size_t limit = SIZE_MAX)
+        : thread_([this, path = std::move(path), limit] {
+              const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+              if (fd < 0) return;
+              std::uint8_t buf[4096];
+              while (data_.size() < limit) {
+                  const ssize_t n = ::read(fd, buf, std::min(sizeof buf, limit - data_.size()));
+                  if (n <= 0) break;
+                  data_.insert(data_.end(), buf, buf + n);
+              }
+              ::close(fd);
+          }) {}
+    ~FifoReader() {
+        if (thread_.joinable()) thread_.join();
+    }
+    Bytes take() {
+        thread_.join();
+        return data_;
+    }
+
+private:
+    Bytes data_;
+    std::thread thread_;
+};
+
+std::size_t entries_in(const std::string& dir) {
+    return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir), {}));
+}
+
+void ignore_sigpipe() { std::signal(SIGPIPE, SIG_IGN); }  // as the CLI does
+
+TEST(FileWriter, AFifoIsWrittenInPlaceAndNeverRotatedRenamedOrReopened) {
+    const auto dir = temp_dir();
+    const auto path = dir + "/out.fifo";
+    ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+    FifoReader reader(path);
+    output::FileWriter writer({path, 100, 1ms});  // rotation asked for: it must not apply
+    std::string error;
+    testing::internal::CaptureStderr();
+    ASSERT_TRUE(writer.open(error)) << error;
+    const std::string log = testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find(path + " is a pipe (FIFO), not a regular file: it is never rotated, renamed or reopened"),
+              std::string::npos)
+        << log;
+    EXPECT_FALSE(writer.reopen_on_request());
+    EXPECT_FALSE(writer.reopen_after_failure());
+    for (std::uint32_t i = 0; i < 20; ++i) {
+        EXPECT_FALSE(writer.wants_reopen(Clock::now() + 1h));
+        ASSERT_TRUE(writer.write(framed({make_frame(i, 60)}), error)) << error;
+    }
+    EXPECT_TRUE(writer.close());
+    const Stream s = parse_stream(reader.take());
+    EXPECT_TRUE(s.starts_and_stops());
+    EXPECT_EQ(indexes(s.frames), iota_n(20));
+    struct stat st {};
+    ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+    EXPECT_EQ(entries_in(dir), 1u);  // nothing renamed, nothing created
+}
+
+TEST(FileWriter, AFifoWhoseReaderWentAwayIsAFinalFailureAndStaysAFifo) {
+    ignore_sigpipe();
+    const auto dir = temp_dir();
+    const auto path = dir + "/gone.fifo";
+    ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+    FifoReader reader(path, kStart.size());  // reads START, then goes away
+    output::FileWriter writer({path, 0, {}});
+    std::string error;
+    ASSERT_TRUE(writer.open(error)) << error;
+    EXPECT_EQ(reader.take(), kStart);
+    bool failed = false;
+    for (std::uint32_t i = 0; i < 100 && !failed; ++i) failed = !writer.write(framed({make_frame(i, 1000)}), error);
+    ASSERT_TRUE(failed);
+    EXPECT_EQ(error, "write to " + path + " failed: Broken pipe (its reader went away)");
+    EXPECT_FALSE(writer.reopen_after_failure());
+    EXPECT_FALSE(writer.close());  // no STOP: the stream was cut
+    struct stat st {};
+    ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+    EXPECT_EQ(entries_in(dir), 1u);
+}
+
+TEST(FileWriter, ASymlinkToDevNullIsNeverReplacedOrRotated) {
+    const auto dir = temp_dir();
+    const auto link = dir + "/null.dnstap";
+    ASSERT_EQ(::symlink("/dev/null", link.c_str()), 0);
+    output::FileWriter writer({link, 50, {}});
+    std::string error;
+    testing::internal::CaptureStderr();
+    ASSERT_TRUE(writer.open(error)) << error;
+    EXPECT_NE(testing::internal::GetCapturedStderr().find("is a character device"), std::string::npos);
+    EXPECT_FALSE(writer.reopen_on_request());  // SIGHUP: nothing to do
+    for (std::uint32_t i = 0; i < 10; ++i) {
+        EXPECT_FALSE(writer.wants_reopen(Clock::now()));
+        ASSERT_TRUE(writer.write(framed({make_frame(i, 40)}), error)) << error;
+    }
+    EXPECT_TRUE(writer.close());
+    char target[64] = {};
+    ASSERT_GT(::readlink(link.c_str(), target, sizeof target - 1), 0);
+    EXPECT_STREQ(target, "/dev/null");
+    struct stat st {};
+    ASSERT_EQ(::stat("/dev/null", &st), 0);
+    EXPECT_TRUE(S_ISCHR(st.st_mode));
+    EXPECT_EQ(entries_in(dir), 1u);
+}
+
+TEST(FileWriter, DevFullIsAFinalFailureNotAFileToReplace) {
+    // Through a link of our own: a writer that did rename its path must not
+    // be able to touch the system's /dev.
+    const auto link = temp_dir() + "/full.dnstap";
+    ASSERT_EQ(::symlink("/dev/full", link.c_str()), 0);
+    output::FileWriter writer({link, 0, {}});
+    std::string error;
+    EXPECT_FALSE(writer.open(error));  // START does not fit
+    EXPECT_EQ(error, "cannot write START: write to " + link + " failed: No space left on device");
+    struct stat st {};
+    ASSERT_EQ(::stat("/dev/full", &st), 0);
+    EXPECT_TRUE(S_ISCHR(st.st_mode));
+}
+
+TEST(FileWriter, ARegularFileReachedThroughProcIsNeverRotated) {
+    const auto dir = temp_dir();
+    const auto file = dir + "/held.dnstap";
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    const auto link = dir + "/fd.dnstap";
+    ASSERT_EQ(::symlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), link.c_str()), 0);
+    {
+        output::FileWriter writer({link, 50, {}});
+        std::string error;
+        testing::internal::CaptureStderr();
+        ASSERT_TRUE(writer.open(error)) << error;
+        EXPECT_NE(testing::internal::GetCapturedStderr().find("is a descriptor reached through /proc"),
+                  std::string::npos);
+        EXPECT_FALSE(writer.reopen_on_request());
+        for (std::uint32_t i = 0; i < 10; ++i) {
+            EXPECT_FALSE(writer.wants_reopen(Clock::now()));
+            ASSERT_TRUE(writer.write(framed({make_frame(i, 40)}), error)) << error;
+        }
+        EXPECT_TRUE(writer.close());
+    }
+    ::close(fd);
+    const Stream s = parse_stream(read_file(file));
+    EXPECT_TRUE(s.starts_and_stops());
+    EXPECT_EQ(indexes(s.frames), iota_n(10));
+    EXPECT_EQ(entries_in(dir), 2u);  // the file and the link, nothing rotated
+}
+
+TEST(FileWriter, ASymlinkToARegularFileRotatesTheFileItPointsToAndKeepsTheLink) {
+    const auto dir = temp_dir();
+    std::filesystem::create_directories(dir + "/data");
+    const auto link = dir + "/current.dnstap";
+    ASSERT_EQ(::symlink("data/real.dnstap", link.c_str()), 0);  // relative, dangling until opened
+    output::FileWriter writer({link, 150, {}});
+    std::string error;
+    ASSERT_TRUE(writer.open(error)) << error;
+    EXPECT_TRUE(writer.reopen_on_request());
+    int reopens = 0;
+    for (std::uint32_t i = 0; i < 12; ++i) {
+        if (writer.wants_reopen(Clock::now())) {
+            EXPECT_TRUE(writer.close());
+            ASSERT_TRUE(writer.open(error)) << error;
+            ++reopens;
+        }
+        ASSERT_TRUE(writer.write(framed({make_frame(i, 40)}), error)) << error;
+    }
+    EXPECT_TRUE(writer.close());
+    EXPECT_GE(reopens, 3);
+    char target[64] = {};
+    ASSERT_GT(::readlink(link.c_str(), target, sizeof target - 1), 0);
+    EXPECT_STREQ(target, "data/real.dnstap");
+    EXPECT_EQ(entries_in(dir), 2u);  // the link and data/
+    auto files = rotated_files(dir + "/data/real.dnstap");
+    EXPECT_EQ(files.size(), static_cast<std::size_t>(reopens));
+    files.push_back(dir + "/data/real.dnstap");
+    std::vector<Bytes> all;
+    for (const auto& f : files) {
+        const Stream s = parse_stream(read_file(f));
+        EXPECT_TRUE(s.starts_and_stops()) << f;
+        all.insert(all.end(), s.frames.begin(), s.frames.end());
+    }
+    EXPECT_EQ(indexes(all), iota_n(12));
+}
+
+// ------------------------------------------------------------- full disk
+
+// RLIMIT_FSIZE makes writes past `bytes` fail with EFBIG — a full disk for
+// this process's files — for the lifetime of the object.
+class FileSizeLimit {
+public:
+    explicit FileSizeLimit(std::uint64_t bytes) {
+        ::getrlimit(RLIMIT_FSIZE, &old_);
+        old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+        set(bytes);
+    }
+    ~FileSizeLimit() {
+        ::setrlimit(RLIMIT_FSIZE, &old_);
+        std::signal(SIGXFSZ, old_handler_);
+    }
+    void set(std::uint64_t bytes) {
+        rlimit limit = old_;
+        limit.rlim_cur = static_cast<rlim_t>(bytes);
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    void lift() { ::setrlimit(RLIMIT_FSIZE, &old_); }
+
+private:
+    rlimit old_{};
+    void (*old_handler_)(int) = SIG_DFL;
+};
+
+TEST(FileWriter, AFullFileEndsWithStopAfterTheLastWholeBatchAndIsResumedWhenThereIsRoom) {
+    const auto dir = temp_dir();
+    const auto path = dir + "/full.dnstap";
+    const std::size_t framed_size = 4 + 100;
+    // START, three frames and 20 bytes: the fourth frame does not fit, STOP does.
+    FileSizeLimit limit(kStart.size() + 3 * framed_size + 20);
+    output::FileWriter writer({path, 0, {}});
+    std::string error;
+    ASSERT_TRUE(writer.open(error)) << error;
+    for (std::uint32_t i = 0; i < 3; ++i) ASSERT_TRUE(writer.write(framed({make_frame(i, 100)}), error)) << error;
+    EXPECT_FALSE(writer.write(framed({make_frame(3, 100)}), error));
+    EXPECT_NE(error.find("File too large"), std::string::npos) << error;
+    EXPECT_TRUE(writer.reopen_after_failure());
+    EXPECT_TRUE(writer.close());
+    Stream s = parse_stream(read_file(path));
+    EXPECT_TRUE(s.starts_and_stops());  // decodable, with every whole frame
+    EXPECT_EQ(indexes(s.frames), iota_n(3));
+
+    // Room again: the same file goes on (its STOP overwritten), no new file.
+    limit.lift();
+    ASSERT_TRUE(writer.open(error)) << error;
+    ASSERT_TRUE(writer.write(framed({make_frame(3, 100)}), error)) << error;
+    ASSERT_TRUE(writer.write(framed({make_frame(4, 3)}), error)) << error;  // shorter than STOP
+    EXPECT_TRUE(writer.close());
+    s = parse_stream(read_file(path));
+    EXPECT_TRUE(s.starts_and_stops());
+    EXPECT_EQ(indexes(s.frames), iota_n(5));
+    EXPECT_EQ(entries_in(dir), 1u);
+}
+
+TEST(FileWriter, ARotationThatCannotStartANewFileRemovesItAndPutsThePreviousOneBack) {
+    const auto dir = temp_dir();
+    const auto path = dir + "/rot.dnstap";
+    output::FileWriter writer({path, 0, {}});
+    std::string error;
+    ASSERT_TRUE(writer.open(error)) << error;
+    ASSERT_TRUE(writer.write(framed({make_frame(0, 100)}), error)) << error;
+    EXPECT_TRUE(writer.close());
+    {
+        FileSizeLimit limit(20);  // not even START fits into a new file
+        EXPECT_FALSE(writer.open(error));
+        EXPECT_NE(error.find("cannot write START"), std::string::npos) << error;
+        EXPECT_EQ(entries_in(dir), 1u) << "an empty or START-only file was left behind";
+    }
+    // The previous file is back at the path, whole, and is continued.
+    EXPECT_EQ(indexes(parse_stream(read_file(path)).frames), iota_n(1));
+    ASSERT_TRUE(writer.open(error)) << error;
+    ASSERT_TRUE(writer.write(framed({make_frame(1, 100)}), error)) << error;
+    EXPECT_TRUE(writer.close());
+    EXPECT_EQ(entries_in(dir), 1u);
+    const Stream s = parse_stream(read_file(path));
+    EXPECT_TRUE(s.starts_and_stops());
+    EXPECT_EQ(indexes(s.frames), iota_n(2));
+}
+
+TEST(FileOutput, AFullFileIsGivenUpWithAStopTerminatedFileAndExactCounts) {
+    const auto dir = temp_dir();
+    const auto path = dir + "/full.dnstap";
+    auto settings = fast_settings();
+    settings.overflow = OverflowPolicy::Block;
+    settings.write_buffer = 1024;
+    settings.reconnect_attempts = 3;
+    constexpr std::uint32_t kFrames = 200;
+    output::OutputStats st;
+    {
+        // Batches end on whole 104-byte frames, so STOP (12) always fits in the last 50 bytes.
+        FileSizeLimit limit(kStart.size() + 70 * 104 + 50);
+        testing::internal::CaptureStderr();
+        output::FileOutput out({path, 0, {}}, settings);
+        for (std::uint32_t i = 0; i < kFrames; ++i) (void)out.write(make_frame(i, 100));
+        out.close();
+        const std::string log = testing::internal::GetCapturedStderr();
+        EXPECT_NE(log.find("giving up on " + path + " after 3 failed attempts"), std::string::npos) << log;
+        st = out.stats();
+    }
+    EXPECT_TRUE(st.failed);
+    expect_exact_accounting(st, kFrames);
+    EXPECT_GT(st.frames_dropped, 0u);
+    const Stream s = parse_stream(read_file(path));
+    EXPECT_TRUE(s.starts_and_stops());
+    EXPECT_EQ(s.frames.size(), st.frames_written);
+    EXPECT_EQ(indexes(s.frames), iota_n(static_cast<std::uint32_t>(st.frames_written)));
+    EXPECT_EQ(entries_in(dir), 1u);  // no trail of rotated files
+}
+
 // ===================================================================== FileOutput (queued)
 
 TEST(FileOutput, QueuedFileRotatesBySizeAndKeepsEveryFrameInOrder) {
@@ -1127,6 +1460,91 @@ TEST(QueuedOutput, AccountingIsExactUnderConcurrentStatsReadsAndRandomFailures) 
     EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end());
 }
 
+TEST(QueuedOutput, AWriterWhoseFailuresAreFinalGivesUpAtOnceWithoutReopening) {
+    auto script = std::make_shared<Script>();
+    script->fail_write_number = 1;
+    script->final_failures = true;
+    auto settings = fast_settings();
+    settings.overflow = OverflowPolicy::Block;  // and still no hang
+    testing::internal::CaptureStderr();
+    output::QueuedOutput out(std::make_unique<ScriptedWriter>(script), settings);
+    for (std::uint32_t i = 0; i < 10; ++i) (void)out.write(make_frame(i));
+    out.flush();
+    EXPECT_TRUE(eventually([&] { return out.stats().failed; }));
+    out.close();
+    const std::string log = testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("sidetap: scripted failed: scripted write failure; further messages are dropped"),
+              std::string::npos)
+        << log;
+    EXPECT_EQ(log.find("retrying"), std::string::npos) << log;
+    const auto st = out.stats();
+    EXPECT_TRUE(st.failed);
+    EXPECT_EQ(st.frames_written, 0u);
+    EXPECT_EQ(st.frames_dropped, 10u);
+    expect_exact_accounting(st, 10);
+    EXPECT_EQ(script->opens, 1);  // never reopened: no second START
+    EXPECT_EQ(script->closes, 1);
+}
+
+TEST(QueuedOutput, FramesStillQueuedAtCloseMakeTheOutputFailed) {
+    auto script = std::make_shared<Script>();
+    script->fail_all_opens = true;  // a collector that never comes; no attempt limit
+    auto settings = fast_settings();
+    settings.drain_timeout = 50ms;
+    testing::internal::CaptureStderr();
+    output::QueuedOutput out(std::make_unique<ScriptedWriter>(script), settings);
+    for (std::uint32_t i = 0; i < 5; ++i) ASSERT_EQ(out.write(make_frame(i)), WriteResult::Written);
+    out.close();
+    const std::string log = testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("sidetap: scripted: 5 messages could not be delivered before exit"), std::string::npos) << log;
+    const auto st = out.stats();
+    EXPECT_TRUE(st.failed);
+    EXPECT_EQ(st.frames_dropped, 5u);
+    expect_exact_accounting(st, 5);
+}
+
+TEST(QueuedOutput, NothingQueuedAtCloseIsNotAFailureEvenAfterOutages) {
+    auto script = std::make_shared<Script>();
+    script->fail_opens = 2;
+    output::QueuedOutput out(std::make_unique<ScriptedWriter>(script), fast_settings());
+    testing::internal::CaptureStderr();
+    for (std::uint32_t i = 0; i < 5; ++i) ASSERT_EQ(out.write(make_frame(i)), WriteResult::Written);
+    out.close();
+    testing::internal::GetCapturedStderr();
+    EXPECT_FALSE(out.stats().failed);
+    EXPECT_EQ(out.stats().frames_written, 5u);
+}
+
+TEST(QueuedOutput, AStreamThatCouldNotBeEndedMakesTheOutputFailed) {
+    auto script = std::make_shared<Script>();
+    script->close_result = false;  // e.g. a file whose STOP could not be written
+    output::QueuedOutput out(std::make_unique<ScriptedWriter>(script), fast_settings());
+    ASSERT_EQ(out.write(make_frame(0)), WriteResult::Written);
+    out.close();
+    EXPECT_TRUE(out.stats().failed);
+    EXPECT_EQ(out.stats().frames_written, 1u);
+}
+
+TEST(QueuedOutput, OpensThatNeverGetABatchThroughCountTowardGivingUp) {
+    auto script = std::make_shared<Script>();
+    script->fail_all_writes = true;  // opens work, every write fails (a disk still full)
+    auto settings = fast_settings();
+    settings.reconnect_attempts = 3;
+    settings.overflow = OverflowPolicy::Block;
+    testing::internal::CaptureStderr();
+    output::QueuedOutput out(std::make_unique<ScriptedWriter>(script), settings);
+    for (std::uint32_t i = 0; i < 5; ++i) (void)out.write(make_frame(i));
+    out.flush();
+    ASSERT_TRUE(eventually([&] { return out.stats().failed; }));
+    out.close();
+    const std::string log = testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find("giving up on scripted after 3 failed attempts: scripted write failure"), std::string::npos)
+        << log;
+    EXPECT_EQ(script->opens, 3);
+    expect_exact_accounting(out.stats(), 5);
+    EXPECT_EQ(out.stats().frames_dropped, 5u);
+}
+
 // ===================================================================== SocketWriter / socket outputs
 
 TEST(SocketWriter, HandshakeDataStopAndFinishBytesAreExact) {
@@ -1299,4 +1717,60 @@ TEST(SocketOutput, CloseWithAStuckCollectorReturnsWithinTheDrainTimeout) {
     const auto st = out->stats();
     EXPECT_GT(st.frames_dropped, 0u);  // what was left at the deadline
     expect_exact_accounting(st, 5000);
+}
+
+TEST(SocketOutput, ACollectorThatDiesMidStreamLeavesWhatItHadNotReadUnconfirmed) {
+    const auto sock = temp_dir() + "/dies.sock";
+    Collector collector(sock, {.park_after = 7});
+    auto settings = fast_settings();
+    settings.write_buffer = 36;  // one 32-byte frame per batch
+    settings.reconnect_attempts = 2;
+    testing::internal::CaptureStderr();
+    // The real Unix transport: it can tell what the collector has read.
+    auto out = output::make_socket_output(output::make_unix_connector(sock), settings);
+    // Seven frames, all read: the collector has caught up...
+    for (std::uint32_t i = 0; i < 7; ++i) ASSERT_EQ(out->write(make_frame(i)), WriteResult::Written);
+    ASSERT_TRUE(collector.wait(1000ms, [](Collector& c) { return c.parked == 1; }));
+    // ... then hangs: thirteen more go into its socket buffer, unread.
+    for (std::uint32_t i = 7; i < 20; ++i) ASSERT_EQ(out->write(make_frame(i)), WriteResult::Written);
+    ASSERT_TRUE(eventually([&] { return out->stats().frames_written == 20; }));
+    collector.kill_parked();  // and dies with them
+    ASSERT_TRUE(eventually([&] { return out->stats().frames_unconfirmed != 0; }));
+    out->close();
+    const std::string log = testing::internal::GetCapturedStderr();
+    const auto st = out->stats();
+    EXPECT_EQ(st.frames_written, 20u);
+    EXPECT_EQ(st.frames_unconfirmed, 13u);
+    EXPECT_EQ(collector.frames_snapshot().size(), 7u);
+    EXPECT_NE(log.find("13 messages written before the connection ended were not confirmed as read by the "
+                       "collector (Frame Streams has no acknowledgements): they may be lost"),
+              std::string::npos)
+        << log;
+}
+
+TEST(SocketOutput, AStreamThatEndsWithFinishLeavesNothingUnconfirmed) {
+    const auto sock = temp_dir() + "/fin.sock";
+    Collector collector(sock, {});
+    auto out = output::make_socket_output(output::make_unix_connector(sock), fast_settings());
+    for (std::uint32_t i = 0; i < 50; ++i) ASSERT_EQ(out->write(make_frame(i)), WriteResult::Written);
+    out->close();
+    ASSERT_TRUE(collector.wait(1000ms, [](Collector& c) { return c.stops == 1; }));
+    EXPECT_EQ(out->stats().frames_written, 50u);
+    EXPECT_EQ(out->stats().frames_unconfirmed, 0u);
+    EXPECT_FALSE(out->stats().failed);
+}
+
+TEST(SocketOutput, WithoutReadConfirmationsEveryFrameOfABrokenConnectionIsUnconfirmed) {
+    // The in-test connection cannot tell what was read (like TCP and TLS).
+    const auto sock = temp_dir() + "/mid2.sock";
+    Collector collector(sock, {.close_first_after = 10});
+    testing::internal::CaptureStderr();
+    auto out = output::make_socket_output(test_connector(sock), fast_settings());
+    for (std::uint32_t i = 0; i < 10; ++i) ASSERT_EQ(out->write(make_frame(i)), WriteResult::Written);
+    out->flush();
+    ASSERT_TRUE(collector.wait(1000ms, [](Collector& c) { return c.first_closed == 1; }));
+    ASSERT_TRUE(eventually([&] { return out->stats().frames_unconfirmed == 10; }));
+    out->close();
+    testing::internal::GetCapturedStderr();
+    EXPECT_EQ(out->stats().frames_unconfirmed, 10u);  // an upper bound: this collector did read them
 }

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -299,7 +300,37 @@ TEST(UnixTransport, WriteToAClosedPeerFailsWithoutSigpipe) {
     EXPECT_NE(conn->error().find("Broken pipe"), std::string::npos) << conn->error();
 }
 
+TEST(UnixTransport, CaughtUpOnlyOnceThePeerHasReadEverything) {
+    TempDir dir;
+    const std::string path = dir.file("reads.sock");
+    Fd listener = unix_listener(path);
+    std::string error;
+    auto conn = output::make_unix_connector(path)->connect(1000ms, error);
+    ASSERT_NE(conn, nullptr) << error;
+    Fd server = accept_within(listener.get(), 1000ms);
+    ASSERT_GE(server.get(), 0);
+    EXPECT_EQ(conn->caught_up(), std::optional<bool>(true));  // nothing written yet
+    ASSERT_TRUE(conn->write_all(std::vector<std::uint8_t>(1000, 7)));
+    EXPECT_EQ(conn->caught_up(), std::optional<bool>(false));
+    EXPECT_EQ(recv_exact(server.get(), 600).size(), 600u);
+    EXPECT_EQ(conn->caught_up(), std::optional<bool>(false));  // 400 bytes still unread
+    EXPECT_EQ(recv_exact(server.get(), 400).size(), 400u);
+    EXPECT_EQ(conn->caught_up(), std::optional<bool>(true));
+}
+
 // ---------------------------------------------------------------- TCP
+
+TEST(TcpTransport, CannotTellWhetherThePeerProcessReadAnything) {
+    // Acknowledged by the peer's kernel is not read by the collector.
+    TcpListener listener = tcp_listener("127.0.0.1");
+    ASSERT_GE(listener.fd.get(), 0);
+    std::string error;
+    auto conn = output::make_tcp_connector("127.0.0.1", listener.port)->connect(1000ms, error);
+    ASSERT_NE(conn, nullptr) << error;
+    Fd server = accept_within(listener.fd.get(), 1000ms);
+    ASSERT_TRUE(conn->write_all(std::vector<std::uint8_t>(100, 7)));
+    EXPECT_EQ(conn->caught_up(), std::nullopt);
+}
 
 TEST(TcpTransport, RoundTripOverIpv4Loopback) {
     TcpListener listener = tcp_listener("127.0.0.1");
