@@ -126,9 +126,10 @@ struct Server::Counters {
 
 enum class Eviction : int { None, Slot, Memory };
 
-// One accepted connection. It owns the socket (closed when the Conn is
-// destroyed, after its thread ended), so that evict() may shutdown() it
-// from another thread; it is the session's host and its memory budget.
+// One accepted connection. It owns the socket, which its thread closes
+// under conns_mutex_ when the session is over, so that evict() may
+// shutdown() it from another thread; it is the memory budget of the
+// session's reader.
 struct Server::Conn final : framestream::BufferBudget {
     Server* server = nullptr;
     std::uint64_t id = 0;
@@ -316,8 +317,8 @@ bool Server::evict(bool for_memory, const Conn* self) {
     std::lock_guard lock(conns_mutex_);
     Conn* victim = nullptr;
     for (auto& c : conns_) {
-        if (c.get() == self || c->done.load(std::memory_order_acquire) || c->evicted.load() != Eviction::None ||
-            c->shielded.load())
+        if (c.get() == self || !c->fd || c->done.load(std::memory_order_acquire) ||
+            c->evicted.load() != Eviction::None || c->shielded.load())
             continue;
         if (for_memory && c->memory.load(std::memory_order_relaxed) == 0) continue;
         const std::int64_t progress = c->last_progress_ns.load(std::memory_order_relaxed);
@@ -328,8 +329,8 @@ bool Server::evict(bool for_memory, const Conn* self) {
     victim->evicted.store(for_memory ? Eviction::Memory : Eviction::Slot);
     evictions_pending_.fetch_add(1);
     // Wakes the victim's thread wherever it waits on the socket (read
-    // returns EOF); its frames so far are kept. The descriptor stays open
-    // until the Conn is reaped, so this never hits a reused number.
+    // returns EOF); its frames so far are kept. The thread closes the
+    // descriptor under this lock, so this never hits a reused number.
     ::shutdown(victim->fd.get(), SHUT_RDWR);
     return true;
 }
@@ -429,6 +430,7 @@ void Server::serve(Conn& conn) {
         bool deliver(std::span<const std::uint8_t> frame) override { return conn.deliver(frame); }
         bool stop_reading() override { return conn.stop_reading(); }
         void started(bool bidirectional) override {
+            server.counters_->add(bidirectional ? kBidirectional : kUnidirectional);
             if (const std::string identity = stream.peer_identity(); !identity.empty())
                 rec.peer += " (" + identity + ")";
             server.log(LogLevel::Info, "connection " + std::to_string(conn.id) + " from " + rec.peer + " on " +
@@ -442,9 +444,14 @@ void Server::serve(Conn& conn) {
 
     SessionResult result = run_session(*stream, session_, host, &conn);
     stream.reset();  // TLS close_notify while the socket is still ours
+    {
+        // Closed now (the writer sees it at once), under the lock that
+        // evict() holds while it calls shutdown() on the descriptor.
+        std::lock_guard lock(conns_mutex_);
+        conn.fd.reset();
+    }
 
     const std::string who = "connection " + std::to_string(conn.id) + " from " + rec.peer + " on " + rec.listener;
-    if (result.started) counters_->add(result.bidirectional ? kBidirectional : kUnidirectional);
     rec.unidirectional = result.started && !result.bidirectional;
     rec.frames = result.frames;
     rec.bytes = result.bytes;
