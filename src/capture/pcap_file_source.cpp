@@ -97,7 +97,13 @@ PcapFileSource::PcapFileSource(const std::string& path) : path_(path) {
 
     // The destructor does not run when the constructor throws; close here.
     try {
-        buffer_.resize(kReadChunk);
+        // A small file needs no megabyte of buffer (the buffer grows if the
+        // file turns out longer and holds a larger block).
+        // A pipe hands out at most its own buffer (64 KiB) per read anyway.
+        const std::size_t initial = S_ISREG(st.st_mode)
+                                        ? std::clamp<std::size_t>((total_ + 4095) / 4096 * 4096, 4096, kReadChunk)
+                                        : std::size_t{64} << 10;
+        buffer_.resize(initial);
         if (!fill(4)) {
             if (io_errno_ != 0) throw util::FatalError("cannot read " + path + ": " + std::strerror(io_errno_));
             throw util::FatalError(path + ": not a pcap or pcapng file (" +

@@ -69,7 +69,9 @@ public:
     // Largest section header, interface or packet block (read into memory):
     // a packet is at most kMaxCaptureLength, the rest is options.
     static constexpr std::uint32_t kMaxReadBlockLength = 16 * 1024 * 1024;
-    // Size of the read buffer (one read() per this many bytes).
+    // Size of the read buffer (one read() per this many bytes); smaller
+    // for a smaller regular file (and 64 KiB for pipes), larger only while
+    // a larger pcapng block is read.
     static constexpr std::size_t kReadChunk = 1024 * 1024;
 
     // Opens `path` and reads the file header. Throws util::FatalError.
