@@ -5,7 +5,8 @@
 // Input: byte 0 configures the session:
 //   bits 0-1  max frame size: 64, 512, 4096, 1 MiB
 //   bit  2    accept unidirectional writers
-//   bits 3-4  receive memory budget: unlimited, 1 KiB, 8 KiB, 64 KiB
+//   bits 3-4  shared receive memory: unlimited, 1 KiB, 8 KiB, 64 KiB (plus
+//             one read chunk reserved for the first buffer)
 //   bits 5-6  read chunk: 64, 512, 4096, 16384 bytes
 // The rest is what the writer sends. It is written into one end of a Unix
 // socketpair, which is then half-closed; the session runs on the other end
@@ -61,17 +62,20 @@ private:
     std::size_t consumed_ = 0;
 };
 
-// The listener's budget, as the server's connections use it (without the
-// waiting: a refusal is immediate here).
+// The listener's budget, through the Account every server connection uses
+// (its first chunk from the reserve, the rest shared), without the waiting:
+// a refusal is immediate here.
 class Budget final : public framestream::BufferBudget {
 public:
-    explicit Budget(std::size_t limit) : pool_(limit) {}
-    bool acquire(std::size_t bytes) override { return pool_.try_acquire(bytes); }
-    void release(std::size_t bytes) noexcept override { pool_.release(bytes); }
+    Budget(std::size_t shared, std::size_t reserve) : pool_(shared + reserve, reserve), account_(pool_) {}
+    bool acquire(std::size_t bytes) override { return account_.try_acquire(bytes); }
+    void release(std::size_t bytes) noexcept override { account_.release(bytes); }
     [[nodiscard]] std::size_t used() const { return pool_.stats().used; }
+    [[nodiscard]] std::size_t held() const { return account_.held(); }
 
 private:
     listen::ReceiveMemory pool_;
+    listen::ReceiveMemory::Account account_;
 };
 
 class Host final : public listen::SessionHost {
@@ -125,7 +129,7 @@ std::vector<std::uint8_t> read_all(int fd) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 1 || size > 65536) return 0;
     static const std::size_t kLimits[] = {64, 512, 4096, 1u << 20};
-    static const std::size_t kBudgets[] = {SIZE_MAX, 1024, 8192, 65536};
+    static const std::size_t kBudgets[] = {SIZE_MAX / 2, 1024, 8192, 65536};  // shared part; + one chunk reserved
     static const std::size_t kChunks[] = {64, 512, 4096, 16384};
     const std::uint8_t config = data[0];
     listen::SessionOptions options;
@@ -152,7 +156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     ::shutdown(writer, SHUT_WR);
 
-    Budget budget(kBudgets[(config >> 3) & 3]);
+    Budget budget(kBudgets[(config >> 3) & 3], options.read_chunk);
     Host host(options.max_frame_size);
     listen::SessionResult result;
     {
@@ -161,7 +165,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         result = listen::run_session(stream, options, host, &budget);
         FUZZ_CHECK(stream.consumed() <= sent);
     }
-    FUZZ_CHECK(budget.used() == 0);
+    FUZZ_CHECK(budget.used() == 0 && budget.held() == 0);
     FUZZ_CHECK(host.frames == result.frames);
     FUZZ_CHECK(host.starts == (result.started ? 1 : 0));
     FUZZ_CHECK(result.started == after_start(result.end) || result.end == listen::SessionEnd::Shutdown);

@@ -86,9 +86,12 @@ listen::ServerOptions server_options(const ListenOptions& o) {
         throw util::FatalError("--idle-timeout: '" + o.idle_timeout + "' is shorter than 1s (0 turns it off)",
                                util::kExitUsage);
     s.max_frame_size = max_frame_size(o.reader);
+    // The default grows when the connections' reserve (one read chunk each)
+    // plus two largest frames would not fit in 128M.
     s.max_receive_memory =
         o.max_receive_memory.empty()
-            ? std::max(kDefaultReceiveMemory, 2 * (s.max_frame_size + s.read_chunk))
+            ? std::max(kDefaultReceiveMemory,
+                       s.max_connections * s.read_chunk + 2 * (s.max_frame_size + s.read_chunk))
             : size_option("--max-receive-memory", o.max_receive_memory, 1, std::uint64_t{1} << 40);
     s.accept_unidirectional = !o.refuse_unidirectional;
     s.queue_frames = o.receive_queue;
@@ -296,9 +299,10 @@ std::function<int()> add_listen_command(CLI::App& app) {
                     "they have data); 0 = never")
         ->capture_default_str();
     cmd->add_option("--max-receive-memory", options->max_receive_memory,
-                    "All connections' read buffers together (default 128M, at least 2 x --max-frame-size). A "
-                    "connection that needs more first evicts an idle one holding memory, else waits up to 5s, "
-                    "then is closed (out_of_memory)");
+                    "All connections' read buffers together (default 128M, more if --max-connections x 16K + "
+                    "2 x --max-frame-size needs it). Each connection's first 16K is reserved; a connection whose "
+                    "frame needs more evicts an idle one holding memory, else waits up to 5s, then is closed "
+                    "(out_of_memory)");
     cmd->add_flag("--refuse-unidirectional", options->refuse_unidirectional,
                   "Close writers that send START without READY (default: accept and count them)");
     cmd->add_option("--receive-queue", options->receive_queue,

@@ -131,7 +131,9 @@ enum class Eviction : int { None, Slot, Memory };
 // shutdown() it from another thread; it is the memory budget of the
 // session's reader.
 struct Server::Conn final : framestream::BufferBudget {
-    Server* server = nullptr;
+    explicit Conn(Server& s) : server(&s), memory(s.memory_) {}
+
+    Server* server;
     std::uint64_t id = 0;
     output::UniqueFd fd;
     std::string listener_name;
@@ -140,39 +142,28 @@ struct Server::Conn final : framestream::BufferBudget {
     pthread_t thread{};
     std::atomic<bool> done{false};
     std::atomic<std::int64_t> last_progress_ns{0};
-    std::atomic<std::size_t> memory{0};
+    ReceiveMemory::Account memory;  // the session reader's buffer
     std::atomic<bool> shielded{false};  // waiting for memory or queue room: not evictable
     std::atomic<Eviction> evicted{Eviction::None};
-    std::string who;  // for log lines
 
     bool acquire(std::size_t bytes) override {
+        if (memory.try_acquire(bytes)) return true;
         ReceiveMemory& pool = server->memory_;
-        if (pool.try_acquire(bytes)) {
-            memory.fetch_add(bytes, std::memory_order_relaxed);
-            return true;
-        }
         pool.count_wait();
         shielded.store(true);
         const auto deadline = Clock::now() + server->options_.memory_wait;
-        const bool granted = pool.acquire(bytes, deadline, [this] {
+        const bool granted = memory.acquire(bytes, deadline, [this] {
             if (server->stopping_.load(std::memory_order_relaxed)) return false;
             // One eviction at a time: the victim's buffer is on its way back.
             if (server->evictions_pending_.load() == 0) (void)server->evict(true, this);
             return true;
         });
         shielded.store(false);
-        if (!granted) {
-            pool.count_refusal();
-            return false;
-        }
-        memory.fetch_add(bytes, std::memory_order_relaxed);
-        return true;
+        if (!granted) pool.count_refusal();
+        return granted;
     }
 
-    void release(std::size_t bytes) noexcept override {
-        memory.fetch_sub(bytes, std::memory_order_relaxed);
-        server->memory_.release(bytes);
-    }
+    void release(std::size_t bytes) noexcept override { memory.release(bytes); }
 
     bool deliver(std::span<const std::uint8_t> frame) {
         shielded.store(true);
@@ -191,21 +182,30 @@ struct Server::Conn final : framestream::BufferBudget {
     void progress() { last_progress_ns.store(now_ns(), std::memory_order_relaxed); }
 };
 
+namespace {
+ServerOptions normalized(ServerOptions o) {
+    o.max_connections = std::max<std::size_t>(o.max_connections, 1);
+    o.read_chunk = std::clamp<std::size_t>(o.read_chunk, 64, o.max_frame_size + 4);
+    return o;
+}
+}  // namespace
+
 Server::Server(ServerOptions options, LogFn log)
-    : options_(std::move(options)),
+    : options_(normalized(std::move(options))),
       log_(std::move(log)),
       queue_(options_.queue_frames, std::max(options_.queue_bytes, 2 * options_.max_frame_size + 8)),
-      memory_(options_.max_receive_memory),
+      memory_(options_.max_receive_memory, options_.max_connections * options_.read_chunk),
       counters_(std::make_unique<Counters>()) {
     if (options_.endpoints.empty()) throw util::FatalError("listen: nothing to listen on (give -u PATH or -l HOST:PORT)",
                                                            util::kExitUsage);
-    if (options_.max_connections == 0) options_.max_connections = 1;
-    options_.read_chunk = std::clamp<std::size_t>(options_.read_chunk, 64, options_.max_frame_size + 4);
-    if (options_.max_receive_memory < options_.max_frame_size + 4 + options_.read_chunk)
+    const std::size_t needed = options_.max_connections * options_.read_chunk + options_.max_frame_size + 4;
+    if (options_.max_receive_memory < needed)
         throw util::FatalError("listen: --max-receive-memory " + fs::describe_size(options_.max_receive_memory) +
-                                   " cannot hold one frame of --max-frame-size " +
+                                   " cannot hold the first " + fs::describe_size(options_.read_chunk) +
+                                   " of each of --max-connections " + std::to_string(options_.max_connections) +
+                                   " connections plus one frame of --max-frame-size " +
                                    fs::describe_size(options_.max_frame_size) + " (give at least " +
-                                   fs::describe_size(options_.max_frame_size + 4 + options_.read_chunk) + ")",
+                                   std::to_string((needed + (1u << 20) - 1) >> 20) + "M)",
                                util::kExitUsage);
     session_.handshake_timeout = options_.handshake_timeout;
     session_.idle_timeout = options_.idle_timeout;
@@ -320,7 +320,8 @@ bool Server::evict(bool for_memory, const Conn* self) {
         if (c.get() == self || !c->fd || c->done.load(std::memory_order_acquire) ||
             c->evicted.load() != Eviction::None || c->shielded.load())
             continue;
-        if (for_memory && c->memory.load(std::memory_order_relaxed) == 0) continue;
+        // Evicting for memory helps only if the victim holds shared memory.
+        if (for_memory && c->memory.shared_held() == 0) continue;
         const std::int64_t progress = c->last_progress_ns.load(std::memory_order_relaxed);
         if (now - progress < min_idle) continue;
         if (victim == nullptr || progress < victim->last_progress_ns.load(std::memory_order_relaxed)) victim = c.get();
@@ -381,8 +382,7 @@ void Server::accept_from(std::size_t index) {
                                      seconds_text(options_.evict_after));
             continue;  // fd closed
         }
-        auto conn = std::make_unique<Conn>();
-        conn->server = this;
+        auto conn = std::make_unique<Conn>(*this);
         conn->id = id;
         conn->unix_socket = l.where().kind == Endpoint::Unix;
         conn->tls = l.tls();

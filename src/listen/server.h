@@ -20,14 +20,17 @@
 //
 // Memory is bounded by configuration, whatever the writers do:
 //  - read buffers: every connection's buffer comes out of one budget,
-//    max_receive_memory. Nothing is buffered before a writer sends data
-//    after START; a buffer starts at read_chunk and grows only with bytes
-//    that really arrived (a claimed 1 MiB length costs nothing until the
-//    bytes come). When the budget is exhausted, the connection that needs
-//    more waits (memory_waits), first evicting the connection that has gone
-//    longest without completing a frame (at least evict_after) and holds
-//    memory (evicted_for_memory); if nothing frees up within memory_wait it
-//    is closed (out_of_memory). Frames it completed before are kept.
+//    max_receive_memory (see ReceiveMemory). Nothing is buffered before a
+//    writer sends data after START; a buffer starts at read_chunk, taken
+//    from a reserve of one chunk per connection slot (so a writer whose
+//    frames fit in a chunk never waits for memory), and grows only with
+//    bytes that really arrived (a claimed 1 MiB length costs nothing until
+//    the bytes come), from the shared rest of the budget. When that is
+//    exhausted, the connection that needs more waits (memory_waits), first
+//    evicting the connection that has gone longest without completing a
+//    frame (at least evict_after) and holds shared memory
+//    (evicted_for_memory); if nothing frees up within memory_wait it is
+//    closed (out_of_memory). Frames it completed before are kept.
 //  - the FrameQueue: queue_frames and queue_bytes;
 //  - per connection outside the budget: a thread (touched stack pages, a
 //    few KiB), handshake buffers (< 1 KiB), the kernel's socket buffers,
@@ -96,8 +99,9 @@ struct ServerOptions {
     bool accept_unidirectional = true;
     std::size_t queue_frames = 10000;
     std::size_t queue_bytes = std::size_t{64} << 20;  // raised to 2 x max_frame_size if smaller
-    // All connections' read buffers together. Must hold one largest frame
-    // plus a read chunk (the constructor refuses less, exit 2).
+    // All connections' read buffers together: a reserve of read_chunk per
+    // connection slot (every connection's first buffer) plus a shared part
+    // that must hold one largest frame (the constructor refuses less, exit 2).
     std::size_t max_receive_memory = std::size_t{128} << 20;
     std::size_t read_chunk = std::size_t{16} << 10;
     std::chrono::milliseconds memory_wait{5000};

@@ -4,6 +4,7 @@
 #include "framestream/codec.h"
 #include "listen/endpoint.h"
 #include "listen/frame_queue.h"
+#include "listen/receive_memory.h"
 #include "listen/server.h"
 #include "output/memory_output.h"
 #include "output/transport.h"
@@ -566,6 +567,7 @@ TEST(Listen, WriterThatCompletesNoFrameForTheIdleTimeoutIsClosed) {
 // needs memory, and that writer's frames all arrive.
 TEST(Listen, ReceiveMemoryIsOneBudgetForAllConnections) {
     listen::ServerOptions o;
+    o.max_connections = 60;  // a 240 KiB reserve of first chunks, 272 KiB shared
     o.max_frame_size = 64 << 10;
     o.read_chunk = 4 << 10;
     o.max_receive_memory = 512 << 10;
@@ -603,6 +605,43 @@ TEST(Listen, ReceiveMemoryIsOneBudgetForAllConnections) {
     std::size_t real_frames = 0;
     for (const auto& f : h.frames()) real_frames += identify(f).first == "real";
     EXPECT_EQ(real_frames, 20u);
+}
+
+// Stalled connections hold all the shared memory and none can be evicted:
+// a writer of ordinary frames still gets through at once, on its reserved
+// first chunk.
+TEST(Listen, WriterOfSmallFramesNeverWaitsForMemoryHeldByStalledOnes) {
+    listen::ServerOptions o;
+    o.max_connections = 20;
+    o.max_frame_size = 64 << 10;
+    o.read_chunk = 4 << 10;
+    o.max_receive_memory = 20 * (4 << 10) + (70 << 10);  // reserve + 70 KiB shared
+    o.evict_after = std::chrono::hours(1);
+    o.memory_wait = std::chrono::seconds(30);
+    Harness h(o);
+    std::vector<Writer> hogs;
+    for (int i = 0; i < 4; ++i) {
+        hogs.push_back(Writer::tcp(h.port()));
+        ASSERT_TRUE(hogs.back().handshake());
+        Bytes part(4 + 40'000, 0x0a);  // 40000 bytes of a 60000-byte frame
+        fs::put_be32(part.data(), 60'000);
+        hogs.back().send(part);
+    }
+    ASSERT_TRUE(eventually([&] { return h.server().stats().memory.waits >= 2; })) << "the shared part is spent";
+    const auto t0 = std::chrono::steady_clock::now();
+    auto real = Writer::unix_socket(h.socket_path());
+    ASSERT_TRUE(real.handshake());
+    for (std::uint32_t k = 0; k < 200; ++k) ASSERT_TRUE(real.send_frame(dnstap_frame("real", k)));
+    EXPECT_TRUE(real.stop_and_finish());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    ASSERT_TRUE(eventually([&] { return h.server().stats().finished == 1; }));
+    const auto s = h.server().stats();
+    EXPECT_EQ(s.evicted_for_memory + s.out_of_memory, 0u);
+    hogs.clear();
+    h.stop();
+    EXPECT_EQ(h.frames().size(), 200u);
+    EXPECT_LE(s.memory.peak, o.max_receive_memory);
+    EXPECT_EQ(h.server().stats().memory.used, 0u);
 }
 
 TEST(Listen, RandomBytesInsteadOfReadyAreRefused) {
@@ -768,6 +807,32 @@ TEST(ListenQueue, BoundsFramesAndBytesAndCloseReleasesProducers) {
     blocked.join();
     EXPECT_FALSE(pushed.load());
     EXPECT_GE(q.stats().blocked_pushes, 2u);
+}
+
+TEST(ListenMemory, FirstChunkComesFromTheReserveAndSharedMemoryGoesBackFirst) {
+    listen::ReceiveMemory pool(3000, 1000);  // 1000 reserved, 2000 shared
+    listen::ReceiveMemory::Account a(pool);
+    listen::ReceiveMemory::Account b(pool);
+    EXPECT_TRUE(a.try_acquire(500));   // a's first chunk: reserve
+    EXPECT_TRUE(a.try_acquire(2000));  // shared
+    EXPECT_EQ(a.shared_held(), 2000u);
+    EXPECT_FALSE(a.try_acquire(1)) << "shared part spent";
+    EXPECT_TRUE(b.try_acquire(500)) << "b's first chunk still fits in the reserve";
+    EXPECT_FALSE(b.try_acquire(1));
+    a.release(2100);  // all its shared memory and 100 of its first chunk
+    EXPECT_EQ(a.held(), 400u);
+    EXPECT_EQ(a.shared_held(), 0u);
+    EXPECT_EQ(pool.stats().used, 900u);
+    EXPECT_TRUE(b.try_acquire(2000));
+    // A waiting acquisition gets what a release frees.
+    std::thread freer([&] {
+        std::this_thread::sleep_for(50ms);
+        b.release(1000);
+    });
+    EXPECT_TRUE(a.acquire(800, std::chrono::steady_clock::now() + 5s, {}));
+    freer.join();
+    EXPECT_FALSE(a.acquire(5000, std::chrono::steady_clock::now() + 50ms, {})) << "times out";
+    EXPECT_EQ(pool.stats().peak, 3000u);
 }
 
 // --- TLS ----------------------------------------------------------------
