@@ -177,6 +177,78 @@ class Seeds:
             self.count[target] = self.count.get(target, 0) + 1
 
 
+def fstrm_control(ctype, types=()):
+    payload = struct.pack(">I", ctype)
+    for t in types:
+        payload += struct.pack(">II", 1, len(t)) + t
+    return struct.pack(">II", 0, len(payload)) + payload
+
+
+def fstrm_frames(path, limit=40):
+    """Data frames of a Frame Streams file (our own reader, like tests/lib)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, frames = 0, []
+    while pos + 4 <= len(data) and len(frames) < limit:
+        (n,) = struct.unpack_from(">I", data, pos)
+        pos += 4
+        if n == 0:
+            if pos + 4 > len(data):
+                break
+            (clen,) = struct.unpack_from(">I", data, pos)
+            pos += 4 + clen
+            continue
+        frames.append(data[pos:pos + n])
+        pos += n
+    return frames
+
+
+def listener_seeds(seeds, frames):
+    """fuzz_listener inputs: config byte + what a writer sends."""
+    ct = b"protobuf:dnstap.Dnstap"
+    ready, accept, start, stop = (fstrm_control(4, [ct]), fstrm_control(1, [ct]), fstrm_control(2, [ct]),
+                                  fstrm_control(3))
+    body = b"".join(struct.pack(">I", len(f)) + f for f in frames[:20])
+    big = max(frames, key=len) if frames else b"\x0a" * 100
+    for config in (0x07 | 0x60, 0x06 | 0x20, 0x03 | 0x08 | 0x40, 0x07 | 0x10):
+        seeds.add("listener", bytes([config]) + ready + start + body + stop)         # bidirectional
+        seeds.add("listener", bytes([config]) + start + body + stop)                 # unidirectional
+        seeds.add("listener", bytes([config]) + ready + start + body)                # no STOP
+    seeds.add("listener", bytes([0x07]) + ready + start + body[: len(body) // 2])     # cut mid-frame
+    seeds.add("listener", bytes([0x07]) + fstrm_control(4, [b"protobuf:other.Thing"]) + start)
+    seeds.add("listener", bytes([0x07]) + fstrm_control(4, [b"x:y", ct]) + start + body + stop)
+    seeds.add("listener", bytes([0x07]) + fstrm_control(4) + start + stop)             # READY, no type
+    seeds.add("listener", bytes([0x07]) + ready + fstrm_control(2, [b"x:y"]) + body)   # START, wrong type
+    seeds.add("listener", bytes([0x07]) + ready + ready)                               # READY twice
+    seeds.add("listener", bytes([0x07]) + accept + start)                              # writer sends ACCEPT
+    seeds.add("listener", bytes([0x03]) + struct.pack(">I", len(big)) + big)           # data first
+    seeds.add("listener", bytes([0x07]) + ready + start + body + fstrm_control(5) + body)  # FINISH mid-stream
+    seeds.add("listener", bytes([0x0f]) + ready + start + struct.pack(">I", 1 << 20) + big)  # huge claim
+    seeds.add("listener", bytes([0x00]) + ready + start + struct.pack(">I", 5000) + b"\x0a" * 5000 + stop)
+    seeds.add("listener", bytes([0x07]) + b"\x00\x00\x00\x00\x7f\xff\xff\xff")     # absurd control length
+    seeds.add("listener", bytes([0x07]) + b"GET / HTTP/1.0\r\n\r\n")
+
+
+def pcapfile_seeds(seeds, files):
+    """fuzz_pcapfile inputs: config byte (bit 0: pipe) + a capture file.
+    Whole files only from our own pcaps/ (the committed corpus keeps what
+    the fuzzer derives from them; third-party captures are not copied in)."""
+    own = os.path.realpath(os.path.join(HERE, "..", "pcaps"))
+    files = [f for f in files if os.path.realpath(os.path.dirname(f)) == own]
+    for i, path in enumerate(files):
+        with open(path, "rb") as f:
+            data = f.read()
+        seeds.add("pcapfile", bytes([i & 1]) + data[:MAX_SEED - 1])
+    le = "<"
+    shb = struct.pack(le + "IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack(le + "I", 28)
+    idb_opts = struct.pack(le + "HHB3x", 9, 1, 9) + struct.pack(le + "HHq", 14, 8, -3600) + struct.pack(le + "HH", 0, 0)
+    idb = struct.pack(le + "IIHHI", 1, 20 + len(idb_opts), 1, 0, 0) + idb_opts + struct.pack(le + "I", 20 + len(idb_opts))
+    seeds.add("pcapfile", bytes([0]) + shb + idb + struct.pack(le + "II", 6, (256 << 20) - 4) + b"\0" * 64)
+    seeds.add("pcapfile", bytes([1]) + shb + idb + struct.pack(le + "II", 0xBAD, 1 << 20) + b"\0" * 64)
+    spb = struct.pack(le + "III", 3, 16 + 64, 64) + b"\x45" * 64 + struct.pack(le + "I", 16 + 64)
+    seeds.add("pcapfile", bytes([0]) + shb + idb + spb)
+
+
 def tcp_record(b0, seq_delta, ack_delta, payload, step):
     return bytes([b0, seq_delta & 0xFF, ack_delta & 0xFF, len(payload), step]) + payload
 
@@ -331,7 +403,16 @@ def main():
             seeds.add("tcp", bytes([0x1D]) + tcp_session([(False, q), (True, r)], split=1 + len(q) // 2,
                                                          reverse_order=True))
 
-    for target in ("decode", "defrag", "tcp", "dns", "pipeline"):
+    pcapfile_seeds(seeds, files)
+    frames = []
+    for d in args.pcaps:
+        if os.path.isdir(d):
+            for name in sorted(os.listdir(d)):
+                if name.endswith((".dnstap", ".fstrm")):
+                    frames += fstrm_frames(os.path.join(d, name))
+    listener_seeds(seeds, frames)
+
+    for target in ("decode", "defrag", "tcp", "dns", "pipeline", "listener", "pcapfile"):
         print(f"{target}: {seeds.count.get(target, 0)} seeds")
 
 

@@ -28,7 +28,16 @@ case "$target" in
   defrag) max_len=1024 ;;
   tcp) max_len=8192 ;;
   pipeline) max_len=16384 ;;
+  framestream) max_len=16384 ;;
+  listener) max_len=16384 ;;
+  pcapfile) max_len=65536 ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
+esac
+# listener and pcapfile: no single allocation above 64 MiB (a length field
+# from the input must never size one; libFuzzer reports it as a crash).
+extra=()
+case "$target" in
+  listener|pcapfile) extra=(-malloc_limit_mb=64) ;;
 esac
 
 mkdir -p "$work/queue" "$work/artifacts" "$corpus"
@@ -36,7 +45,7 @@ inputs=("$work/queue" "$corpus")
 [[ -n "$seeds" ]] && inputs+=("$seeds")
 
 set +e
-"$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len="$max_len" -timeout=25 \
+"$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len="$max_len" -timeout=25 "${extra[@]}" \
   -print_final_stats=1 -artifact_prefix="$work/artifacts/" "${inputs[@]}" >"$work/$target.log" 2>&1
 status=$?
 set -e

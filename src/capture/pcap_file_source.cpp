@@ -97,7 +97,13 @@ PcapFileSource::PcapFileSource(const std::string& path) : path_(path) {
 
     // The destructor does not run when the constructor throws; close here.
     try {
-        buffer_.resize(kReadChunk);
+        // A small file needs no megabyte of buffer (the buffer grows if the
+        // file turns out longer and holds a larger block).
+        // A pipe hands out at most its own buffer (64 KiB) per read anyway.
+        const std::size_t initial = S_ISREG(st.st_mode)
+                                        ? std::clamp<std::size_t>((total_ + 4095) / 4096 * 4096, 4096, kReadChunk)
+                                        : std::size_t{64} << 10;
+        buffer_.resize(initial);
         if (!fill(4)) {
             if (io_errno_ != 0) throw util::FatalError("cannot read " + path + ": " + std::strerror(io_errno_));
             throw util::FatalError(path + ": not a pcap or pcapng file (" +
@@ -170,20 +176,25 @@ std::uint64_t PcapFileSource::u64(const std::uint8_t* p) const {
 
 bool PcapFileSource::fill(std::size_t n) {
     if (available() >= n) return true;
-    if (n > buffer_.size()) {
-        // Only pcapng blocks larger than the chunk get here; grow to fit
-        // this one block (rounded up) and keep that size.
-        std::vector<std::uint8_t> bigger((n + kReadChunk - 1) / kReadChunk * kReadChunk);
-        std::memcpy(bigger.data(), buffered(), available());
-        end_ = available();
-        pos_ = 0;
-        buffer_.swap(bigger);
-    } else if (pos_ + n > buffer_.size()) {
+    if (pos_ + n > buffer_.size()) {  // compact: the partial record/block to the front
         std::memmove(buffer_.data(), buffered(), available());
         end_ = available();
         pos_ = 0;
     }
     while (available() < n && !eof_ && io_errno_ == 0) {
+        if (end_ == buffer_.size()) {
+            // Only a pcapng block larger than the chunk gets here, and only
+            // once the buffer is full of bytes that really are in the file:
+            // grow, at most doubling, up to this block (rounded up to a
+            // chunk). A block length alone allocates nothing, so a 12 KB
+            // file claiming a 256 MiB block costs no more than any other.
+            const std::size_t target = std::min((n + kReadChunk - 1) / kReadChunk * kReadChunk, 2 * buffer_.size());
+            std::vector<std::uint8_t> bigger(target);
+            std::memcpy(bigger.data(), buffered(), available());
+            end_ = available();
+            pos_ = 0;
+            buffer_.swap(bigger);
+        }
         const ssize_t got = ::read(fd_, buffer_.data() + end_, buffer_.size() - end_);
         if (got > 0) {
             end_ += static_cast<std::size_t>(got);
@@ -264,7 +275,7 @@ PacketSource::Status PcapFileSource::read_section_header(std::uint64_t block_sta
                     std::to_string(block_start));
     }
     const std::uint32_t length = u32(buffered() + 4);
-    if (length < kMinSectionHeader || length % 4 != 0 || length > kMaxBlockLength)
+    if (length < kMinSectionHeader || length % 4 != 0 || length > kMaxReadBlockLength)
         return fail("section header block at offset " + std::to_string(block_start) + " has bad length " +
                     std::to_string(length));
     if (!fill(length)) return fail_at("truncated section header block", block_start);
@@ -380,6 +391,10 @@ PacketSource::Status PcapFileSource::next_pcapng(Packet& out) {
             if (!skip(length)) return fail_at("truncated block", block_start);
             continue;
         }
+        if (length > kMaxReadBlockLength)
+            return fail("block of type " + hex32(type) + " at offset " + std::to_string(block_start) + " has length " +
+                        std::to_string(length) + ", more than the " + std::to_string(kMaxReadBlockLength >> 20) +
+                        " MiB an interface or packet block may have (packet #" + std::to_string(packets_ + 1) + ")");
 
         if (!fill(length)) return fail_at("truncated block", block_start);
         const std::uint8_t* b = buffered();

@@ -25,15 +25,20 @@
 //    empty, or does not start with a pcap/pcapng header. The message names
 //    the file.
 //  - next() never throws and does not allocate, except to grow the read
-//    buffer once for a pcapng block larger than it (bounded by
-//    kMaxBlockLength).
+//    buffer for a pcapng block larger than it. Memory follows the bytes
+//    that are really in the file, never a length field: the buffer grows
+//    (at most doubling) only when it is full of the block's bytes, so a
+//    truncated or lying block costs at most twice the file's size, and
+//    blocks that are read into memory are capped at kMaxReadBlockLength
+//    (other block types are skipped without being buffered).
 //  - Damaged input ends the stream with Status::Error and error() naming the
 //    file, the byte offset of the bad record/block and the 1-based number of
 //    the packet it would have been, e.g.
 //    "x.pcap: truncated record at offset 1234 (packet #5)". Cases: a record
 //    or block cut short, a captured length above kMaxCaptureLength or beyond
 //    its block, a block length not a multiple of 4, below the block type's
-//    minimum or above kMaxBlockLength, mismatched leading/trailing block
+//    minimum or above kMaxBlockLength (kMaxReadBlockLength for section
+//    header, interface and packet blocks), mismatched leading/trailing block
 //    lengths, a packet for an interface with no Interface Description Block,
 //    a bad byte-order magic in a later section, and read errors.
 //  - Timestamps are exact (floor) conversions to nanoseconds since the epoch
@@ -58,9 +63,15 @@ public:
     // Largest captured length accepted for one packet (libpcap's maximum
     // snaplen); larger values mean the file is damaged.
     static constexpr std::uint32_t kMaxCaptureLength = 256 * 1024;
-    // Largest pcapng block accepted (of any type).
+    // Largest pcapng block accepted (of any type; skipped types are never
+    // buffered).
     static constexpr std::uint32_t kMaxBlockLength = 256 * 1024 * 1024;
-    // Size of the read buffer (one read() per this many bytes).
+    // Largest section header, interface or packet block (read into memory):
+    // a packet is at most kMaxCaptureLength, the rest is options.
+    static constexpr std::uint32_t kMaxReadBlockLength = 16 * 1024 * 1024;
+    // Size of the read buffer (one read() per this many bytes); smaller
+    // for a smaller regular file (and 64 KiB for pipes), larger only while
+    // a larger pcapng block is read.
     static constexpr std::size_t kReadChunk = 1024 * 1024;
 
     // Opens `path` and reads the file header. Throws util::FatalError.

@@ -6,6 +6,7 @@
 
 #include "capture/pcap_live_source.h"
 #include "cli/common_options.h"
+#include "cli/output_stats.h"
 #include "cli/signals.h"
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
@@ -96,21 +97,7 @@ std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
         }
         samples.push_back({std::move(unique), Kind::Counter, {}, value});
     });
-    for (const auto& route : pipeline.outputs()) {
-        const auto s = route.output->stats();
-        const std::vector<std::pair<std::string, std::string>> label{{"output", route.output->name()}};
-        samples.push_back({"output_frames_written", Kind::Counter, label, s.frames_written});
-        samples.push_back({"output_bytes_written", Kind::Counter, label, s.bytes_written});
-        samples.push_back({"output_frames_dropped", Kind::Counter, label, s.frames_dropped});
-        samples.push_back({"output_frames_too_large", Kind::Counter, label, s.frames_too_large});
-        samples.push_back({"output_write_errors", Kind::Counter, label, s.write_errors});
-        samples.push_back({"output_reconnects", Kind::Counter, label, s.reconnects});
-        samples.push_back({"output_open_failures", Kind::Counter, label, s.open_failures});
-        samples.push_back({"output_frames_unconfirmed", Kind::Counter, label, s.frames_unconfirmed});
-        samples.push_back({"output_queue_depth", Kind::Gauge, label, s.queue_depth});
-        samples.push_back({"output_connected", Kind::Gauge, label, s.connected ? 1u : 0u});
-        samples.push_back({"output_failed", Kind::Gauge, label, s.failed ? 1u : 0u});
-    }
+    append_output_samples(pipeline.outputs(), samples);
     for (const auto& s : source.stats()) {
         const std::vector<std::pair<std::string, std::string>> label{{"interface", s.name}};
         samples.push_back({"capture_packets", Kind::Counter, label, s.packets});
@@ -133,12 +120,7 @@ void print_stats_line(const pipeline::Pipeline& pipeline, const capture::PcapLiv
     for (const auto& s : source.stats())
         std::fprintf(stderr, " | %s received=%llu kernel_dropped=%llu interface_dropped=%llu", s.name.c_str(),
                      u64(s.received), u64(s.kernel_dropped), u64(s.interface_dropped));
-    for (const auto& route : pipeline.outputs()) {
-        const auto s = route.output->stats();
-        std::fprintf(stderr, " | output %s queue=%llu dropped=%llu written=%llu%s", route.output->name().c_str(),
-                     u64(s.queue_depth), u64(s.frames_dropped), u64(s.frames_written),
-                     s.failed ? " FAILED" : (s.connected ? "" : " disconnected"));
-    }
+    print_output_stats(stderr, pipeline.outputs());
     std::fprintf(stderr, "\n");
 }
 

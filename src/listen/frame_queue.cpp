@@ -57,7 +57,10 @@ void FrameQueue::close() {
 
 FrameQueueStats FrameQueue::stats() const {
     std::lock_guard lock(mutex_);
-    return stats_;
+    FrameQueueStats s = stats_;
+    s.frames = frames_.size();
+    s.bytes = bytes_;
+    return s;
 }
 
 std::size_t FrameQueue::size() const {

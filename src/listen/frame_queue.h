@@ -28,6 +28,8 @@ namespace sidetap::listen {
 using Frame = std::vector<std::uint8_t>;
 
 struct FrameQueueStats {
+    std::size_t frames = 0;  // queued now
+    std::size_t bytes = 0;
     std::uint64_t pushed = 0;
     std::uint64_t blocked_pushes = 0;  // pushes that had to wait for room (backpressure)
     std::size_t peak_frames = 0;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <netdb.h>
@@ -36,12 +37,17 @@ enum Counter : std::size_t {
     kTooLarge,
     kProtocolErrors,
     kClosedAtShutdown,
+    kIdleTimeout,
+    kOutOfMemory,
+    kEvicted,
+    kEvictedMemory,
     kRefusedMax,
     kRefusedResources,
     kWrongContentType,
     kHandshakeFailed,
     kHandshakeTimeout,
     kRefusedUnidirectional,
+    kClientCertificate,
     kFrames,
     kBytes,
     kCounterCount
@@ -66,20 +72,48 @@ std::string peer_name(int fd, bool unix_socket) {
     return output::net::host_port(host, static_cast<std::uint16_t>(std::atoi(serv)));
 }
 
-std::string quoted_list(const std::vector<std::string>& items) {
-    if (items.empty()) return "no content type";
-    std::string out;
-    for (const auto& s : items) {
-        if (!out.empty()) out += ", ";
-        out += "\"";
-        for (const char c : s) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-        out += "\"";
-    }
-    return out;
-}
-
 std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+Counter counter_for(SessionEnd end) {
+    switch (end) {
+    case SessionEnd::Finished: return kFinished;
+    case SessionEnd::ClosedWithoutStop: return kClosedWithoutStop;
+    case SessionEnd::Reset: return kReset;
+    case SessionEnd::Truncated: return kTruncated;
+    case SessionEnd::TooLarge: return kTooLarge;
+    case SessionEnd::ProtocolError: return kProtocolErrors;
+    case SessionEnd::Shutdown: return kClosedAtShutdown;
+    case SessionEnd::IdleTimeout: return kIdleTimeout;
+    case SessionEnd::OutOfMemory: return kOutOfMemory;
+    case SessionEnd::WrongContentType: return kWrongContentType;
+    case SessionEnd::HandshakeFailed: return kHandshakeFailed;
+    case SessionEnd::HandshakeTimeout: return kHandshakeTimeout;
+    case SessionEnd::RefusedUnidirectional: return kRefusedUnidirectional;
+    case SessionEnd::ClientCertificate: return kClientCertificate;
+    }
+    return kProtocolErrors;
+}
+
+// Normal endings are Info (shown with --verbose); refusals and errors that
+// an operator should see are Error (rate-limited).
+LogLevel level_for(SessionEnd end) {
+    switch (end) {
+    case SessionEnd::Finished:
+    case SessionEnd::ClosedWithoutStop:
+    case SessionEnd::Reset:
+    case SessionEnd::Truncated:
+    case SessionEnd::Shutdown:
+    case SessionEnd::IdleTimeout: return LogLevel::Info;
+    default: return LogLevel::Error;
+    }
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ms.count()) / 1000.0);
+    return text;
 }
 
 }  // namespace
@@ -90,29 +124,103 @@ struct Server::Counters {
     std::uint64_t get(Counter c) const { return values[c].load(std::memory_order_relaxed); }
 };
 
-struct Server::Conn {
-    Server* server = nullptr;
+enum class Eviction : int { None, Slot, Memory };
+
+// One accepted connection. It owns the socket, which its thread closes
+// under conns_mutex_ when the session is over, so that evict() may
+// shutdown() it from another thread; it is the memory budget of the
+// session's reader.
+struct Server::Conn final : framestream::BufferBudget {
+    explicit Conn(Server& s) : server(&s), memory(s.memory_) {}
+
+    Server* server;
     std::uint64_t id = 0;
     output::UniqueFd fd;
-    const ListeningSocket* listener = nullptr;  // valid while the acceptor runs
     std::string listener_name;
     bool tls = false;
     bool unix_socket = false;
     pthread_t thread{};
     std::atomic<bool> done{false};
+    std::atomic<std::int64_t> last_progress_ns{0};
+    ReceiveMemory::Account memory;  // the session reader's buffer
+    std::atomic<bool> shielded{false};  // waiting for memory or queue room: not evictable
+    std::atomic<Eviction> evicted{Eviction::None};
+
+    bool acquire(std::size_t bytes) override {
+        if (memory.try_acquire(bytes)) return true;
+        ReceiveMemory& pool = server->memory_;
+        pool.count_wait();
+        shielded.store(true);
+        const auto deadline = Clock::now() + server->options_.memory_wait;
+        const bool granted = memory.acquire(bytes, deadline, [this] {
+            if (server->stopping_.load(std::memory_order_relaxed)) return false;
+            // One eviction at a time: the victim's buffer is on its way back.
+            if (server->evictions_pending_.load() == 0) (void)server->evict(true, this);
+            return true;
+        });
+        shielded.store(false);
+        if (!granted) pool.count_refusal();
+        return granted;
+    }
+
+    void release(std::size_t bytes) noexcept override { memory.release(bytes); }
+
+    bool deliver(std::span<const std::uint8_t> frame) {
+        shielded.store(true);
+        const bool queued = server->queue_.push(Frame(frame.begin(), frame.end()));
+        shielded.store(false);
+        if (!queued) return false;
+        server->counters_->add(kFrames);
+        server->counters_->add(kBytes, frame.size());
+        return true;
+    }
+
+    bool stop_reading() const {
+        return server->stopping_.load(std::memory_order_relaxed) && now_ns() > server->drain_until_ns_.load();
+    }
+
+    void progress() { last_progress_ns.store(now_ns(), std::memory_order_relaxed); }
 };
 
+namespace {
+ServerOptions normalized(ServerOptions o) {
+    o.max_connections = std::max<std::size_t>(o.max_connections, 1);
+    o.read_chunk = std::clamp<std::size_t>(o.read_chunk, 64, o.max_frame_size + 4);
+    return o;
+}
+}  // namespace
+
 Server::Server(ServerOptions options, LogFn log)
-    : options_(std::move(options)),
+    : options_(normalized(std::move(options))),
       log_(std::move(log)),
       queue_(options_.queue_frames, std::max(options_.queue_bytes, 2 * options_.max_frame_size + 8)),
+      memory_(options_.max_receive_memory, options_.max_connections * options_.read_chunk),
       counters_(std::make_unique<Counters>()) {
     if (options_.endpoints.empty()) throw util::FatalError("listen: nothing to listen on (give -u PATH or -l HOST:PORT)",
                                                            util::kExitUsage);
-    if (options_.max_connections == 0) options_.max_connections = 1;
+    const std::size_t needed = options_.max_connections * options_.read_chunk + options_.max_frame_size + 4;
+    if (options_.max_receive_memory < needed)
+        throw util::FatalError("listen: --max-receive-memory " + fs::describe_size(options_.max_receive_memory) +
+                                   " cannot hold the first " + fs::describe_size(options_.read_chunk) +
+                                   " of each of --max-connections " + std::to_string(options_.max_connections) +
+                                   " connections plus one frame of --max-frame-size " +
+                                   fs::describe_size(options_.max_frame_size) + " (give at least " +
+                                   std::to_string((needed + (1u << 20) - 1) >> 20) + "M)",
+                               util::kExitUsage);
+    session_.handshake_timeout = options_.handshake_timeout;
+    session_.idle_timeout = options_.idle_timeout;
+    session_.max_frame_size = options_.max_frame_size;
+    session_.read_chunk = options_.read_chunk;
+    session_.accept_unidirectional = options_.accept_unidirectional;
     const bool any_tls = std::any_of(options_.endpoints.begin(), options_.endpoints.end(),
                                      [](const Endpoint& e) { return e.kind == Endpoint::Tls; });
-    if (any_tls) tls_ = std::make_unique<TlsServerContext>(options_.tls_cert, options_.tls_key);
+    if (any_tls) {
+        tls_ = std::make_unique<TlsServerContext>(options_.tls_cert, options_.tls_key, options_.tls_client_ca);
+    } else if (!options_.tls_client_ca.empty()) {
+        throw util::FatalError("listen: --tls-client-ca needs a TLS listener (-l tls://HOST:PORT, or -l HOST:PORT "
+                               "with --tls-cert and --tls-key)",
+                               util::kExitUsage);
+    }
     cancel_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!cancel_) throw util::FatalError(std::string("listen: eventfd: ") + std::strerror(errno));
     for (const auto& endpoint : options_.endpoints) {
@@ -182,21 +290,50 @@ void* Server::thread_main(void* arg) {
     auto* conn = static_cast<Conn*>(arg);
     Server* server = conn->server;
     server->serve(*conn);
+    if (conn->evicted.load() != Eviction::None) server->evictions_pending_.fetch_sub(1);
     server->counters_->values[kActive].fetch_sub(1, std::memory_order_relaxed);
     conn->done.store(true, std::memory_order_release);
     return nullptr;
 }
 
 void Server::reap(bool all) {
-    for (auto it = conns_.begin(); it != conns_.end();) {
-        Conn& c = **it;
-        if (all || c.done.load(std::memory_order_acquire)) {
-            ::pthread_join(c.thread, nullptr);
-            it = conns_.erase(it);
-        } else {
-            ++it;
+    // Out of the list under the lock (evict() must not see them any more),
+    // joined outside it (a connection thread may be in evict()).
+    std::list<std::unique_ptr<Conn>> finished;
+    {
+        std::lock_guard lock(conns_mutex_);
+        for (auto it = conns_.begin(); it != conns_.end();) {
+            auto next = std::next(it);
+            if (all || (*it)->done.load(std::memory_order_acquire)) finished.splice(finished.end(), conns_, it);
+            it = next;
         }
     }
+    for (auto& c : finished) ::pthread_join(c->thread, nullptr);
+}
+
+bool Server::evict(bool for_memory, const Conn* self) {
+    const std::int64_t now = now_ns();
+    const std::int64_t min_idle = std::chrono::nanoseconds(options_.evict_after).count();
+    std::lock_guard lock(conns_mutex_);
+    Conn* victim = nullptr;
+    for (auto& c : conns_) {
+        if (c.get() == self || !c->fd || c->done.load(std::memory_order_acquire) ||
+            c->evicted.load() != Eviction::None || c->shielded.load())
+            continue;
+        // Evicting for memory helps only if the victim holds shared memory.
+        if (for_memory && c->memory.shared_held() == 0) continue;
+        const std::int64_t progress = c->last_progress_ns.load(std::memory_order_relaxed);
+        if (now - progress < min_idle) continue;
+        if (victim == nullptr || progress < victim->last_progress_ns.load(std::memory_order_relaxed)) victim = c.get();
+    }
+    if (victim == nullptr) return false;
+    victim->evicted.store(for_memory ? Eviction::Memory : Eviction::Slot);
+    evictions_pending_.fetch_add(1);
+    // Wakes the victim's thread wherever it waits on the socket (read
+    // returns EOF); its frames so far are kept. The thread closes the
+    // descriptor under this lock, so this never hits a reused number.
+    ::shutdown(victim->fd.get(), SHUT_RDWR);
+    return true;
 }
 
 void Server::acceptor_loop() {
@@ -235,20 +372,23 @@ void Server::accept_from(std::size_t index) {
             return;
         }
         const std::uint64_t id = next_id_++;
-        if (counters_->get(kActive) >= options_.max_connections) {
+        // Slots held by evicted connections that are still closing are free.
+        const std::uint64_t in_use = counters_->get(kActive) - std::min(counters_->get(kActive), evictions_pending_.load());
+        if (in_use >= options_.max_connections && !evict(false, nullptr)) {
             counters_->add(kRefusedMax);
             log(LogLevel::Error, "listen: connection " + std::to_string(id) + " on " + to_string(l.where()) +
                                      " refused: already " + std::to_string(options_.max_connections) +
-                                     " connections (--max-connections)");
+                                     " connections (--max-connections), none idle for " +
+                                     seconds_text(options_.evict_after));
             continue;  // fd closed
         }
-        auto conn = std::make_unique<Conn>();
-        conn->server = this;
+        auto conn = std::make_unique<Conn>(*this);
         conn->id = id;
         conn->unix_socket = l.where().kind == Endpoint::Unix;
         conn->tls = l.tls();
         conn->listener_name = to_string(l.where());
         conn->fd = std::move(fd);
+        conn->last_progress_ns.store(now_ns());
 
         pthread_attr_t attr;
         ::pthread_attr_init(&attr);
@@ -267,205 +407,74 @@ void Server::accept_from(std::size_t index) {
         auto peak = counters_->get(kPeakActive);
         while (active > peak && !counters_->values[kPeakActive].compare_exchange_weak(peak, active)) {
         }
+        std::lock_guard lock(conns_mutex_);
         conns_.push_back(std::move(conn));
     }
 }
-
-namespace {
-
-// Reads one control frame (escape, length, payload) during the handshake.
-// Returns Ok with `control` and the raw bytes in `raw`, or sets `why`.
-enum class Handshake { Ok, Garbage, Timeout, Eof, Cancelled, IoError };
-
-Handshake read_control(Stream& stream, Clock::time_point deadline, std::vector<std::uint8_t>& raw,
-                       fs::ControlFrame& control, std::string& why) {
-    auto io = [&](Io r) {
-        switch (r) {
-        case Io::Timeout: why = "timed out"; return Handshake::Timeout;
-        case Io::Eof: why = "connection closed"; return Handshake::Eof;
-        case Io::Cancelled: why = "shutdown"; return Handshake::Cancelled;
-        default: why = stream.error(); return Handshake::IoError;
-        }
-    };
-    raw.assign(8, 0);
-    if (const Io r = read_exact(stream, raw, deadline); r != Io::Ok) return io(r);
-    const std::uint32_t escape = fs::get_be32(raw.data());
-    const std::uint32_t length = fs::get_be32(raw.data() + 4);
-    if (escape != 0) {
-        why = "not a Frame Streams control frame (first bytes " + std::to_string(escape) + ")";
-        return Handshake::Garbage;
-    }
-    if (length < 4 || length > fs::kControlFrameMax) {
-        why = "bad control frame length " + std::to_string(length);
-        return Handshake::Garbage;
-    }
-    raw.resize(8 + length);
-    if (const Io r = read_exact(stream, {raw.data() + 8, length}, deadline); r != Io::Ok) return io(r);
-    auto decoded = fs::decode_control({raw.data() + 8, length}, why);
-    if (!decoded) {
-        why = "bad control frame: " + why;
-        return Handshake::Garbage;
-    }
-    control = std::move(*decoded);
-    return Handshake::Ok;
-}
-
-bool offers_dnstap(const fs::ControlFrame& control) {
-    return std::find(control.content_types.begin(), control.content_types.end(), fs::kDnstapContentType) !=
-           control.content_types.end();
-}
-
-}  // namespace
 
 void Server::serve(Conn& conn) {
     ConnectionRecord rec;
     rec.id = conn.id;
     rec.listener = conn.listener_name;
     rec.peer = peer_name(conn.fd.get(), conn.unix_socket);
-    const std::string who = "connection " + std::to_string(conn.id) + " from " + rec.peer + " on " + rec.listener;
     const int cancel = cancel_.get();
-    std::unique_ptr<Stream> stream =
-        conn.tls ? tls_->make_stream(std::move(conn.fd), cancel) : make_socket_stream(std::move(conn.fd), cancel);
+    std::unique_ptr<Stream> stream = conn.tls ? tls_->make_stream(conn.fd.get(), cancel)
+                                              : make_socket_stream(conn.fd.get(), cancel);
 
-    auto finish = [&](Counter c, std::string end, LogLevel level) {
-        counters_->add(c);
-        rec.end = std::move(end);
-        log(level, who + ": " + rec.end + " (" + std::to_string(rec.frames) + " frames)");
-        record(std::move(rec));
-    };
-    auto handshake_failed = [&](Handshake h, const std::string& why) {
-        if (h == Handshake::Cancelled) return finish(kClosedAtShutdown, "shutdown during handshake", LogLevel::Info);
-        if (h == Handshake::Timeout)
-            return finish(kHandshakeTimeout,
-                          "handshake timed out after " + std::to_string(options_.handshake_timeout.count()) +
-                              " ms (--handshake-timeout)",
-                          LogLevel::Error);
-        finish(kHandshakeFailed, "handshake failed: " + why, LogLevel::Error);
-    };
-
-    // --- handshake -----------------------------------------------------
-    const auto deadline = Clock::now() + options_.handshake_timeout;
-    if (const Io r = stream->handshake(deadline); r != Io::Ok) {
-        return handshake_failed(r == Io::Timeout ? Handshake::Timeout
-                                : r == Io::Cancelled ? Handshake::Cancelled
-                                                     : Handshake::IoError,
-                                r == Io::Eof ? "connection closed during the TLS handshake" : stream->error());
-    }
-    std::vector<std::uint8_t> raw;
-    fs::ControlFrame control;
-    std::string why;
-    if (const auto h = read_control(*stream, deadline, raw, control, why); h != Handshake::Ok)
-        return handshake_failed(h, why);
-
-    bool bidirectional = false;
-    std::vector<std::uint8_t> prefix;  // replayed to the Reader: the START frame
-    if (control.type == fs::ControlType::Ready) {
-        if (!offers_dnstap(control)) {
-            return finish(kWrongContentType,
-                          "refused: READY offers " + quoted_list(control.content_types) + ", not \"" +
-                              std::string(fs::kDnstapContentType) + "\" (no ACCEPT sent)",
-                          LogLevel::Error);
+    struct Host final : SessionHost {
+        Server& server;
+        Conn& conn;
+        Stream& stream;
+        ConnectionRecord& rec;
+        Host(Server& s, Conn& c, Stream& st, ConnectionRecord& r) : server(s), conn(c), stream(st), rec(r) {}
+        bool deliver(std::span<const std::uint8_t> frame) override { return conn.deliver(frame); }
+        bool stop_reading() override { return conn.stop_reading(); }
+        void started(bool bidirectional) override {
+            server.counters_->add(bidirectional ? kBidirectional : kUnidirectional);
+            if (const std::string identity = stream.peer_identity(); !identity.empty())
+                rec.peer += " (" + identity + ")";
+            server.log(LogLevel::Info, "connection " + std::to_string(conn.id) + " from " + rec.peer + " on " +
+                                           rec.listener + ": " +
+                                           (bidirectional ? "bidirectional" : "unidirectional (START without READY)") +
+                                           " session started");
+            conn.progress();
         }
-        std::vector<std::uint8_t> accept;
-        const std::string_view types[] = {fs::kDnstapContentType};
-        fs::append_control(accept, fs::ControlType::Accept, types);
-        if (const Io r = stream->write_all(accept, deadline); r != Io::Ok)
-            return handshake_failed(r == Io::Timeout ? Handshake::Timeout : Handshake::IoError,
-                                    "sending ACCEPT: " + (r == Io::Timeout ? std::string("timed out") : stream->error()));
-        if (const auto h = read_control(*stream, deadline, raw, control, why); h != Handshake::Ok)
-            return handshake_failed(h, why + " (after ACCEPT)");
-        if (control.type != fs::ControlType::Start)
-            return handshake_failed(Handshake::Garbage,
-                                    "expected START after ACCEPT, got " + std::string(fs::to_string(control.type)));
-        if (!control.content_types.empty() && control.content_types.front() != fs::kDnstapContentType)
-            return finish(kWrongContentType, "refused: START content type " + quoted_list(control.content_types),
-                          LogLevel::Error);
-        bidirectional = true;
-        prefix = std::move(raw);
-    } else if (control.type == fs::ControlType::Start) {
-        if (!options_.accept_unidirectional)
-            return finish(kRefusedUnidirectional, "refused: unidirectional writer (START without READY)",
-                          LogLevel::Error);
-        if (!control.content_types.empty() && control.content_types.front() != fs::kDnstapContentType)
-            return finish(kWrongContentType, "refused: START content type " + quoted_list(control.content_types),
-                          LogLevel::Error);
-        rec.unidirectional = true;
-        prefix = std::move(raw);
-    } else {
-        return handshake_failed(Handshake::Garbage,
-                                "expected READY (or START), got " + std::string(fs::to_string(control.type)));
-    }
-    counters_->add(bidirectional ? kBidirectional : kUnidirectional);
-    log(LogLevel::Info, who + ": " + (bidirectional ? "bidirectional" : "unidirectional (START without READY)") +
-                            " session started");
+        void progress() override { conn.progress(); }
+    } host(*this, conn, *stream, rec);
 
-    // --- data frames ---------------------------------------------------
-    // An idle writer costs no read buffer until it sends something.
-    // (Cancelled means shutdown with nothing received: bytes already in the
-    // kernel make the socket readable and are still read below.)
-    if (stream->wait_readable(no_deadline()) == Io::Cancelled)
-        return finish(kClosedAtShutdown, "shutdown", LogLevel::Info);
-    enum class End { None, Cancelled, Error } io_end = End::None;
-    std::size_t prefix_pos = 0;
-    fs::Reader reader(
-        [&](void* buffer, std::size_t size) -> std::ptrdiff_t {
-            if (prefix_pos < prefix.size()) {
-                const std::size_t n = std::min(size, prefix.size() - prefix_pos);
-                std::memcpy(buffer, prefix.data() + prefix_pos, n);
-                prefix_pos += n;
-                return static_cast<std::ptrdiff_t>(n);
-            }
-            // At shutdown, keep reading only what the kernel already holds,
-            // and only for drain_timeout.
-            if (stopping_.load(std::memory_order_relaxed) && now_ns() > drain_until_ns_.load()) {
-                io_end = End::Cancelled;
-                errno = ECANCELED;
-                return -1;
-            }
-            std::size_t got = 0;
-            switch (stream->read_some(buffer, size, got, no_deadline())) {
-            case Io::Ok: return static_cast<std::ptrdiff_t>(got);
-            case Io::Eof: return 0;
-            case Io::Cancelled:
-                io_end = End::Cancelled;
-                errno = ECANCELED;
-                return -1;
-            default:
-                io_end = End::Error;
-                errno = EIO;
-                return -1;
-            }
-        },
-        {.max_frame_size = options_.max_frame_size});
+    SessionResult result = run_session(*stream, session_, host, &conn);
+    stream.reset();  // TLS close_notify while the socket is still ours
+    {
+        // Closed now (the writer sees it at once), under the lock that
+        // evict() holds while it calls shutdown() on the descriptor.
+        std::lock_guard lock(conns_mutex_);
+        conn.fd.reset();
+    }
 
-    std::span<const std::uint8_t> frame;
-    fs::ReadStatus status;
-    while ((status = reader.next(frame)) == fs::ReadStatus::Frame) {
-        ++rec.frames;
-        rec.bytes += frame.size();
-        counters_->add(kFrames);
-        counters_->add(kBytes, frame.size());
-        if (!queue_.push(Frame(frame.begin(), frame.end()))) {
-            --rec.frames;  // not delivered
-            return finish(kClosedAtShutdown, "shutdown", LogLevel::Info);
-        }
+    const std::string who = "connection " + std::to_string(conn.id) + " from " + rec.peer + " on " + rec.listener;
+    rec.unidirectional = result.started && !result.bidirectional;
+    rec.frames = result.frames;
+    rec.bytes = result.bytes;
+    rec.how = result.end;
+    Counter counter = counter_for(result.end);
+    LogLevel level = level_for(result.end);
+    rec.end = std::move(result.detail);
+    // An evicted connection saw EOF or a reset; say what really happened.
+    if (const Eviction e = conn.evicted.load(); e != Eviction::None && result.end != SessionEnd::Finished) {
+        rec.evicted = true;
+        counter = e == Eviction::Slot ? kEvicted : kEvictedMemory;
+        level = LogLevel::Error;
+        rec.end = e == Eviction::Slot
+                      ? "evicted for a new connection (all " + std::to_string(options_.max_connections) +
+                            " slots taken, --max-connections; this one had completed no frame for at least " +
+                            seconds_text(options_.evict_after) + ")"
+                      : "evicted to free receive memory for a busy connection (--max-receive-memory; this one had "
+                        "completed no frame for at least " +
+                            seconds_text(options_.evict_after) + ")";
     }
-    if (status == fs::ReadStatus::End) {
-        if (!reader.saw_stop()) return finish(kClosedWithoutStop, "closed without STOP", LogLevel::Info);
-        if (bidirectional) {
-            std::vector<std::uint8_t> fin;
-            fs::append_control(fin, fs::ControlType::Finish);
-            if (stream->write_all(fin, Clock::now() + options_.handshake_timeout) != Io::Ok)
-                return finish(kFinished, "STOP (FINISH not delivered: " + stream->error() + ")", LogLevel::Info);
-        }
-        return finish(kFinished, "STOP", LogLevel::Info);
-    }
-    if (io_end == End::Cancelled) return finish(kClosedAtShutdown, "shutdown", LogLevel::Info);
-    if (io_end == End::Error) return finish(kReset, stream->error(), LogLevel::Info);
-    const std::string& error = reader.error();
-    if (error.rfind("frame of ", 0) == 0) return finish(kTooLarge, error + ": connection closed", LogLevel::Error);
-    if (error.rfind("truncated frame", 0) == 0) return finish(kTruncated, error, LogLevel::Info);
-    finish(kProtocolErrors, error + ": connection closed", LogLevel::Error);
+    counters_->add(counter);
+    log(level, who + ": " + rec.end + " (" + std::to_string(rec.frames) + " frames)");
+    record(std::move(rec));
 }
 
 void Server::run(const Sink& sink, const std::function<bool()>& tick, const std::function<void()>& idle) {
@@ -504,15 +513,21 @@ ServerStats Server::stats() const {
     s.too_large = c.get(kTooLarge);
     s.protocol_errors = c.get(kProtocolErrors);
     s.closed_at_shutdown = c.get(kClosedAtShutdown);
+    s.idle_timeout = c.get(kIdleTimeout);
+    s.out_of_memory = c.get(kOutOfMemory);
+    s.evicted = c.get(kEvicted);
+    s.evicted_for_memory = c.get(kEvictedMemory);
     s.refused_max_connections = c.get(kRefusedMax);
     s.refused_resources = c.get(kRefusedResources);
     s.wrong_content_type = c.get(kWrongContentType);
     s.handshake_failed = c.get(kHandshakeFailed);
     s.handshake_timeout = c.get(kHandshakeTimeout);
     s.refused_unidirectional = c.get(kRefusedUnidirectional);
+    s.refused_client_certificate = c.get(kClientCertificate);
     s.frames = c.get(kFrames);
     s.bytes = c.get(kBytes);
     s.queue = queue_.stats();
+    s.memory = memory_.stats();
     return s;
 }
 
@@ -527,14 +542,18 @@ void Server::report(std::FILE* out, std::size_t max_lines) const {
     std::fprintf(out,
                  "sidetap: listen connections=%llu peak=%llu bidirectional=%llu unidirectional=%llu finished=%llu "
                  "closed_without_stop=%llu reset=%llu truncated=%llu closed_at_shutdown=%llu too_large=%llu "
-                 "protocol_errors=%llu wrong_content_type=%llu handshake_failed=%llu handshake_timeout=%llu "
+                 "protocol_errors=%llu idle_timeout=%llu evicted=%llu evicted_for_memory=%llu out_of_memory=%llu "
+                 "wrong_content_type=%llu handshake_failed=%llu handshake_timeout=%llu "
                  "refused_max_connections=%llu refused_resources=%llu refused_unidirectional=%llu "
-                 "frames_received=%llu bytes_received=%llu queue_peak=%llu queue_waits=%llu\n",
+                 "refused_client_certificate=%llu frames_received=%llu bytes_received=%llu queue_peak=%llu "
+                 "queue_waits=%llu memory_peak=%llu memory_waits=%llu\n",
                  u(s.accepted), u(s.peak_active), u(s.bidirectional), u(s.unidirectional), u(s.finished),
                  u(s.closed_without_stop), u(s.reset), u(s.truncated), u(s.closed_at_shutdown), u(s.too_large),
-                 u(s.protocol_errors), u(s.wrong_content_type), u(s.handshake_failed), u(s.handshake_timeout),
-                 u(s.refused_max_connections), u(s.refused_resources), u(s.refused_unidirectional), u(s.frames),
-                 u(s.bytes), u(s.queue.peak_frames), u(s.queue.blocked_pushes));
+                 u(s.protocol_errors), u(s.idle_timeout), u(s.evicted), u(s.evicted_for_memory), u(s.out_of_memory),
+                 u(s.wrong_content_type), u(s.handshake_failed), u(s.handshake_timeout),
+                 u(s.refused_max_connections), u(s.refused_resources), u(s.refused_unidirectional),
+                 u(s.refused_client_certificate), u(s.frames), u(s.bytes), u(s.queue.peak_frames),
+                 u(s.queue.blocked_pushes), u(s.memory.peak), u(s.memory.waits));
     std::lock_guard lock(records_mutex_);
     std::size_t shown = 0;
     for (const auto& r : records_) {

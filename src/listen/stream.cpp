@@ -13,6 +13,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 namespace sidetap::listen {
 
@@ -45,12 +46,12 @@ Io wait(int fd, short events, int cancel_fd, Clock::time_point deadline, std::st
 
 class SocketStream final : public Stream {
 public:
-    SocketStream(output::UniqueFd fd, int cancel_fd) : fd_(std::move(fd)), cancel_fd_(cancel_fd) {}
+    SocketStream(int fd, int cancel_fd) : fd_(fd), cancel_fd_(cancel_fd) {}
 
     Io read_some(void* buffer, std::size_t size, std::size_t& got, Clock::time_point deadline) override {
         got = 0;
         for (;;) {
-            const ssize_t n = ::recv(fd_.get(), buffer, size, 0);
+            const ssize_t n = ::recv(fd_, buffer, size, 0);
             if (n > 0) {
                 got = static_cast<std::size_t>(n);
                 return Io::Ok;
@@ -61,17 +62,17 @@ public:
                 error_ = std::strerror(errno);
                 return Io::Error;
             }
-            if (const Io w = wait(fd_.get(), POLLIN, cancel_fd_, deadline, error_); w != Io::Ok) return w;
+            if (const Io w = wait(fd_, POLLIN, cancel_fd_, deadline, error_); w != Io::Ok) return w;
         }
     }
 
     Io wait_readable(Clock::time_point deadline) override {
-        return wait(fd_.get(), POLLIN, cancel_fd_, deadline, error_);
+        return wait(fd_, POLLIN, cancel_fd_, deadline, error_);
     }
 
     Io write_all(std::span<const std::uint8_t> bytes, Clock::time_point deadline) override {
         while (!bytes.empty()) {
-            const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+            const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
             if (n >= 0) {
                 bytes = bytes.subspan(static_cast<std::size_t>(n));
                 continue;
@@ -82,13 +83,13 @@ public:
                 return Io::Error;
             }
             // Writes are short control frames: not cancelled.
-            if (const Io w = wait(fd_.get(), POLLOUT, -1, deadline, error_); w != Io::Ok) return w;
+            if (const Io w = wait(fd_, POLLOUT, -1, deadline, error_); w != Io::Ok) return w;
         }
         return Io::Ok;
     }
 
 private:
-    output::UniqueFd fd_;
+    int fd_;
     int cancel_fd_;
 };
 
@@ -98,7 +99,7 @@ using output::tls::take_openssl_error;
 
 class TlsStream final : public Stream {
 public:
-    TlsStream(output::UniqueFd fd, SSL* ssl, int cancel_fd) : fd_(std::move(fd)), ssl_(ssl), cancel_fd_(cancel_fd) {}
+    TlsStream(int fd, SSL* ssl, int cancel_fd) : fd_(fd), ssl_(ssl), cancel_fd_(cancel_fd) {}
 
     ~TlsStream() override {
         if (!ssl_ || broken_) return;
@@ -112,7 +113,39 @@ public:
             error_ = "TLS setup failed";
             return Io::Error;
         }
-        return drive(deadline, true, "TLS handshake: ", [&] { return SSL_accept(ssl_.get()); });
+        const Io r = drive(deadline, true, "TLS handshake: ", [&] { return SSL_accept(ssl_.get()); });
+        if (r == Io::Ok || SSL_get_verify_mode(ssl_.get()) == SSL_VERIFY_NONE) return r;
+        // Say which certificate problem it was, rather than OpenSSL's
+        // generic "certificate verify failed".
+        const long verify = SSL_get_verify_result(ssl_.get());
+        if (last_reason_ == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+            rejected_certificate_ = true;
+            error_ = "TLS client certificate: none sent (--tls-client-ca requires one)";
+        } else if (verify != X509_V_OK || last_reason_ == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+            rejected_certificate_ = true;
+            error_ = std::string("TLS client certificate: ") +
+                     (verify != X509_V_OK ? X509_verify_cert_error_string(verify) : "verification failed");
+        }
+        return r;
+    }
+
+    [[nodiscard]] bool rejected_peer_certificate() const override { return rejected_certificate_; }
+
+    [[nodiscard]] std::string peer_identity() const override {
+        X509* cert = SSL_get0_peer_certificate(ssl_.get());
+        if (cert == nullptr) return {};
+        BIO* bio = BIO_new(BIO_s_mem());
+        if (bio == nullptr) return {};
+        std::string out;
+        if (X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) {
+            char* data = nullptr;
+            const long n = BIO_get_mem_data(bio, &data);
+            if (n > 0) out.assign(data, static_cast<std::size_t>(std::min(n, 200L)));
+        }
+        BIO_free(bio);
+        for (char& c : out)
+            if (c < 0x20 || c > 0x7e) c = '?';
+        return out;
     }
 
     Io read_some(void* buffer, std::size_t size, std::size_t& got, Clock::time_point deadline) override {
@@ -122,7 +155,7 @@ public:
 
     Io wait_readable(Clock::time_point deadline) override {
         if (SSL_pending(ssl_.get()) > 0) return Io::Ok;
-        return wait(fd_.get(), POLLIN, cancel_fd_, deadline, error_);
+        return wait(fd_, POLLIN, cancel_fd_, deadline, error_);
     }
 
     Io write_all(std::span<const std::uint8_t> bytes, Clock::time_point deadline) override {
@@ -155,6 +188,7 @@ private:
                 return Io::Eof;  // close_notify
             } else {
                 broken_ = true;
+                last_reason_ = ERR_GET_REASON(ERR_peek_last_error());
                 std::string reason = take_openssl_error();
                 if (reason.empty() && err == SSL_ERROR_SYSCALL)
                     reason = saved_errno != 0 ? std::strerror(saved_errno) : "";
@@ -165,7 +199,7 @@ private:
                 error_ = std::string(what) + reason;
                 return Io::Error;
             }
-            const Io w = wait(fd_.get(), events, cancellable ? cancel_fd_ : -1, deadline, error_);
+            const Io w = wait(fd_, events, cancellable ? cancel_fd_ : -1, deadline, error_);
             if (w != Io::Ok) {
                 if (w == Io::Timeout || w == Io::Error) broken_ = true;
                 return w;
@@ -173,10 +207,12 @@ private:
         }
     }
 
-    output::UniqueFd fd_;  // before ssl_: the SSL and its BIO go first
+    int fd_;
     output::tls::SslPtr ssl_;
     int cancel_fd_;
     bool broken_ = false;
+    bool rejected_certificate_ = false;
+    int last_reason_ = 0;  // OpenSSL reason code of the last failure
 };
 
 }  // namespace
@@ -191,15 +227,23 @@ Io read_exact(Stream& stream, std::span<std::uint8_t> out, Clock::time_point dea
     return Io::Ok;
 }
 
-std::unique_ptr<Stream> make_socket_stream(output::UniqueFd fd, int cancel_fd) {
-    return std::make_unique<SocketStream>(std::move(fd), cancel_fd);
+std::unique_ptr<Stream> make_socket_stream(int fd, int cancel_fd) {
+    return std::make_unique<SocketStream>(fd, cancel_fd);
 }
 
 struct TlsServerContext::Impl {
-    SSL_CTX* ctx = nullptr;
+    SSL_CTX* ctx = nullptr;  // freed here, also when the constructor throws
+    bool verify_clients = false;
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() {
+        if (ctx != nullptr) SSL_CTX_free(ctx);
+    }
 };
 
-TlsServerContext::TlsServerContext(const std::string& cert_file, const std::string& key_file)
+TlsServerContext::TlsServerContext(const std::string& cert_file, const std::string& key_file,
+                                   const std::string& client_ca_file)
     : impl_(std::make_unique<Impl>()) {
     auto fatal = [](const std::string& what) {
         const std::string reason = take_openssl_error();
@@ -212,24 +256,40 @@ TlsServerContext::TlsServerContext(const std::string& cert_file, const std::stri
     if (impl_->ctx == nullptr) fatal("cannot create a TLS context");
     SSL_CTX* ctx = impl_->ctx;
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) fatal("cannot require TLS 1.2");
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // RELEASE_BUFFERS: an idle TLS writer holds no 16-34 KiB record buffers
+    // (a thousand idle connections would hold tens of MiB outside the
+    // --max-receive-memory budget).
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_default_passwd_cb(ctx, output::tls::refuse_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1)
         fatal("cannot load certificate " + cert_file);
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) fatal("cannot load key " + key_file);
     if (SSL_CTX_check_private_key(ctx) != 1) fatal("key " + key_file + " does not match certificate " + cert_file);
+    if (!client_ca_file.empty()) {
+        // Trust exactly these CAs for client certificates (not the system
+        // store: a public CA must not let anyone in), send their names in
+        // the CertificateRequest, and refuse clients without a certificate.
+        if (SSL_CTX_load_verify_locations(ctx, client_ca_file.c_str(), nullptr) != 1)
+            fatal("cannot load client CA file " + client_ca_file + " (--tls-client-ca)");
+        STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(client_ca_file.c_str());
+        if (names == nullptr) fatal("no CA certificate in " + client_ca_file + " (--tls-client-ca)");
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+        impl_->verify_clients = true;
+    }
     if (output::tls::socket_bio_method() == nullptr) fatal("cannot create the socket BIO");
 }
 
-TlsServerContext::~TlsServerContext() {
-    if (impl_ && impl_->ctx) SSL_CTX_free(impl_->ctx);
-}
+bool TlsServerContext::verifies_clients() const { return impl_->verify_clients; }
 
-std::unique_ptr<Stream> TlsServerContext::make_stream(output::UniqueFd fd, int cancel_fd) const {
+TlsServerContext::~TlsServerContext() = default;
+
+std::unique_ptr<Stream> TlsServerContext::make_stream(int fd, int cancel_fd) const {
     ERR_clear_error();
     SSL* ssl = SSL_new(impl_->ctx);
     if (ssl != nullptr) {
-        if (output::tls::attach_socket(ssl, fd.get())) {
+        if (output::tls::attach_socket(ssl, fd)) {
             SSL_set_accept_state(ssl);
         } else {
             SSL_free(ssl);
@@ -237,7 +297,7 @@ std::unique_ptr<Stream> TlsServerContext::make_stream(output::UniqueFd fd, int c
         }
     }
     ERR_clear_error();
-    return std::make_unique<TlsStream>(std::move(fd), ssl, cancel_fd);
+    return std::make_unique<TlsStream>(fd, ssl, cancel_fd);
 }
 
 }  // namespace sidetap::listen

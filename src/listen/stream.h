@@ -13,6 +13,9 @@
 //  - After Error/Timeout the stream is not used again; error() says why
 //    ("connection reset by peer", "TLS handshake: wrong version number").
 //  - No SIGPIPE (MSG_NOSIGNAL, also inside TLS through a custom BIO).
+//  - The stream does not own the socket: the caller keeps it open for the
+//    stream's lifetime (the Server closes it after the connection thread
+//    ends, so that another thread may shutdown() it to evict the writer).
 #pragma once
 
 #include "output/fd.h"
@@ -40,6 +43,12 @@ public:
     virtual Io wait_readable(Clock::time_point deadline) = 0;
     virtual Io write_all(std::span<const std::uint8_t> bytes, Clock::time_point deadline) = 0;
     [[nodiscard]] const std::string& error() const { return error_; }
+    // After a failed handshake(): true when it failed because the client
+    // sent no certificate or one that does not verify (--tls-client-ca).
+    [[nodiscard]] virtual bool rejected_peer_certificate() const { return false; }
+    // After handshake(): the verified client certificate's subject
+    // ("CN=writer1,O=example"), empty without one.
+    [[nodiscard]] virtual std::string peer_identity() const { return {}; }
 
 protected:
     std::string error_;
@@ -51,19 +60,24 @@ Io read_exact(Stream& stream, std::span<std::uint8_t> out, Clock::time_point dea
 // Far enough away to mean "no deadline".
 inline Clock::time_point no_deadline() { return Clock::time_point::max(); }
 
-std::unique_ptr<Stream> make_socket_stream(output::UniqueFd fd, int cancel_fd);
+std::unique_ptr<Stream> make_socket_stream(int fd, int cancel_fd);
 
 // One server certificate for all TLS listeners; SSL_CTX built once.
+// With `client_ca_file` (PEM, one or more CA certificates) every client must
+// present a certificate that chains to one of them (mutual TLS); without it,
+// clients are not asked for one.
 class TlsServerContext {
 public:
-    // Throws util::FatalError(kExitUsage) when the certificate or key cannot
-    // be loaded or do not match.
-    TlsServerContext(const std::string& cert_file, const std::string& key_file);
+    // Throws util::FatalError(kExitUsage) when the certificate, key or CA
+    // file cannot be loaded or the key does not match.
+    TlsServerContext(const std::string& cert_file, const std::string& key_file,
+                     const std::string& client_ca_file = {});
     ~TlsServerContext();
     TlsServerContext(const TlsServerContext&) = delete;
     TlsServerContext& operator=(const TlsServerContext&) = delete;
 
-    std::unique_ptr<Stream> make_stream(output::UniqueFd fd, int cancel_fd) const;
+    std::unique_ptr<Stream> make_stream(int fd, int cancel_fd) const;
+    [[nodiscard]] bool verifies_clients() const;
 
 private:
     struct Impl;

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -515,6 +517,91 @@ TEST_F(CaptureFile, PcapngDamage) {
     shb(second);
     epb(second, 0, 1, payload(10));
     expect_error("second.pcapng", second, 1, "refers to interface 0");
+}
+
+// Bytes the process has allocated now (glibc; 0 under sanitizers, whose
+// allocators do not report, so the check below is then vacuous).
+std::size_t allocated_bytes() {
+    const struct mallinfo2 m = ::mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+
+// A length field is checked and the buffer grows only with bytes that are
+// really in the file: a 12 KB file claiming a huge block costs no more
+// memory than the read chunk. (Before, a claimed 256 MiB block made the
+// reader allocate 256 MiB up front.)
+TEST_F(CaptureFile, LengthFieldsDoNotSizeAllocations) {
+    struct Case {
+        const char* name;
+        std::uint32_t type;
+        std::uint32_t length;
+        const char* error;
+    };
+    const Case cases[] = {
+        {"epb-15m.pcapng", 6, 15u << 20, "truncated block at offset 48 (packet #1)"},
+        {"epb-256m.pcapng", 6, (256u << 20) - 4, "more than the 16 MiB an interface or packet block may have"},
+        {"idb-16m.pcapng", 1, (16u << 20) + 4, "more than the 16 MiB"},
+        {"custom-256m.pcapng", 0xbad, (256u << 20) - 4, "truncated block at offset 48 (packet #1)"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.name);
+        Bytes f;
+        shb(f);
+        idb(f, 1);
+        f.u32(c.type).u32(c.length).zeros(12 * 1024);  // 12 KB of the claimed block
+        const auto path = write(c.name, f.data());
+        const std::size_t before = allocated_bytes();
+        PcapFileSource source(path.string());
+        Packet p;
+        EXPECT_EQ(source.next(p), Status::Error);
+        EXPECT_NE(source.error().find(c.error), std::string::npos) << source.error();
+        const std::size_t grown = allocated_bytes() - std::min(before, allocated_bytes());
+        EXPECT_LE(grown, PcapFileSource::kReadChunk + (256u << 10)) << "bytes held after reading a 12 KB file";
+    }
+    {
+        // A section header claiming 200 MiB.
+        Bytes f;
+        f.u32(0x0a0d0d0a).u32(200u << 20).u32(0x1a2b3c4d).u16(1).u16(0).u64(~std::uint64_t{0}).zeros(8192);
+        try {
+            PcapFileSource source(write("shb-200m.pcapng", f.data()).string());
+            ADD_FAILURE() << "accepted";
+        } catch (const util::FatalError& e) {
+            EXPECT_NE(std::string(e.what()).find("has bad length 209715200"), std::string::npos) << e.what();
+        }
+    }
+    {
+        // pcap: a record claiming the largest captured length in a short file.
+        Bytes f;
+        pcap_header(f, 0xa1b2c3d4, 1);
+        f.u32(0).u32(0).u32(PcapFileSource::kMaxCaptureLength).u32(PcapFileSource::kMaxCaptureLength).zeros(100);
+        const auto path = write("caplen.pcap", f.data());
+        const std::size_t before = allocated_bytes();
+        PcapFileSource source(path.string());
+        Packet p;
+        EXPECT_EQ(source.next(p), Status::Error);
+        EXPECT_NE(source.error().find("truncated record at offset 24"), std::string::npos) << source.error();
+        EXPECT_LE(allocated_bytes() - std::min(before, allocated_bytes()), PcapFileSource::kReadChunk + (256u << 10));
+    }
+}
+
+// A block really larger than the read chunk is still read (the buffer
+// grows as its bytes arrive).
+TEST_F(CaptureFile, LargeBlockGrowsTheBufferOnlyAsItsBytesArrive) {
+    Bytes f;
+    shb(f);
+    idb(f, 1);
+    epb(f, 0, 1, payload(64, 1), 0, 5 * 1024 * 1024);  // 5 MiB of options
+    epb(f, 0, 2, payload(64, 2));
+    const auto path = write("five-mib.pcapng", f.data());
+    const std::size_t before = allocated_bytes();
+    PcapFileSource source(path.string());
+    Packet p;
+    ASSERT_EQ(source.next(p), Status::Packet) << source.error();
+    EXPECT_EQ(std::vector<std::uint8_t>(p.data.begin(), p.data.end()), payload(64, 1));
+    ASSERT_EQ(source.next(p), Status::Packet);
+    EXPECT_EQ(source.next(p), Status::End);
+    EXPECT_LE(allocated_bytes() - std::min(before, allocated_bytes()), std::size_t{12} << 20)
+        << "at most twice the block";
 }
 
 // Every public capture (tests/data) and pcaps/ against tshark's view

@@ -4,6 +4,7 @@
 #include "framestream/codec.h"
 #include "listen/endpoint.h"
 #include "listen/frame_queue.h"
+#include "listen/receive_memory.h"
 #include "listen/server.h"
 #include "output/memory_output.h"
 #include "output/transport.h"
@@ -56,10 +57,12 @@ private:
     std::string path_;
 };
 
-Bytes dnstap_frame(const std::string& identity, std::uint32_t seq) {
+// `extra_bytes` > 0 makes a large frame (an `extra` field of that size).
+Bytes dnstap_frame(const std::string& identity, std::uint32_t seq, std::size_t extra_bytes = 0) {
     ::dnstap::Dnstap d;
     d.set_type(::dnstap::Dnstap::MESSAGE);
     d.set_identity(identity);
+    if (extra_bytes != 0) d.set_extra(std::string(extra_bytes, 'x'));
     auto* m = d.mutable_message();
     m->set_type(::dnstap::Message::CLIENT_QUERY);
     m->set_socket_family(::dnstap::INET);
@@ -439,6 +442,7 @@ TEST(Listen, ThousandIdleConnectionsThenRefusalPastTheLimit) {
     if (limit.rlim_cur < 2200) GTEST_SKIP() << "needs 2200 descriptors";
     listen::ServerOptions o;
     o.max_connections = 1000;
+    o.evict_after = std::chrono::hours(1);  // refusal, not eviction (see ConnectionsIdleLongEnoughAreEvicted...)
     Harness h(o);
     const long before = rss_kib();
     std::vector<Writer> writers;
@@ -467,9 +471,10 @@ TEST(Listen, ThousandIdleConnectionsThenRefusalPastTheLimit) {
     EXPECT_EQ(h.server().stats().active, 0u);
 }
 
-TEST(Listen, MaxConnectionsRefusesAndCounts) {
+TEST(Listen, MaxConnectionsRefusesAndCountsWhenNoConnectionIsIdle) {
     listen::ServerOptions o;
     o.max_connections = 3;
+    o.evict_after = std::chrono::hours(1);
     Harness h(o);
     std::vector<Writer> writers;
     for (int i = 0; i < 3; ++i) {
@@ -486,6 +491,157 @@ TEST(Listen, MaxConnectionsRefusesAndCounts) {
     ASSERT_TRUE(eventually([&] { return h.server().stats().active == 2; }));
     auto again = Writer::tcp(h.port());
     EXPECT_TRUE(again.handshake());
+}
+
+TEST(Listen, ConnectionIdleLongestIsEvictedForANewWriterWhenAllSlotsAreTaken) {
+    listen::ServerOptions o;
+    o.max_connections = 3;
+    o.evict_after = 300ms;
+    Harness h(o);
+    std::vector<Writer> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(Writer::tcp(h.port()));
+        ASSERT_TRUE(idle.back().handshake());
+        std::this_thread::sleep_for(20ms);  // writer 0 is the longest idle
+    }
+    ASSERT_TRUE(idle[1].send_frame(dnstap_frame("busy", 1)));  // progress: not a candidate before 0 and 2
+    ASSERT_TRUE(eventually([&] { return h.server().stats().frames == 1; }));
+    // Too soon: nobody has been idle for evict_after yet.
+    auto early = Writer::tcp(h.port());
+    EXPECT_TRUE(early.closed_by_peer());
+    EXPECT_EQ(h.server().stats().refused_max_connections, 1u);
+    std::this_thread::sleep_for(400ms);
+    auto fresh = Writer::tcp(h.port());
+    ASSERT_TRUE(fresh.handshake()) << "a new writer gets the idle writer's slot";
+    for (std::uint32_t k = 0; k < 10; ++k) ASSERT_TRUE(fresh.send_frame(dnstap_frame("fresh", k)));
+    EXPECT_TRUE(fresh.stop_and_finish());
+    EXPECT_TRUE(idle[0].closed_by_peer()) << "the oldest idle connection was the one evicted";
+    EXPECT_FALSE(idle[2].closed_by_peer(100ms));
+    EXPECT_FALSE(idle[1].closed_by_peer(100ms));
+    ASSERT_TRUE(eventually([&] { return h.server().stats().finished == 1; }));
+    h.stop();
+    const auto s = h.server().stats();
+    EXPECT_EQ(s.evicted, 1u);
+    EXPECT_EQ(h.frames().size(), 11u);
+    EXPECT_NE(h.log().find("evicted for a new connection"), std::string::npos) << h.log();
+}
+
+TEST(Listen, WriterThatCompletesNoFrameForTheIdleTimeoutIsClosed) {
+    listen::ServerOptions o;
+    o.idle_timeout = 400ms;
+    Harness h(o);
+    // Idle after START.
+    auto idle = Writer::unix_socket(h.socket_path());
+    ASSERT_TRUE(idle.handshake());
+    ASSERT_TRUE(idle.send_frame(dnstap_frame("idle", 1)));
+    // Trickling a frame that never ends: bytes keep coming, frames do not.
+    auto trickle = Writer::tcp(h.port());
+    ASSERT_TRUE(trickle.handshake());
+    Bytes length(4);
+    fs::put_be32(length.data(), 1000);
+    ASSERT_TRUE(trickle.send(length));
+    // A busy writer is not affected.
+    auto busy = Writer::tcp(h.port());
+    ASSERT_TRUE(busy.handshake());
+    const auto t0 = std::chrono::steady_clock::now();
+    bool trickle_closed = false;
+    for (std::uint32_t k = 0; k < 12; ++k) {
+        ASSERT_TRUE(busy.send_frame(dnstap_frame("busy", k)));
+        if (!trickle_closed) trickle_closed = !trickle.send(Bytes{0x0a});
+        std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_TRUE(idle.closed_by_peer(100ms));
+    EXPECT_TRUE(trickle.closed_by_peer(100ms));
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, 400ms);
+    EXPECT_TRUE(busy.stop_and_finish());
+    ASSERT_TRUE(eventually([&] { return h.server().stats().finished == 1; }));
+    h.stop();
+    const auto s = h.server().stats();
+    EXPECT_EQ(s.idle_timeout, 2u);
+    EXPECT_EQ(h.frames().size(), 13u) << "frames before the timeout are kept";
+    EXPECT_NE(h.log().find("no complete frame for 400 ms (--idle-timeout)"), std::string::npos) << h.log();
+}
+
+// Many writers each holding a half-sent large frame: the read buffers stay
+// within max_receive_memory, idle holders are evicted for a writer that
+// needs memory, and that writer's frames all arrive.
+TEST(Listen, ReceiveMemoryIsOneBudgetForAllConnections) {
+    listen::ServerOptions o;
+    o.max_connections = 60;  // a 240 KiB reserve of first chunks, 272 KiB shared
+    o.max_frame_size = 64 << 10;
+    o.read_chunk = 4 << 10;
+    o.max_receive_memory = 512 << 10;
+    o.evict_after = 200ms;
+    o.memory_wait = 3000ms;
+    Harness h(o);
+    constexpr int kHogs = 40;
+    std::vector<Writer> hogs;
+    for (int i = 0; i < kHogs; ++i) {
+        hogs.push_back(Writer::tcp(h.port()));
+        ASSERT_TRUE(hogs.back().handshake());
+        Bytes half(4 + 40'000, 0x0a);  // a 60000-byte frame, 40000 bytes of it
+        fs::put_be32(half.data(), 60'000);
+        hogs.back().send(half);
+    }
+    // Each hog would need ~40 KiB: 40 of them do not fit in 512 KiB.
+    ASSERT_TRUE(eventually([&] { return h.server().stats().memory.waits > 0; }));
+    std::this_thread::sleep_for(300ms);
+    EXPECT_LE(h.server().stats().memory.used, o.max_receive_memory);
+    auto real = Writer::tcp(h.port());
+    ASSERT_TRUE(real.handshake());
+    for (std::uint32_t k = 0; k < 20; ++k) ASSERT_TRUE(real.send_frame(dnstap_frame("real", k, 50'000)));
+    EXPECT_TRUE(real.stop_and_finish());  // FINISH: every frame was read
+    ASSERT_TRUE(eventually([&] { return h.server().stats().finished == 1; }));
+    const auto s = h.server().stats();
+    h.stop();
+    std::printf("[          ] %d hogs: memory peak %zu of %zu, waits %llu, evicted_for_memory %llu, "
+                "out_of_memory %llu\n",
+                kHogs, s.memory.peak, o.max_receive_memory, static_cast<unsigned long long>(s.memory.waits),
+                static_cast<unsigned long long>(s.evicted_for_memory),
+                static_cast<unsigned long long>(s.out_of_memory));
+    EXPECT_LE(s.memory.peak, o.max_receive_memory);
+    EXPECT_GT(s.evicted_for_memory + s.out_of_memory, 0u);
+    EXPECT_EQ(h.server().stats().memory.used, 0u) << "every buffer went back to the budget";
+    std::size_t real_frames = 0;
+    for (const auto& f : h.frames()) real_frames += identify(f).first == "real";
+    EXPECT_EQ(real_frames, 20u);
+}
+
+// Stalled connections hold all the shared memory and none can be evicted:
+// a writer of ordinary frames still gets through at once, on its reserved
+// first chunk.
+TEST(Listen, WriterOfSmallFramesNeverWaitsForMemoryHeldByStalledOnes) {
+    listen::ServerOptions o;
+    o.max_connections = 20;
+    o.max_frame_size = 64 << 10;
+    o.read_chunk = 4 << 10;
+    o.max_receive_memory = 20 * (4 << 10) + (70 << 10);  // reserve + 70 KiB shared
+    o.evict_after = std::chrono::hours(1);
+    o.memory_wait = std::chrono::seconds(30);
+    Harness h(o);
+    std::vector<Writer> hogs;
+    for (int i = 0; i < 4; ++i) {
+        hogs.push_back(Writer::tcp(h.port()));
+        ASSERT_TRUE(hogs.back().handshake());
+        Bytes part(4 + 40'000, 0x0a);  // 40000 bytes of a 60000-byte frame
+        fs::put_be32(part.data(), 60'000);
+        hogs.back().send(part);
+    }
+    ASSERT_TRUE(eventually([&] { return h.server().stats().memory.waits >= 2; })) << "the shared part is spent";
+    const auto t0 = std::chrono::steady_clock::now();
+    auto real = Writer::unix_socket(h.socket_path());
+    ASSERT_TRUE(real.handshake());
+    for (std::uint32_t k = 0; k < 200; ++k) ASSERT_TRUE(real.send_frame(dnstap_frame("real", k)));
+    EXPECT_TRUE(real.stop_and_finish());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    ASSERT_TRUE(eventually([&] { return h.server().stats().finished == 1; }));
+    const auto s = h.server().stats();
+    EXPECT_EQ(s.evicted_for_memory + s.out_of_memory, 0u);
+    hogs.clear();
+    h.stop();
+    EXPECT_EQ(h.frames().size(), 200u);
+    EXPECT_LE(s.memory.peak, o.max_receive_memory);
+    EXPECT_EQ(h.server().stats().memory.used, 0u);
 }
 
 TEST(Listen, RandomBytesInsteadOfReadyAreRefused) {
@@ -523,7 +679,7 @@ TEST(Listen, SilentWriterTimesOutInTheHandshake) {
     EXPECT_TRUE(w.closed_by_peer(3000ms));
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
     ASSERT_TRUE(eventually([&] { return h.server().stats().handshake_timeout == 1; }));
-    // After START there is no timeout: an idle session stays open.
+    // After START only the idle timeout (5 minutes by default) applies.
     auto idle = Writer::unix_socket(h.socket_path());
     ASSERT_TRUE(idle.handshake());
     EXPECT_FALSE(idle.closed_by_peer(600ms));
@@ -653,6 +809,32 @@ TEST(ListenQueue, BoundsFramesAndBytesAndCloseReleasesProducers) {
     EXPECT_GE(q.stats().blocked_pushes, 2u);
 }
 
+TEST(ListenMemory, FirstChunkComesFromTheReserveAndSharedMemoryGoesBackFirst) {
+    listen::ReceiveMemory pool(3000, 1000);  // 1000 reserved, 2000 shared
+    listen::ReceiveMemory::Account a(pool);
+    listen::ReceiveMemory::Account b(pool);
+    EXPECT_TRUE(a.try_acquire(500));   // a's first chunk: reserve
+    EXPECT_TRUE(a.try_acquire(2000));  // shared
+    EXPECT_EQ(a.shared_held(), 2000u);
+    EXPECT_FALSE(a.try_acquire(1)) << "shared part spent";
+    EXPECT_TRUE(b.try_acquire(500)) << "b's first chunk still fits in the reserve";
+    EXPECT_FALSE(b.try_acquire(1));
+    a.release(2100);  // all its shared memory and 100 of its first chunk
+    EXPECT_EQ(a.held(), 400u);
+    EXPECT_EQ(a.shared_held(), 0u);
+    EXPECT_EQ(pool.stats().used, 900u);
+    EXPECT_TRUE(b.try_acquire(2000));
+    // A waiting acquisition gets what a release frees.
+    std::thread freer([&] {
+        std::this_thread::sleep_for(50ms);
+        b.release(1000);
+    });
+    EXPECT_TRUE(a.acquire(800, std::chrono::steady_clock::now() + 5s, {}));
+    freer.join();
+    EXPECT_FALSE(a.acquire(5000, std::chrono::steady_clock::now() + 50ms, {})) << "times out";
+    EXPECT_EQ(pool.stats().peak, 3000u);
+}
+
 // --- TLS ----------------------------------------------------------------
 
 TEST(Listen, TlsListenerWithSelfSignedCertificate) {
@@ -701,6 +883,121 @@ TEST(Listen, TlsListenerWithSelfSignedCertificate) {
     h.stop();
     ASSERT_EQ(h.frames().size(), 1u);
     EXPECT_EQ(identify(h.frames()[0]).first, "tls");
+}
+
+// Writes a CA, a server certificate for 127.0.0.1, a client certificate
+// from that CA and one from another CA into `dir` (openssl CLI).
+bool make_pki(const TempDir& dir) {
+    const std::string d = dir.file("");
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
+    const std::string script =
+        "cd " + d + " && (" +
+        "openssl req -x509" + ec + "-days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem && " +
+        "openssl req -x509" + ec + "-days 2 -subj /CN=other-ca -keyout other-ca.key -out other-ca.pem && " +
+        "openssl req -x509" + ec + "-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+        "-keyout server.key -out server.pem && " +
+        "openssl req" + ec + "-subj /CN=writer1 -keyout client.key -out client.csr && "
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.pem && "
+        "openssl req" + ec + "-subj /CN=intruder -keyout intruder.key -out intruder.csr && "
+        "openssl x509 -req -in intruder.csr -CA other-ca.pem -CAkey other-ca.key -CAcreateserial -days 2 "
+        "-out intruder.pem) > openssl.log 2>&1";
+    return std::system(script.c_str()) == 0;
+}
+
+// A TLS writer (sidetap's own TLS transport) that does the handshake and
+// sends one frame with STOP; true when FINISH comes back.
+bool tls_writer_session(std::uint16_t port, const output::TlsOptions& tls, const std::string& identity,
+                        std::string& error) {
+    auto connector = output::make_tls_connector("127.0.0.1", port, tls);
+    auto conn = connector->connect(2000ms, error);
+    if (!conn) return false;
+    Bytes b;
+    const std::string_view types[] = {fs::kDnstapContentType};
+    fs::append_control(b, fs::ControlType::Ready, types);
+    Bytes accept(8 + 34);
+    if (!conn->write_all(b) || !conn->read_exact(accept, 2000ms)) {
+        error = conn->error();
+        return false;
+    }
+    b.clear();
+    fs::append_control(b, fs::ControlType::Start, types);
+    const auto payload = dnstap_frame(identity, 1);
+    b.resize(b.size() + 4);
+    fs::put_be32(b.data() + b.size() - 4, static_cast<std::uint32_t>(payload.size()));
+    b.insert(b.end(), payload.begin(), payload.end());
+    fs::append_control(b, fs::ControlType::Stop);
+    Bytes finish(12);
+    if (!conn->write_all(b) || !conn->read_exact(finish, 2000ms)) {
+        error = conn->error();
+        return false;
+    }
+    return fs::get_be32(finish.data() + 8) == static_cast<std::uint32_t>(fs::ControlType::Finish);
+}
+
+TEST(Listen, MutualTlsAdmitsOnlyWritersWithACertificateFromTheClientCa) {
+    TempDir dir;
+    ASSERT_TRUE(make_pki(dir)) << "openssl CLI failed (scripts/install-deps.sh installs it)";
+    listen::ServerOptions o;
+    o.endpoints.push_back(listen::parse_network_endpoint("tls://127.0.0.1:0", false));
+    o.tls_cert = dir.file("server.pem");
+    o.tls_key = dir.file("server.key");
+    o.tls_client_ca = dir.file("ca.pem");
+    o.handshake_timeout = 2000ms;
+    Harness h(o);
+    output::TlsOptions tls;
+    tls.ca_file = dir.file("server.pem");
+    std::string error;
+    // No client certificate.
+    EXPECT_FALSE(tls_writer_session(h.port(), tls, "anonymous", error));
+    // A certificate from another CA.
+    tls.cert_file = dir.file("intruder.pem");
+    tls.key_file = dir.file("intruder.key");
+    EXPECT_FALSE(tls_writer_session(h.port(), tls, "intruder", error));
+    // A plain-TCP writer on the TLS port: a TLS failure, not a certificate one.
+    auto plain = Writer::tcp(h.port());
+    plain.send_control(fs::ControlType::Ready, {fs::kDnstapContentType});
+    EXPECT_TRUE(plain.closed_by_peer());
+    // The right certificate.
+    tls.cert_file = dir.file("client.pem");
+    tls.key_file = dir.file("client.key");
+    EXPECT_TRUE(tls_writer_session(h.port(), tls, "writer1", error)) << error;
+    ASSERT_TRUE(eventually([&] { return h.server().stats().finished == 1; }));
+    ASSERT_TRUE(eventually([&] { return h.server().stats().refused_client_certificate == 2; }));
+    ASSERT_TRUE(eventually([&] { return h.server().stats().handshake_failed == 1; }));
+    h.stop();
+    ASSERT_EQ(h.frames().size(), 1u);
+    EXPECT_EQ(identify(h.frames()[0]).first, "writer1");
+    const std::string log = h.log();
+    EXPECT_NE(log.find("TLS client certificate: none sent"), std::string::npos) << log;
+    EXPECT_NE(log.find("TLS client certificate: "), std::string::npos) << log;
+    bool identity_recorded = false;
+    for (const auto& r : h.server().records())
+        identity_recorded = identity_recorded || r.peer.find("(CN=writer1)") != std::string::npos;
+    EXPECT_TRUE(identity_recorded) << "the verified subject is part of the connection record";
+}
+
+TEST(Listen, ClientCaWithoutATlsListenerOrUnreadableIsAUsageError) {
+    TempDir dir;
+    listen::ServerOptions o;
+    o.endpoints.push_back(listen::parse_network_endpoint("tcp://127.0.0.1:0", false));
+    o.tls_client_ca = dir.file("missing.pem");
+    try {
+        listen::Server s(o);
+        ADD_FAILURE() << "--tls-client-ca without a TLS listener accepted";
+    } catch (const util::FatalError& e) {
+        EXPECT_EQ(e.exit_code(), util::kExitUsage);
+    }
+    ASSERT_TRUE(make_pki(dir));
+    o.endpoints[0] = listen::parse_network_endpoint("tls://127.0.0.1:0", false);
+    o.tls_cert = dir.file("server.pem");
+    o.tls_key = dir.file("server.key");
+    try {
+        listen::Server s(o);
+        ADD_FAILURE() << "missing CA file accepted";
+    } catch (const util::FatalError& e) {
+        EXPECT_EQ(e.exit_code(), util::kExitUsage);
+        EXPECT_NE(std::string(e.what()).find("missing.pem"), std::string::npos) << e.what();
+    }
 }
 
 TEST(Listen, TlsListenerNeedsCertificateAndKey) {

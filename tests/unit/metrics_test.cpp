@@ -7,11 +7,15 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace sidetap::metrics {
 namespace {
@@ -108,6 +112,86 @@ TEST(Metrics, HttpServerServesTheBoard) {
     ::close(idle);
     server.stop();
     server.stop();  // idempotent
+}
+
+int connect_to(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// One client dribbling a request a byte at a time (slowloris) and a few that
+// connect and say nothing: 100 scrapes next to them all succeed, each
+// quickly, and the slow client is cut off at the request deadline.
+TEST(Metrics, SlowClientsDoNotBlockScrapes) {
+    Board board;
+    board.publish({{"packets", Kind::Counter, {}, 7}});
+    HttpServer server("127.0.0.1:0", board, {.max_clients = 16, .request_timeout = std::chrono::milliseconds(1500)});
+    const int slow = connect_to(server.port());
+    ASSERT_GE(slow, 0);
+    std::vector<int> silent;
+    for (int i = 0; i < 5; ++i) silent.push_back(connect_to(server.port()));
+    std::atomic<bool> done{false};
+    std::atomic<bool> slow_cut_off{false};
+    std::thread dribble([&] {
+        const std::string request = "GET /metrics HTTP/1.0\r\nX-Padding: " + std::string(200, 'a') + "\r\n\r\n";
+        for (std::size_t i = 0; i < request.size() && !done.load(); ++i) {
+            if (::send(slow, &request[i], 1, MSG_NOSIGNAL) != 1) {
+                slow_cut_off = true;
+                return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    });
+    std::chrono::milliseconds worst{0};
+    int ok = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 100; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto response = http(server.port(), "GET /metrics HTTP/1.0\r\n\r\n");
+        worst = std::max(worst, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0));
+        ok += response.rfind("HTTP/1.0 200 OK\r\n", 0) == 0 && response.find("sidetap_packets_total 7\n") != std::string::npos;
+    }
+    const auto scrapes_took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(ok, 100);
+    EXPECT_LT(worst, std::chrono::milliseconds(500)) << "no scrape waits for the slow client";
+    EXPECT_LT(scrapes_took, std::chrono::milliseconds(1500)) << "all while the slow client is still dribbling";
+    // The slow client is closed at its deadline.
+    pollfd p{slow, POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 3000), 1);
+    char byte;
+    EXPECT_LE(::recv(slow, &byte, 1, 0), 0) << "closed without a response";
+    done = true;
+    dribble.join();
+    EXPECT_GE(server.timed_out(), 1u);
+    ::close(slow);
+    for (int fd : silent) ::close(fd);
+}
+
+TEST(Metrics, FullTableClosesTheOldestConnectionForANewOne) {
+    Board board;
+    board.publish({{"packets", Kind::Counter, {}, 1}});
+    HttpServer server("127.0.0.1:0", board, {.max_clients = 4, .request_timeout = std::chrono::seconds(30)});
+    std::vector<int> silent;
+    for (int i = 0; i < 10; ++i) silent.push_back(connect_to(server.port()));
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(http(server.port(), "GET /metrics HTTP/1.0\r\n\r\n").rfind("HTTP/1.0 200", 0), 0u);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+    EXPECT_GE(server.evicted(), 7u);
+    for (int fd : silent) ::close(fd);
+}
+
+TEST(Metrics, OversizedRequestHeadIsABadRequest) {
+    Board board;
+    HttpServer server("127.0.0.1:0", board);
+    EXPECT_EQ(http(server.port(), "GET /metrics HTTP/1.0\r\nX: " + std::string(10000, 'a')).rfind("HTTP/1.0 400", 0), 0u);
 }
 
 TEST(Metrics, BadListenAddresses) {

@@ -308,3 +308,83 @@ TEST(FramestreamReader, DescribeSize) {
     EXPECT_EQ(framestream::describe_size(98304), "96 KiB");
     EXPECT_EQ(framestream::describe_size(1000), "1000 bytes");
 }
+
+// --- memory follows the bytes that arrived -----------------------------
+
+namespace {
+
+// Grants up to `limit` bytes; records what is held and the most ever held.
+class CountingBudget final : public framestream::BufferBudget {
+public:
+    explicit CountingBudget(std::size_t limit) : limit_(limit) {}
+    bool acquire(std::size_t bytes) override {
+        if (held_ + bytes > limit_) return false;
+        held_ += bytes;
+        peak_ = std::max(peak_, held_);
+        return true;
+    }
+    void release(std::size_t bytes) noexcept override { held_ -= bytes; }
+    std::size_t held_ = 0;
+    std::size_t peak_ = 0;
+
+private:
+    std::size_t limit_;
+};
+
+}  // namespace
+
+TEST(FramestreamReader, ClaimedFrameLengthAllocatesNothingUntilTheBytesArrive) {
+    // START, then a length prefix claiming 1 MiB and ten bytes of it.
+    Bytes data;
+    add_start(data);
+    std::uint8_t len[4];
+    framestream::put_be32(len, 1u << 20);
+    data.insert(data.end(), len, len + 4);
+    data.insert(data.end(), 10, 0x0a);
+    CountingBudget budget(SIZE_MAX);
+    {
+        Reader reader(memory_source(data), {.max_frame_size = 1u << 20, .read_chunk = 4096, .budget = &budget});
+        std::span<const std::uint8_t> frame;
+        EXPECT_EQ(reader.next(frame), ReadStatus::Error);
+        EXPECT_EQ(reader.failure(), framestream::ReadFailure::Truncated);
+        EXPECT_EQ(budget.peak_, 4096u) << "one chunk, not the claimed megabyte";
+        EXPECT_EQ(reader.buffer_size(), 4096u);
+    }
+    EXPECT_EQ(budget.held_, 0u) << "released on destruction";
+}
+
+TEST(FramestreamReader, BufferGrowsWithTheFrameAndShrinksBackWithABudget) {
+    Bytes data;
+    add_start(data);
+    add_frame(data, std::string(300'000, 'x'));
+    add_frame(data, "small");
+    add_stop(data);
+    CountingBudget budget(SIZE_MAX);
+    Reader reader(memory_source(data, 1000), {.read_chunk = 4096, .budget = &budget});
+    std::span<const std::uint8_t> frame;
+    ASSERT_EQ(reader.next(frame), ReadStatus::Frame);
+    EXPECT_EQ(frame.size(), 300'000u);
+    EXPECT_LE(budget.peak_, 300'004u) << "never more than the frame being read";
+    ASSERT_EQ(reader.next(frame), ReadStatus::Frame);
+    EXPECT_EQ(std::string(frame.begin(), frame.end()), "small");
+    EXPECT_EQ(reader.buffer_size(), 4096u) << "back to one chunk once the large frame was consumed";
+    EXPECT_EQ(budget.held_, 4096u);
+    EXPECT_EQ(reader.next(frame), ReadStatus::End);
+}
+
+TEST(FramestreamReader, RefusedBudgetIsOutOfMemoryAfterEveryEarlierFrame) {
+    Bytes data;
+    add_start(data);
+    add_frame(data, "first");
+    add_frame(data, std::string(20'000, 'y'));
+    add_stop(data);
+    CountingBudget budget(8192);
+    Reader reader(memory_source(data, 512), {.read_chunk = 4096, .budget = &budget});
+    const Result r = read_all(reader);
+    ASSERT_EQ(r.frames.size(), 1u);
+    EXPECT_EQ(r.frames[0], "first");
+    EXPECT_EQ(r.last, ReadStatus::Error);
+    EXPECT_EQ(reader.failure(), framestream::ReadFailure::OutOfMemory);
+    EXPECT_NE(r.error.find("out of receive memory"), std::string::npos) << r.error;
+    EXPECT_LE(budget.peak_, 8192u);
+}
