@@ -726,6 +726,115 @@ def compare(tc, expected, actual, label=""):
 
 
 # ---------------------------------------------------------------------------
+# Tunnels and NFLOG: the INNERMOST IP/UDP/TCP layers of each frame.
+#
+# The oracle above keeps the first occurrence of every layer (the outer
+# headers). For tunnelled traffic (GRE, ERSPAN, VXLAN, Geneve, GTP-U,
+# IP-in-IP ...) and NFLOG, tshark decodes the tunnel natively (standard
+# ports; `-d udp.port==N,vxlan` only for others) and the DNS message is in the
+# last UDP/TCP layer of the frame, with the addresses of the last IP layer
+# before it. tshark reassembles outer and inner IP fragments itself
+# (ip/ipv6.defragment), so a reassembled datagram's UDP payload is its
+# udp.payload field, at the frame that completes it.
+# ---------------------------------------------------------------------------
+def _hook_all(pairs):
+    """JSON object hook keeping every occurrence of a key under "key#all"
+    (tshark repeats layer names for each encapsulation level)."""
+    d = {}
+    for k, v in pairs:
+        d.setdefault(k + "#all", []).append(v)
+        d.setdefault(k, v)
+    return d
+
+
+def _tshark_innermost(pcap, ports, decode_as=()):
+    cmd = [TSHARK, "-n", "-r", pcap, "-T", "json", "-x", *TSHARK_REASSEMBLY]
+    for p in _decode_ports(ports):
+        cmd += ["-d", "tcp.port==%d,dns" % p]
+    for d in decode_as:
+        cmd += ["-d", d]
+    p = subprocess.run(cmd, capture_output=True)
+    if p.returncode != 0:
+        raise AssertionError("tshark failed: %s\n%s" % (" ".join(cmd), p.stderr.decode("utf-8", "replace")))
+    out = p.stdout.decode("utf-8", "replace").strip()
+    return [pkt["_source"]["layers"] for pkt in json.loads(out, object_pairs_hook=_hook_all)] if out else []
+
+
+def _nth(layers, name, protos, upto):
+    """The layer object of the occurrence of `name` at protos[upto]."""
+    k = protos[:upto].count(name)
+    objs = layers.get(name + "#all", [])
+    return objs[k] if k < len(objs) and isinstance(objs[k], dict) else None
+
+
+def innermost_messages(pcap, ports=(53,), decode_as=(), with_reasons=False):
+    """Every DNS message in `pcap` found in the innermost UDP/TCP layer of
+    each frame, in completion order (before pairing): records as
+    messages_in_completion_order() makes them, plus "depth" (the number of
+    IP layers before the innermost one)."""
+    recs, reasons = [], {}
+
+    def why(r):
+        reasons[r] = reasons.get(r, 0) + 1
+
+    for layers in _tshark_innermost(pcap, ports, decode_as):
+        finfo = layers["frame"]
+        protos = finfo.get("frame.protocols", "").split(":")
+        t_idx = max((i for i, p in enumerate(protos) if p in ("udp", "tcp")), default=None)
+        if t_idx is None:
+            why("no_udp_tcp")
+            continue
+        n_idx = max((i for i, p in enumerate(protos[:t_idx]) if p in ("ip", "ipv6")), default=None)
+        if n_idx is None:
+            why("no_ip")
+            continue
+        net, transport = protos[n_idx], protos[t_idx]
+        ipl, tl_ = _nth(layers, net, protos, n_idx), _nth(layers, transport, protos, t_idx)
+        if ipl is None or tl_ is None:
+            why("tshark_layer_missing")
+            continue
+        family = "INET" if net == "ip" else "INET6"
+        src, dst = str(_find(ipl, net + ".src")), str(_find(ipl, net + ".dst"))
+        depth = sum(1 for p in protos[:n_idx] if p in ("ip", "ipv6"))
+        t_ns = epoch_to_ns(finfo["frame.time_epoch"])
+        frame_no = int(finfo["frame.number"])
+        sport, dport = int(tl_[transport + ".srcport"]), int(tl_[transport + ".dstport"])
+        if transport == "udp":
+            udp_len = int(tl_["udp.length"])
+            payload = bytes.fromhex(str(tl_.get("udp.payload", "")).replace(":", ""))
+            if udp_len < 8 or len(payload) < udp_len - 8:
+                why("ip_snapped")  # the inner packet was cut short: sidetap counts ip_snapped
+                continue
+            wires = [payload[:udp_len - 8]]
+        else:
+            if dport not in ports and sport not in ports:
+                why("not_dns_port")
+                continue
+            # One entry per DNS PDU this frame completes (first-wins hook:
+            # the innermost is the only DNS in a tunnelled frame).
+            wires = []
+            for raw in layers.get("dns_raw#all", []):
+                pdu = bytes.fromhex(raw[0])
+                n = int.from_bytes(pdu[:2], "big")
+                if n >= 12 and len(pdu) >= 2 + n:
+                    wires.append(pdu[2:2 + n])
+            if not wires:
+                why("tcp_no_dns_message")
+                continue
+        for wire in wires:
+            is_response, reason = _direction(sport, dport, wire, ports)
+            if reason:
+                why(reason)
+                continue
+            rec = _record(family, "UDP" if transport == "udp" else "TCP", src, dst, sport, dport, is_response,
+                          t_ns, wire, frame_no)
+            rec["depth"] = depth
+            recs.append(rec)
+            why("ok")
+    return (recs, reasons) if with_reasons else recs
+
+
+# ---------------------------------------------------------------------------
 # Running sidetap and the independent decoders.
 # ---------------------------------------------------------------------------
 def replay(sidetap, inputs, out_path, *args, check=True, **kw):
