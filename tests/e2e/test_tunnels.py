@@ -42,6 +42,16 @@ CAPTURES = {
     "nflog-be.pcap": (3, 3, {"link.nflog": 6}, 0),
 }
 
+# Public captures: file -> (queries, responses, counters).
+SHARED = {
+    # tcpdump's tests/nflog.pcap: four DNS responses in NFLOG records (their
+    # queries were not logged).
+    "tcpdump-nflog.pcap": (0, 4, {"link.nflog": 4, "unsolicited_responses": 4}),
+    # DNS in VXLAN in Geneve whose frames the capture cut short: snapped at
+    # the outer IP layer, nothing to emit (tshark: a truncated DNS message).
+    "zeek-geneve-vxlan-dns-truncated.pcap": (0, 0, {"ip_snapped": 2}),
+}
+
 # tunnel-malformed.pcap: frames where tshark still finds a DNS message but
 # sidetap drops the packet on purpose (each counted), with the reason.
 MALFORMED_BY_DESIGN = {
@@ -51,6 +61,10 @@ MALFORMED_BY_DESIGN = {
     12: "gtpu_truncated: GTP-U length field beyond the datagram",
     18: "tunnel_too_deep: five nested tunnels, beyond the bound of four",
 }
+# For test_sweep_shared.py: own captures where sidetap and tshark differ.
+OWN_TSHARK_DIFFERENCES = {
+    "tunnel-malformed.pcap": "encapsulations sidetap refuses and tshark still decodes (MALFORMED_BY_DESIGN "
+                             "in test_tunnels.py)"}
 MALFORMED_COUNTERS = {
     "gre_truncated": 2, "gre_unsupported": 2, "erspan_unsupported": 1, "erspan_truncated": 1,
     "vxlan_bad_flags": 1, "vxlan_truncated": 1, "geneve_bad_options": 1, "geneve_unsupported": 1,
@@ -91,6 +105,19 @@ class Tunnels(unittest.TestCase):
                 self.assertEqual((stats.get("dns_queries"), stats.get("dns_responses")), (q, r), name)
                 self.assertTrue(all(d.get("query_time_ns") for d in actual), name + ": every response paired")
                 self.check_inner_addresses(actual, name)
+                for key, value in counters.items():
+                    self.assertEqual(stats.get(key), value, "%s: %s" % (name, key))
+
+    def test_public_nflog_and_tunnel_captures_match_tshark(self):
+        for name, (q, r, counters) in SHARED.items():
+            with self.subTest(capture=name):
+                path = oracle.shared_pcap(name)
+                expected = oracle.expected_messages(path)
+                out = os.path.join(self.tmp.name, "shared.fstrm")
+                p = oracle.replay(self.sidetap, [path], out)
+                actual, stats = tl.read_dnstap_file(out), oracle.parse_stats(p.stderr)
+                oracle.compare(self, expected, actual, name)
+                self.assertEqual((stats.get("dns_queries"), stats.get("dns_responses")), (q, r), name)
                 for key, value in counters.items():
                     self.assertEqual(stats.get(key), value, "%s: %s" % (name, key))
 
