@@ -9,9 +9,7 @@ namespace {
 // Reassembly and pairing timers run at most this often (packet time).
 constexpr std::uint64_t kTimerIntervalNs = 100'000'000;
 constexpr std::uint16_t kDnsOverTlsPort = 853;
-}  // namespace
 
-namespace {
 // A UDP datagram from or to a port the classifier watches is DNS, never a
 // tunnel: a resolver's upstream query may leave from port 4789.
 decode::DecapConfig decap_config(const PipelineConfig& config) {
@@ -74,7 +72,8 @@ void Pipeline::handle_ip(const decode::IpPacket& packet_ip, std::uint64_t timest
         if (ip.is_fragment) {
             if (in_defrag_buffer) {
                 // The defragmenter recycles the buffer of the datagram it
-                // returned when add() is called again.
+                // returned when add() is called again. The fragment lies
+                // inside that datagram, so it is at most 65535 bytes.
                 std::memcpy(fragment_copy_.get(), ip.payload.data(), ip.payload.size());
                 ip.payload = {fragment_copy_.get(), ip.payload.size()};
             }
