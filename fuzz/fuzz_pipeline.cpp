@@ -33,9 +33,10 @@ using namespace sidetap;
 namespace lt = capture::linktype;
 
 // Same order as in fuzz_decode.cpp (make_seeds.py relies on it).
-constexpr std::array<std::uint32_t, 11> kLinkTypes{
+constexpr std::array<std::uint32_t, 12> kLinkTypes{
     lt::kNull, lt::kEthernet, lt::kRaw,       lt::kLoop,        lt::kLinuxSll, lt::kIpv4,
-    lt::kIpv6, lt::kLinuxSll2, lt::kRawOpenBsd, lt::kRawDlt12, 147 /* LINKTYPE_USER0: unknown */};
+    lt::kIpv6, lt::kLinuxSll2, lt::kRawOpenBsd, lt::kRawDlt12, 147 /* LINKTYPE_USER0: unknown */,
+    lt::kNflog};
 
 class DiscardOutput final : public output::Output {
 public:

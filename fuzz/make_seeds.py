@@ -23,7 +23,7 @@ DEFAULT_PCAPS = [os.path.join(HERE, "..", "pcaps"), os.path.join(HERE, "..", "te
                  os.path.join(HERE, "..", "tests", "data", "public-copyleft")]
 
 # Index = the link-type selector byte of fuzz_decode / fuzz_pipeline.
-LINK_TYPES = [0, 1, 101, 108, 113, 228, 229, 276, 14, 12]
+LINK_TYPES = [0, 1, 101, 108, 113, 228, 229, 276, 14, 12, 147, 239]
 
 MAX_SEED = 16 * 1024
 
@@ -306,7 +306,7 @@ def main():
         # pipeline: the first packets of every capture, as one input.
         seed, prev_ts = bytes([0]), None
         for link, ts, pkt in pkts[:64]:
-            sel = LINK_TYPES.index(link) if link in LINK_TYPES else 10
+            sel = LINK_TYPES.index(link) if link in LINK_TYPES else 10  # 10: unknown (147)
             step = 0 if prev_ts is None else max(0, min(254, (ts - prev_ts) // 10_000_000))
             prev_ts = ts
             rec = bytes([sel, step]) + struct.pack("!H", len(pkt)) + pkt

@@ -32,6 +32,8 @@ inline constexpr std::uint32_t kLinuxSll2 = 276;
 // DLT_RAW as written by some OpenBSD-derived tools; treated like kRaw.
 inline constexpr std::uint32_t kRawOpenBsd = 14;
 inline constexpr std::uint32_t kRawDlt12 = 12;
+// Linux netfilter NFLOG (tcpdump -i nflog:N): a TLV header before the IP packet.
+inline constexpr std::uint32_t kNflog = 239;
 }  // namespace linktype
 
 struct Packet {

@@ -108,15 +108,24 @@ void PcapLiveSource::open_handle(const std::string& name, const LiveCaptureOptio
 
     CaptureFilterSpec spec = options.filter;
     spec.vlan = link_type_has_vlan(handle.dlt);
-    handle.filter = build_capture_filter(spec);
-    bpf_program program{};
-    if (pcap_compile(p, &program, handle.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0)
-        throw util::FatalError("capture on " + name + ": filter does not compile: " + pcap_geterr(p) +
-                                   " (filter: " + handle.filter + ")",
-                               util::kExitUsage);
-    const int set = pcap_setfilter(p, &program);
-    pcap_freecode(&program);
-    if (set != 0) throw util::FatalError("capture on " + name + ": cannot set filter: " + pcap_geterr(p));
+    if (!link_type_can_filter(handle.dlt)) {
+        // nflog:GROUP: the netfilter rule chose the packets already.
+        if (!spec.user_filter.empty())
+            throw util::FatalError("capture on " + name + ": --filter cannot be used: libpcap cannot filter link type " +
+                                       std::to_string(handle.dlt) + " (NFLOG); select packets in the netfilter rule",
+                                   util::kExitUsage);
+        handle.filter = "none (link type " + std::to_string(handle.dlt) + " cannot be filtered)";
+    } else {
+        handle.filter = build_capture_filter(spec);
+        bpf_program program{};
+        if (pcap_compile(p, &program, handle.filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0)
+            throw util::FatalError("capture on " + name + ": filter does not compile: " + pcap_geterr(p) +
+                                       " (filter: " + handle.filter + ")",
+                                   util::kExitUsage);
+        const int set = pcap_setfilter(p, &program);
+        pcap_freecode(&program);
+        if (set != 0) throw util::FatalError("capture on " + name + ": cannot set filter: " + pcap_geterr(p));
+    }
 
     if (pcap_setnonblock(p, 1, errbuf) != 0)
         throw util::FatalError("capture on " + name + ": cannot make non-blocking: " + errbuf);

@@ -35,6 +35,7 @@ struct CaptureCommandOptions {
     std::vector<std::string> interfaces;
     std::string buffer_size = "16";
     bool promiscuous = false;
+    bool no_tunnels = false;
     std::string filter;
     std::string write_pcap;
     std::string stats_interval;
@@ -142,6 +143,7 @@ int run_capture(const CaptureCommandOptions& o) {
                                  o.capture.upstream_ports.end());
     live.filter.server_addresses = o.capture.server_addresses;
     live.filter.user_filter = o.filter;
+    live.filter.tunnels = !o.no_tunnels;
 
     std::optional<Clock::duration> stats_every;
     if (!o.stats_interval.empty()) {
@@ -284,7 +286,11 @@ std::function<int()> add_capture_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_flag("--promisc", options->promiscuous, "Put the interfaces in promiscuous mode (off by default)");
     cmd->add_option("--filter", options->filter,
-                    "Extra libpcap filter expression, ANDed with the built-in one (server ports, fragments, VLAN)");
+                    "Extra libpcap filter expression, ANDed with the built-in one (server ports, fragments, VLAN, "
+                    "tunnels)");
+    cmd->add_flag("--no-tunnels", options->no_tunnels,
+                  "Leave tunnel packets (GRE/ERSPAN, IP-in-IP, VXLAN 4789, Geneve 6081, GTP-U 2152) out of the capture "
+                  "filter; by default they are admitted whole and DNS inside them is decoded");
     cmd->add_option("--write-pcap", options->write_pcap,
                     "Also keep the raw packets in this pcap file (nanosecond pcap; all interfaces must have the same "
                     "link type; written by the capture thread, buffered)");

@@ -1,5 +1,7 @@
 #include "decode/decoder.h"
 
+#include "decode/tunnel.h"
+
 #include <algorithm>
 
 namespace sidetap::decode {
@@ -28,6 +30,9 @@ constexpr std::uint16_t kPppoeSession = 0x8864;
 
 namespace ipproto {
 constexpr std::uint8_t kHopByHop = 0;
+constexpr std::uint8_t kIpIp = 4;
+constexpr std::uint8_t kIpv6 = 41;
+constexpr std::uint8_t kGre = 47;
 constexpr std::uint8_t kTcp = 6;
 constexpr std::uint8_t kUdp = 17;
 constexpr std::uint8_t kRouting = 43;
@@ -142,6 +147,7 @@ std::string_view Decoder::link_type_name(std::uint32_t link_type) {
     case capture::linktype::kLinuxSll2: return "linux_sll2";
     case capture::linktype::kRawOpenBsd: return "raw_dlt14";
     case capture::linktype::kRawDlt12: return "raw_dlt12";
+    case capture::linktype::kNflog: return "nflog";
     default: return "other";
     }
 }
@@ -201,6 +207,20 @@ bool Decoder::decode_link(const capture::Packet& packet, IpPacket& out) {
         return decode_ip(data, 4, out);
     case capture::linktype::kIpv6:
         return decode_ip(data, 6, out);
+    case capture::linktype::kNflog: {
+        Bytes payload;
+        int version = 0;
+        Anomaly why{};
+        if (!tunnel::parse_nflog(data, payload, version, why)) {
+            anomalies_.add(why);
+            return false;
+        }
+        if (version == 0) {
+            anomalies_.add(Anomaly::NotIp);
+            return false;
+        }
+        return decode_ip(payload, version, out);
+    }
     default:
         anomalies_.add(Anomaly::UnknownLinkType);
         return false;
@@ -222,6 +242,10 @@ bool Decoder::decode_ethertype(std::uint16_t type, Bytes rest, IpPacket& out) {
             if (rest.size() < 4) {
                 anomalies_.add(Anomaly::LinkTruncated);
                 return false;
+            }
+            if (!out.encap.has_vlan) {
+                out.encap.vlan = be16(rest, 0) & 0x0FFFu;
+                out.encap.has_vlan = true;
             }
             type = be16(rest, 2);
             rest = rest.subspan(4);
@@ -325,6 +349,7 @@ bool Decoder::decode_transport(const IpPacket& ip, std::uint64_t timestamp_ns, S
     out.timestamp_ns = timestamp_ns;
     out.src = ip.src;
     out.dst = ip.dst;
+    out.encap = ip.encap;
 
     Bytes p = ip.payload;
     std::uint8_t proto = ip.protocol;
@@ -375,6 +400,99 @@ bool Decoder::decode_transport(const IpPacket& ip, std::uint64_t timestamp_ns, S
     }
     anomalies_.add(Anomaly::NotUdpTcp);
     return false;
+}
+
+bool Decoder::is_dns_port(std::uint16_t port) const {
+    return std::find(config_.dns_ports.begin(), config_.dns_ports.end(), port) != config_.dns_ports.end();
+}
+
+Decap Decoder::decapsulate(const IpPacket& outer, IpPacket& inner) {
+    if (outer.is_fragment || outer.truncated) return Decap::None;
+    Bytes p = outer.payload;
+    std::uint8_t proto = outer.protocol;
+    if (outer.src.family == 6) {
+        // A reassembled IPv6 datagram may still start with extension
+        // headers; a bad chain is decode_transport's to count.
+        IpPacket frag;
+        if (walk_ipv6_extensions(proto, p, frag) != ExtWalk::Done) return Decap::None;
+    }
+
+    // Which tunnel, if any (cheap checks only: the common case is DNS).
+    enum class Kind : std::uint8_t { Gre, IpIp, Ipv6InIp, Vxlan, Geneve, Gtpu } kind{};
+    switch (proto) {
+    case ipproto::kGre: kind = Kind::Gre; break;
+    case ipproto::kIpIp: kind = Kind::IpIp; break;
+    case ipproto::kIpv6: kind = Kind::Ipv6InIp; break;
+    case ipproto::kUdp: {
+        if (p.size() < 8) return Decap::None;  // decode_transport counts it
+        const std::uint16_t sport = be16(p, 0);
+        const std::uint16_t dport = be16(p, 2);
+        if (dport == 0) return Decap::None;
+        if (dport == config_.vxlan_port)
+            kind = Kind::Vxlan;
+        else if (dport == config_.geneve_port)
+            kind = Kind::Geneve;
+        else if (dport == config_.gtpu_port)
+            kind = Kind::Gtpu;
+        else
+            return Decap::None;
+        if (is_dns_port(sport) || is_dns_port(dport)) return Decap::None;
+        std::size_t udp_len = be16(p, 4);
+        if (udp_len == 0) udp_len = p.size();  // jumbogram
+        if (udp_len < 8 || udp_len > p.size()) return Decap::None;  // decode_transport counts it
+        p = p.subspan(8, udp_len - 8);
+        break;
+    }
+    default: return Decap::None;
+    }
+    if (outer.encap.depth >= config_.max_depth) {
+        anomalies_.add(Anomaly::TunnelTooDeep);
+        return Decap::Dropped;
+    }
+
+    tunnel::Layer layer;
+    Anomaly why{};
+    bool ok = true;
+    switch (kind) {
+    case Kind::Gre: ok = tunnel::parse_gre(p, layer, why); break;
+    case Kind::IpIp: layer = tunnel::Layer{TunnelKind::IpIp, tunnel::Next::Ipv4, p, 0, false}; break;
+    case Kind::Ipv6InIp: layer = tunnel::Layer{TunnelKind::Ipv6InIp, tunnel::Next::Ipv6, p, 0, false}; break;
+    case Kind::Vxlan: ok = tunnel::parse_vxlan(p, layer, why); break;
+    case Kind::Geneve: ok = tunnel::parse_geneve(p, layer, why); break;
+    case Kind::Gtpu: ok = tunnel::parse_gtpu(p, layer, why); break;
+    }
+    if (!ok) {
+        anomalies_.add(why);
+        return Decap::Dropped;
+    }
+    decapsulated_.add(layer.kind);
+
+    inner = IpPacket{};
+    inner.encap = outer.encap;
+    if (inner.encap.depth == 0) {
+        inner.encap.tunnel = layer.kind;
+        inner.encap.tunnel_id = layer.id;
+        inner.encap.has_tunnel_id = layer.has_id;
+        inner.encap.outer_src = outer.src;
+        inner.encap.outer_dst = outer.dst;
+    }
+    ++inner.encap.depth;
+
+    const Bytes b = layer.payload;
+    bool decoded = false;
+    switch (layer.next) {
+    case tunnel::Next::Ethernet:
+        if (b.size() < 14) {
+            anomalies_.add(Anomaly::LinkTruncated);
+            return Decap::Dropped;
+        }
+        decoded = decode_ethertype(be16(b, 12), b.subspan(14), inner);
+        break;
+    case tunnel::Next::Ipv4: decoded = decode_ip(b, 4, inner); break;
+    case tunnel::Next::Ipv6: decoded = decode_ip(b, 6, inner); break;
+    case tunnel::Next::Ip: decoded = decode_ip(b, 0, inner); break;
+    }
+    return decoded ? Decap::Inner : Decap::Dropped;
 }
 
 }  // namespace sidetap::decode

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string_view>
 
 namespace sidetap::decode {
 
@@ -22,6 +23,41 @@ struct IpAddress {
 };
 
 enum class Transport : std::uint8_t { Udp = 17, Tcp = 6 };
+
+// Tunnels the decoder removes (decode/tunnel.h). Also the index of the
+// decap_<name> counters.
+enum class TunnelKind : std::uint8_t {
+    Gre,       // GRE carrying IPv4, IPv6 or Ethernet (0x6558, incl. NVGRE)
+    Erspan,    // GRE carrying ERSPAN type I, II or III
+    Vxlan,     // UDP 4789
+    Geneve,    // UDP 6081
+    Gtpu,      // GTPv1-U G-PDU, UDP 2152
+    IpIp,      // IP protocol 4: IPv4 in IPv4 or IPv6
+    Ipv6InIp,  // IP protocol 41: IPv6 in IPv4 (6in4) or IPv6
+    Count_
+};
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(TunnelKind::Count_)> kTunnelKindNames{
+    "gre", "erspan", "vxlan", "geneve", "gtpu", "ipip", "ipv6_in_ip"};
+
+// Where a packet came from, kept for per-message annotations (the {vlan} and
+// {tunnel} placeholders of a later issue). Fixed size, no allocation.
+//  - vlan: the outermost 802.1Q/802.1ad VLAN id of the packet as captured,
+//    or, when the captured frame has no tag, the first tag found in a frame
+//    carried by a tunnel (outer frames are looked at first).
+//  - tunnel, tunnel_id, outer_src/outer_dst: the OUTERMOST tunnel, i.e. the
+//    one the capture point received (a mirror session, a VTEP); tunnels
+//    nested inside it belong to the observed traffic. Valid when depth > 0.
+//  - depth: how many tunnels were removed to reach this packet.
+struct Encapsulation {
+    IpAddress outer_src;               // IP header that carried the outermost tunnel
+    IpAddress outer_dst;
+    std::uint32_t tunnel_id = 0;       // VXLAN/Geneve VNI, GRE key, ERSPAN session id, GTP-U TEID
+    std::uint16_t vlan = 0;            // 12-bit VLAN id, valid when has_vlan
+    bool has_vlan = false;
+    bool has_tunnel_id = false;
+    TunnelKind tunnel = TunnelKind::Gre;
+    std::uint8_t depth = 0;
+};
 
 // The network layer: an IP datagram, or one fragment of it.
 struct IpPacket {
@@ -38,6 +74,9 @@ struct IpPacket {
     std::span<const std::uint8_t> payload;
     // True when the capture cut this packet short of its IP length.
     bool truncated = false;
+    // VLAN and tunnel the packet came through (kept across reassembly: a
+    // reassembled datagram has the completing fragment's).
+    Encapsulation encap;
 };
 
 namespace tcpflag {
@@ -62,6 +101,8 @@ struct Segment {
     std::uint8_t tcp_flags = 0;
     // UDP payload (cut to the UDP length) or TCP payload.
     std::span<const std::uint8_t> payload;
+    // The IP packet's encapsulation (see IpPacket::encap).
+    Encapsulation encap;
 };
 
 }  // namespace sidetap::decode

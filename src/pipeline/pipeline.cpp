@@ -1,6 +1,7 @@
 #include "pipeline/pipeline.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace sidetap::pipeline {
 
@@ -8,16 +9,29 @@ namespace {
 // Reassembly and pairing timers run at most this often (expiry clock).
 constexpr std::uint64_t kTimerIntervalNs = 100'000'000;
 constexpr std::uint16_t kDnsOverTlsPort = 853;
+
+// A UDP datagram from or to a port the classifier watches is DNS, never a
+// tunnel: a resolver's upstream query may leave from port 4789.
+decode::DecapConfig decap_config(const PipelineConfig& config) {
+    decode::DecapConfig decap;
+    decap.dns_ports = config.classifier.server_ports;
+    if (config.classifier.role == pairing::Role::Resolver)
+        decap.dns_ports.insert(decap.dns_ports.end(), config.classifier.upstream_ports.begin(),
+                               config.classifier.upstream_ports.end());
+    return decap;
+}
 }  // namespace
 
 Pipeline::Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes)
-    : defrag_(config.defrag),
+    : decoder_(decap_config(config)),
+      defrag_(config.defrag),
       tcp_(config.tcp),
       classifier_(config.classifier),
       pairer_(config.pairing),
       encoder_(config.envelope),
       routes_(std::move(routes)),
-      clock_(config.max_time_jump_ns) {}
+      clock_(config.max_time_jump_ns),
+      fragment_copy_(std::make_unique<std::uint8_t[]>(65535)) {}
 
 namespace {
 std::vector<OutputRoute> route_all(std::vector<std::unique_ptr<output::Output>> outputs) {
@@ -50,12 +64,38 @@ void Pipeline::handle_packet(const capture::Packet& packet) {
             warn_unknown_link_type(packet.link_type);
         return;
     }
-    if (ip.is_fragment) {
-        decode::IpPacket whole;
-        if (defrag_.add(ip, now_, whole)) handle_datagram(whole, packet.timestamp_ns);
-        return;
+    handle_ip(ip, packet.timestamp_ns);
+}
+
+// Decapsulation sits after defragmentation: a tunnel packet split by the
+// outer IP layer can be decapsulated only once it is whole, and the datagram
+// it carries may itself be a fragment that goes back to the reassembler.
+// Each turn of the loop either ends or removes one tunnel, and the decoder
+// drops a packet beyond DecapConfig::max_depth tunnels, so it is bounded.
+void Pipeline::handle_ip(const decode::IpPacket& packet_ip, std::uint64_t timestamp_ns) {
+    decode::IpPacket ip = packet_ip;
+    decode::IpPacket next;
+    bool in_defrag_buffer = false;
+    for (;;) {
+        if (ip.is_fragment) {
+            if (in_defrag_buffer) {
+                // The defragmenter recycles the buffer of the datagram it
+                // returned when add() is called again. The fragment lies
+                // inside that datagram, so it is at most 65535 bytes.
+                std::memcpy(fragment_copy_.get(), ip.payload.data(), ip.payload.size());
+                ip.payload = {fragment_copy_.get(), ip.payload.size()};
+            }
+            if (!defrag_.add(ip, now_, next)) return;
+            next.encap = ip.encap;
+            ip = next;
+            in_defrag_buffer = true;
+        }
+        switch (decoder_.decapsulate(ip, next)) {
+        case decode::Decap::None: handle_datagram(ip, timestamp_ns); return;
+        case decode::Decap::Dropped: return;
+        case decode::Decap::Inner: ip = next; break;
+        }
     }
-    handle_datagram(ip, packet.timestamp_ns);
 }
 
 void Pipeline::handle_datagram(const decode::IpPacket& ip, std::uint64_t timestamp_ns) {

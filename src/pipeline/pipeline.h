@@ -1,6 +1,7 @@
 // Pipeline: the packet path from a captured packet to dnstap frames.
 //
-//   Packet -> decode (link, IP) -> IP defragmentation -> transport (UDP/TCP)
+//   Packet -> decode (link, IP) -> IP defragmentation -> [tunnels: decapsulate,
+//          defragment the inner datagram, again] -> transport (UDP/TCP)
 //          -> [TCP stream reassembly] -> classify (server side, direction,
 //          role) -> pair (query_time into responses) -> encode -> outputs
 //
@@ -105,6 +106,7 @@ public:
 
 private:
     void handle_packet(const capture::Packet& packet);
+    void handle_ip(const decode::IpPacket& packet_ip, std::uint64_t timestamp_ns);
     void handle_datagram(const decode::IpPacket& ip, std::uint64_t timestamp_ns);
     void handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns);
     void on_message(const decode::Segment& segment, std::span<const std::uint8_t> wire,
@@ -128,6 +130,8 @@ private:
     std::array<std::uint32_t, 16> warned_link_types_{};
     std::size_t warned_count_ = 0;
     bool finished_ = false;
+    // An inner fragment copied out of the defragmenter's buffer (65535 bytes).
+    std::unique_ptr<std::uint8_t[]> fragment_copy_;
 };
 
 template <typename Fn>
@@ -143,7 +147,7 @@ void Pipeline::for_each_counter(Fn&& fn) const {
     fn(std::string_view("frames"), stats_.frames_encoded);
     fn(std::string_view("filtered_by_type"), stats_.filtered);
     fn(std::string_view("time_discontinuities"), clock_.discontinuities());
-    decoder_.anomalies().for_each(fn);
+    decoder_.for_each_counter(fn);
     defrag_.counters().for_each(fn);
     tcp_.counters().for_each(fn);
     classifier_.skipped().for_each(fn);

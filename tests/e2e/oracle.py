@@ -26,6 +26,11 @@ documented rules and says why (see `skip_reason` values):
   * trailing bytes after the DNS message inside the UDP length are KEPT:
     the wire is the UDP payload (dnscap-dnspad, dnsjit trailing junk).
 
+Tunnels (GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, IPv6-in-IP) and NFLOG:
+tshark decodes them natively; for a tunnelled frame the message comes from
+the innermost IP and UDP/TCP layers (classify_innermost), as sidetap's
+dnstap carries the inner addresses.
+
 Reassembly (FEATURES below): IP fragments are rebuilt by tshark's own
 defragmenter (ip/ipv6.defragment); DNS over TCP comes from tshark's TCP
 reassembly (tcp.desegment_tcp_streams, tcp.reassemble_out_of_order, and
@@ -116,7 +121,7 @@ DEFAULT_MAX_TIME_JUMP_NS = 60_000_000_000   # --max-time-jump
 TSHARK = shutil.which("tshark") or "tshark"
 IPV6_EXT = {"ipv6.hopopts", "ipv6.routing", "ipv6.dstopts", "ipv6.fraghdr"}
 # Link-layer protocol names (frame.protocols) that sidetap decodes.
-LINK_FIRST = {"eth", "sll", "null", "loop", "raw", "ip", "ipv6"}
+LINK_FIRST = {"eth", "sll", "null", "loop", "raw", "ip", "ipv6", "nflog"}
 LINK_MIDDLE = {"ethertype", "vlan", "ieee8021ad", "pppoes", "ppp"}
 # tshark preferences: IP defragmentation and TCP reassembly (in order and
 # out of order) on, as sidetap does.
@@ -128,15 +133,19 @@ TSHARK_REASSEMBLY = ["-o", "ip.defragment:TRUE", "-o", "ipv6.defragment:TRUE",
 def _hook(pairs):
     """JSON object hook: first occurrence wins (tunnels/ICMP quote inner
     headers: keep the outer one), except "dns"/"dns_raw", which tshark
-    repeats once per DNS message in a TCP segment: keep them all, in order."""
+    repeats once per DNS message in a TCP segment: keep them all, in order.
+    Every occurrence of the network/transport layers is also kept under
+    "<name>#all" (the innermost ones carry tunnelled DNS, see
+    classify_innermost)."""
     d = {}
     for k, v in pairs:
-        if k in ("dns", "dns_raw"):
+        if k in ("dns", "dns_raw") or k in _ALL_LAYERS:
             d.setdefault(k + "#all", []).append(v)
         d.setdefault(k, v)
     return d
 
 
+_ALL_LAYERS = {"ip", "ipv6", "udp", "tcp"}
 _first_wins = _hook
 
 
@@ -767,7 +776,9 @@ def messages_in_completion_order(pcap, ports=(53,), with_reasons=False, keep_mal
     clocks = clock_by_frame(pcap, max_time_jump_ns)
     for layers in packets:
         netinfo, _ = _network(layers)
-        if netinfo is not None and netinfo[1] == "tcp":
+        if is_tunnelled(layers):
+            recs, whys = classify_innermost(layers, ports, keep_malformed)
+        elif netinfo is not None and netinfo[1] == "tcp":
             recs, whys = classify_tcp(layers, ports, keep_malformed)
         else:
             rec, why = classify_udp(layers, ports, pcap, keep_malformed)
@@ -853,6 +864,13 @@ def _frame_keys(layers):
     v6 = layers.get("ipv6") if isinstance(layers.get("ipv6"), dict) else None
     if v6 is not None and _find(v6, "ipv6.fraghdr") is not None:
         keys.add(("frag6", _find(v6, "ipv6.src"), _find(v6, "ipv6.dst"), _find(v6, "ipv6.fraghdr.ident")))
+    for inner in layers.get("ip#all", [])[1:]:  # tunnelled datagrams reassembled by tshark
+        if isinstance(inner, dict) and (_find(inner, "ip.fragments") is not None or
+                                        _find(inner, "ip.flags.mf") == "1" or _find(inner, "ip.frag_offset") not in (None, "0")):
+            keys.add(("frag4", _find(inner, "ip.src"), _find(inner, "ip.dst"), _find(inner, "ip.id")))
+    for inner in layers.get("ipv6#all", [])[1:]:
+        if isinstance(inner, dict) and _find(inner, "ipv6.fraghdr") is not None:
+            keys.add(("frag6", _find(inner, "ipv6.src"), _find(inner, "ipv6.dst"), _find(inner, "ipv6.fraghdr.ident")))
     if netinfo is not None and netinfo[1] == "tcp" and isinstance(layers.get("tcp"), dict):
         a = (netinfo[3], layers["tcp"].get("tcp.srcport"))
         b = (netinfo[4], layers["tcp"].get("tcp.dstport"))
@@ -967,6 +985,113 @@ def compare(tc, expected, actual, label=""):
         else:
             tc.assertNotIn("query_message", actual[i], "%s #%d" % (label, i))
     tc.assertEqual(len(exp), len(act), "%s: message count (oracle vs sidetap)" % label)
+
+
+# ---------------------------------------------------------------------------
+# Tunnels: the INNERMOST IP/UDP/TCP layers of each frame.
+#
+# classify_udp/classify_tcp read the first occurrence of every layer (the
+# outer headers). For tunnelled traffic (GRE, ERSPAN, VXLAN, Geneve, GTP-U,
+# IP-in-IP ...) tshark decodes the tunnel natively (standard ports; `-d
+# udp.port==N,vxlan` only for others) and the DNS message is in the last
+# UDP/TCP layer of the frame, with the addresses of the last IP layer before
+# it. tshark reassembles outer and inner IP fragments itself, so a UDP
+# payload is its udp.payload field, at the frame that completes the datagram.
+# ---------------------------------------------------------------------------
+TUNNEL_PROTOCOLS = {"gre", "erspan", "vxlan", "geneve", "gtp"}
+
+
+def _nth(layers, name, protos, upto):
+    """The layer object of the occurrence of `name` at protos[upto]."""
+    k = protos[:upto].count(name)
+    objs = layers.get(name + "#all", [])
+    return objs[k] if k < len(objs) and isinstance(objs[k], dict) else None
+
+
+def _ip_headers(layers, protos):
+    """Indexes in `protos` of real IP headers. tshark's "ip" layer also wraps
+    an IPv6 packet under an IPv4-only link type (version 6): not a header of
+    its own."""
+    out = []
+    for i, p in enumerate(protos):
+        if p == "ipv6" or (p == "ip" and str(_find(_nth(layers, "ip", protos, i) or {}, "ip.version")) == "4"):
+            out.append(i)
+    return out
+
+
+def is_tunnelled(layers):
+    protos = layers["frame"].get("frame.protocols", "").split(":")
+    if {"icmp", "icmpv6"} & set(protos):
+        return False  # an ICMP error quoting a datagram is not a tunnel (sidetap: not_udp_tcp)
+    return bool(TUNNEL_PROTOCOLS & set(protos)) or len(_ip_headers(layers, protos)) > 1
+
+
+def classify_innermost(layers, ports=(53,), keep_malformed=False):
+    """One tshark frame -> ([records], [reasons]) from its innermost IP and
+    UDP/TCP layers; records get "depth" (IP headers before the innermost)."""
+    finfo = layers["frame"]
+    protos = finfo.get("frame.protocols", "").split(":")
+    t_idx = max((i for i, p in enumerate(protos) if p in ("udp", "tcp")), default=None)
+    if t_idx is None:
+        return [], ["no_udp_tcp"]
+    if {"icmp", "icmpv6"} & set(protos[:t_idx]):
+        return [], ["icmp_quote"]
+    heads = [i for i in _ip_headers(layers, protos) if i < t_idx]
+    if not heads:
+        return [], ["no_ip"]
+    n_idx = heads[-1]
+    net, transport = protos[n_idx], protos[t_idx]
+    ipl, tl_ = _nth(layers, net, protos, n_idx), _nth(layers, transport, protos, t_idx)
+    if ipl is None or tl_ is None:
+        return [], ["tshark_layer_missing"]
+    family = "INET" if net == "ip" else "INET6"
+    src, dst = str(_find(ipl, net + ".src")), str(_find(ipl, net + ".dst"))
+    t_ns = epoch_to_ns(finfo["frame.time_epoch"]) if "frame.time_epoch" in finfo else None
+    frame_no = int(finfo["frame.number"])
+    sport, dport = int(tl_[transport + ".srcport"]), int(tl_[transport + ".dstport"])
+    if transport == "udp":
+        udp_len = int(tl_["udp.length"])
+        payload = bytes.fromhex(str(tl_.get("udp.payload", "")).replace(":", ""))
+        if udp_len < 8 or len(payload) < udp_len - 8:
+            return [], ["ip_snapped"]  # the inner packet was cut short: sidetap counts ip_snapped
+        wires = [payload[:udp_len - 8]]
+    else:
+        if dport not in ports and sport not in ports:
+            return [], ["not_dns_port"]
+        # One entry per DNS PDU this frame completes (in a tunnelled frame
+        # only the innermost TCP carries DNS).
+        wires = []
+        for raw in layers.get("dns_raw#all", []):
+            pdu = bytes.fromhex(raw[0])
+            n = int.from_bytes(pdu[:2], "big")
+            if n >= 12 and len(pdu) >= 2 + n:
+                wires.append(pdu[2:2 + n])
+        if not wires:
+            return [], ["tcp_no_dns_message"]
+    recs, reasons = [], []
+    for wire in wires:
+        is_response, reason = _direction(sport, dport, wire, ports, keep_malformed)
+        if reason:
+            reasons.append(reason)
+            continue
+        rec = _record(family, "UDP" if transport == "udp" else "TCP", src, dst, sport, dport, is_response,
+                      t_ns, wire, frame_no)
+        rec["depth"] = sum(1 for i in _ip_headers(layers, protos) if i < n_idx)
+        recs.append(rec)
+        reasons.append("ok")
+    return recs, reasons
+
+
+def innermost_messages(pcap, ports=(53,), with_reasons=False):
+    """Every DNS message of `pcap` from the innermost layers of every frame
+    (tunnelled or not), in completion order, before pairing."""
+    out, reasons = [], {}
+    for layers in tshark_packets(pcap, ports=ports):
+        recs, whys = classify_innermost(layers, ports)
+        out += recs
+        for why in whys:
+            reasons[why] = reasons.get(why, 0) + 1
+    return (out, reasons) if with_reasons else out
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import oracle  # noqa: E402
 import test_pairing  # noqa: E402
 import test_reassembly_cases  # noqa: E402
+import test_tunnels  # noqa: E402
 
 tl = oracle.tl
 SIDETAP = {}
@@ -35,6 +36,7 @@ KNOWN_DIFFERENCES = {
 KNOWN_DIFFERENCES.update({f: d["reason"] for f, d in test_reassembly_cases.TSHARK_DIFFERENCES.items()
                           if "oracle_reason" not in d})
 KNOWN_DIFFERENCES.update(test_pairing.OWN_TSHARK_DIFFERENCES)
+KNOWN_DIFFERENCES.update(test_tunnels.OWN_TSHARK_DIFFERENCES)
 # Input files sidetap must refuse (exit 1); everything else exits 0.
 EXIT_1 = {"not-a-capture.pcap", "truncated-record.pcap"}
 

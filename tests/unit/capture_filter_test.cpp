@@ -1,7 +1,8 @@
 // capture::build_capture_filter: every expression compiles with libpcap on a
 // DLT_EN10MB dead handle and admits/rejects crafted frames as intended
 // (pcap_offline_filter), including the traps from DESIGN.md: non-first IP
-// fragments and VLAN/QinQ-tagged frames.
+// fragments and VLAN/QinQ-tagged frames; and tunnelled traffic (GRE,
+// IP-in-IP, IPv6-in-IP, VXLAN, Geneve, GTP-U), admitted by default.
 #include "capture/capture_filter.h"
 
 #include <gtest/gtest.h>
@@ -137,13 +138,19 @@ private:
     std::string error_;
 };
 
+const std::string kTunnelClause =
+    "ip proto 47 or ip proto 4 or ip proto 41 or ip6 proto 47 or ip6 proto 4 or ip6 proto 41 or "
+    "udp dst port 4789 or udp dst port 6081 or udp dst port 2152";
+
 TEST(CaptureFilter, DefaultText) {
     CaptureFilterSpec spec;
-    const auto core = std::string("(port 53 or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44))");
+    const auto core = "((port 53 or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44)) or " + kTunnelClause + ")";
     EXPECT_EQ(build_capture_filter(spec),
               "(" + core + ") or (vlan and ((" + core + ") or (vlan and (" + core + "))))");
     spec.vlan = false;
     EXPECT_EQ(build_capture_filter(spec), core);
+    spec.tunnels = false;
+    EXPECT_EQ(build_capture_filter(spec), "(port 53 or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44))");
 }
 
 TEST(CaptureFilter, PortsDeduplicatedHostsAndUserFilter) {
@@ -152,9 +159,14 @@ TEST(CaptureFilter, PortsDeduplicatedHostsAndUserFilter) {
     spec.server_addresses = {"10.0.0.2", "::1"};
     spec.user_filter = "not host 10.0.0.9";
     spec.vlan = false;
+    spec.tunnels = false;
     EXPECT_EQ(build_capture_filter(spec),
               "(port 53 or port 5353 or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44)) and (host 10.0.0.2 or host ::1) "
               "and (not host 10.0.0.9)");
+    spec.tunnels = true;
+    EXPECT_EQ(build_capture_filter(spec),
+              "(((port 53 or port 5353 or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44)) and (host 10.0.0.2 or host ::1)) "
+              "or (ip[6:2] & 0x1fff != 0) or (ip6[6] == 44) or " + kTunnelClause + ") and (not host 10.0.0.9)");
 }
 
 struct Case {
@@ -258,6 +270,134 @@ TEST(CaptureFilter, NoVlanVariantCompilesForCookedAndRaw) {
     EXPECT_TRUE(link_type_has_vlan(DLT_EN10MB));
     EXPECT_FALSE(link_type_has_vlan(DLT_LINUX_SLL));
     EXPECT_FALSE(link_type_has_vlan(DLT_RAW));
+}
+
+// ---------------------------------------------------------------- tunnels
+
+// IPv4 from 10.0.0.1 to 10.0.0.2 carrying `proto` + `payload`.
+Bytes ip4_carrying(std::uint8_t proto, const Bytes& payload, int tags = 0, std::uint16_t frag_field = 0) {
+    auto b = ethernet(0x0800, tags);
+    ipv4(b, proto, static_cast<std::uint16_t>(payload.size()), frag_field);
+    b.insert(b.end(), payload.begin(), payload.end());
+    return b;
+}
+
+Bytes ip6_carrying(std::uint8_t next_header, const Bytes& payload) {
+    auto b = ethernet(0x86dd);
+    put16(b, 0x6000);
+    put16(b, 0);
+    put16(b, static_cast<std::uint16_t>(payload.size()));
+    b.push_back(next_header);
+    b.push_back(64);
+    for (int i = 0; i < 32; ++i) b.push_back(static_cast<std::uint8_t>(i == 15 || i == 31 ? 7 : 0));
+    b.insert(b.end(), payload.begin(), payload.end());
+    return b;
+}
+
+// A DNS query (10.0.0.1 -> 10.0.0.2:53) as the bytes of an inner IPv4 packet.
+Bytes inner_dns() {
+    auto frame = udp4(40000, 53);
+    return Bytes(frame.begin() + 14, frame.end());
+}
+
+Bytes udp_header(std::uint16_t sport, std::uint16_t dport, const Bytes& payload) {
+    Bytes b;
+    ports(b, sport, dport);
+    put16(b, static_cast<std::uint16_t>(8 + payload.size()));
+    put16(b, 0);
+    b.insert(b.end(), payload.begin(), payload.end());
+    return b;
+}
+
+std::vector<Case> tunnel_cases() {
+    const Bytes dns = inner_dns();
+    Bytes gre = {0x00, 0x00, 0x08, 0x00};
+    gre.insert(gre.end(), dns.begin(), dns.end());
+    Bytes vx = {0x08, 0, 0, 0, 0, 0, 1, 0};
+    const auto inner_eth = udp4(40000, 53);
+    vx.insert(vx.end(), inner_eth.begin(), inner_eth.end());
+    Bytes gtp = {0x30, 0xFF, 0, static_cast<std::uint8_t>(dns.size()), 0, 0, 0, 1};
+    gtp.insert(gtp.end(), dns.begin(), dns.end());
+    return {
+        {"GRE in IPv4", ip4_carrying(47, gre), true},
+        {"GRE in IPv4 behind a VLAN tag", ip4_carrying(47, gre, 1), true},
+        {"GRE in IPv4 behind QinQ", ip4_carrying(47, gre, 2), true},
+        {"non-first fragment of GRE", ip4_carrying(47, Bytes(64, 0xab), 0, 185), true},
+        {"IP-in-IP", ip4_carrying(4, dns), true},
+        {"IPv6-in-IPv4", ip4_carrying(41, Bytes(48, 0x60)), true},
+        {"GRE in IPv6", ip6_carrying(47, gre), true},
+        {"IPv4-in-IPv6", ip6_carrying(4, dns), true},
+        {"IPv6-in-IPv6", ip6_carrying(41, Bytes(48, 0x60)), true},
+        {"VXLAN", ip4_carrying(17, udp_header(51000, 4789, vx)), true},
+        {"VXLAN behind a VLAN tag", ip4_carrying(17, udp_header(51000, 4789, vx), 1), true},
+        {"Geneve", ip4_carrying(17, udp_header(51000, 6081, vx)), true},
+        {"GTP-U", ip4_carrying(17, udp_header(2152, 2152, gtp)), true},
+        {"VXLAN in IPv6", ip6_carrying(17, udp_header(51000, 4789, vx)), true},
+        {"from port 4789 to port 80", ip4_carrying(17, udp_header(4789, 80, vx)), false},
+        {"ESP (50)", ip4_carrying(50, Bytes(40, 1)), false},
+        {"UDP to 4790 (VXLAN-GPE)", ip4_carrying(17, udp_header(51000, 4790, vx)), false},
+    };
+}
+
+TEST(CaptureFilter, TunnelsAdmittedByDefault) {
+    Filter filter(build_capture_filter({}));
+    ASSERT_TRUE(filter.ok()) << filter.error();
+    for (const auto& c : tunnel_cases()) EXPECT_EQ(filter.admits(c.frame), c.admitted) << c.name;
+    for (const auto& c : default_cases()) EXPECT_EQ(filter.admits(c.frame), c.admitted) << c.name;
+}
+
+TEST(CaptureFilter, NoTunnelsLeavesThemOut) {
+    CaptureFilterSpec spec;
+    spec.tunnels = false;
+    Filter filter(build_capture_filter(spec));
+    ASSERT_TRUE(filter.ok()) << filter.error();
+    for (const auto& c : tunnel_cases()) {
+        // A non-first fragment is admitted either way (it may be DNS).
+        const bool want = std::string(c.name) == "non-first fragment of GRE";
+        EXPECT_EQ(filter.admits(c.frame), want) << c.name;
+    }
+    for (const auto& c : default_cases()) EXPECT_EQ(filter.admits(c.frame), c.admitted) << c.name;
+}
+
+TEST(CaptureFilter, ServerAddressDoesNotNarrowTunnels) {
+    // The tunnel endpoints are not the DNS server: with --server-addr the
+    // tunnel packets and their fragments still pass, plain DNS of other
+    // hosts does not.
+    CaptureFilterSpec spec;
+    spec.server_addresses = {"10.0.0.9"};
+    Filter filter(build_capture_filter(spec));
+    ASSERT_TRUE(filter.ok()) << filter.error();
+    for (const auto& c : tunnel_cases()) EXPECT_EQ(filter.admits(c.frame), c.admitted) << c.name;
+    EXPECT_FALSE(filter.admits(udp4(40000, 53)));
+    EXPECT_FALSE(filter.admits(udp4(40000, 53, 1)));
+    EXPECT_TRUE(filter.admits(ipv4_fragment()));
+}
+
+TEST(CaptureFilter, UserFilterAppliesToTunnelsToo) {
+    CaptureFilterSpec spec;
+    spec.user_filter = "not ip proto 47";
+    Filter filter(build_capture_filter(spec));
+    ASSERT_TRUE(filter.ok()) << filter.error();
+    EXPECT_FALSE(filter.admits(tunnel_cases()[0].frame));
+    EXPECT_TRUE(filter.admits(tunnel_cases()[9].frame));  // VXLAN
+    EXPECT_TRUE(filter.admits(udp4(40000, 53)));
+}
+
+TEST(CaptureFilter, TunnelClauseCompilesForCookedRawAndNull) {
+    CaptureFilterSpec spec;
+    spec.vlan = false;
+    for (int dlt : {DLT_LINUX_SLL, DLT_RAW, DLT_NULL}) {
+        Filter filter(build_capture_filter(spec), dlt);
+        EXPECT_TRUE(filter.ok()) << dlt << ": " << filter.error();
+    }
+}
+
+TEST(CaptureFilter, NflogCannotBeFiltered) {
+    // libpcap 1.10: "NFLOG link-layer type filtering not implemented".
+    EXPECT_FALSE(Filter("port 53", DLT_NFLOG).ok());
+    EXPECT_FALSE(link_type_can_filter(DLT_NFLOG));
+    EXPECT_TRUE(link_type_can_filter(DLT_EN10MB));
+    EXPECT_TRUE(link_type_can_filter(DLT_LINUX_SLL2));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // truncation at every layer. Packets are built byte by byte in the tests.
 #include "capture/pcap_file_source.h"
 #include "decode/decoder.h"
+#include "decode/tunnel.h"
 #include "dns/message.h"
 #include "util/error.h"
 #include "test_data.h"
@@ -1028,6 +1029,525 @@ TEST_F(DecodeCorpusFile, FragmentsAreHandedOverNotDecoded) {
         EXPECT_EQ(st.fragments, st.ip) << describe(name, st);
         EXPECT_TRUE(st.anomalies.empty()) << describe(name, st);
     }
+}
+
+// ---------------------------------------------------------------- tunnels
+//
+// Each analyzer (decode/tunnel.h) on its own: a well-formed header forwards
+// the right bytes with the right id, every cut of the header is the
+// analyzer's "truncated" anomaly, and each unsupported variant has its name.
+// Then Decoder::decapsulate: kinds, encapsulation metadata, the DNS-port
+// rule, the depth bound and the counters.
+
+namespace tun = decode::tunnel;
+
+V4 proto4(std::uint8_t protocol) {
+    V4 v;
+    v.protocol = protocol;
+    return v;
+}
+
+Bytes gre_header(std::uint16_t flags, std::uint16_t proto, std::uint32_t key = 0, std::uint32_t seq = 0) {
+    Bytes b;
+    put16(b, flags);
+    put16(b, proto);
+    if (flags & 0x8000) put32(b, 0);  // checksum + reserved (not verified)
+    if (flags & 0x2000) put32(b, key);
+    if (flags & 0x1000) put32(b, seq);
+    return b;
+}
+
+// Expects `parse` to fail with `why` for every strict prefix of `header`
+// (the analyzer's header only) and to succeed on the whole of `packet`.
+template <typename Parse>
+void expect_every_cut_truncated(Parse parse, const Bytes& packet, std::size_t header_len, Anomaly why) {
+    for (std::size_t cut = 0; cut < header_len; ++cut) {
+        tun::Layer layer;
+        Anomaly got{};
+        SCOPED_TRACE(cut);
+        EXPECT_FALSE(parse(std::span<const std::uint8_t>(packet.data(), cut), layer, got));
+        EXPECT_EQ(got, why) << kAnomalyNames[static_cast<std::size_t>(got)];
+    }
+    tun::Layer layer;
+    Anomaly got{};
+    EXPECT_TRUE(parse(std::span<const std::uint8_t>(packet), layer, got));
+    EXPECT_EQ(layer.payload.data(), packet.data() + header_len);
+    EXPECT_EQ(layer.payload.size(), packet.size() - header_len);
+}
+
+TEST(TunnelGre, ForwardsIpv4Ipv6AndEthernetAfterOptionalFields) {
+    const Bytes inner = ipv4(udp(1, 53, kDnsPayload));
+    struct Case {
+        std::uint16_t flags;
+        std::uint16_t proto;
+        tun::Next next;
+        std::size_t header;
+    };
+    for (const Case c : {Case{0x0000, 0x0800, tun::Next::Ipv4, 4}, Case{0x8000, 0x86DD, tun::Next::Ipv6, 8},
+                         Case{0x2000, 0x6558, tun::Next::Ethernet, 8}, Case{0x1000, 0x0800, tun::Next::Ipv4, 8},
+                         Case{0xB000, 0x0800, tun::Next::Ipv4, 16}}) {
+        SCOPED_TRACE(c.flags);
+        const Bytes pkt = cat(gre_header(c.flags, c.proto, 0xCAFE, 9), inner);
+        expect_every_cut_truncated(tun::parse_gre, pkt, c.header, Anomaly::GreTruncated);
+        tun::Layer layer;
+        Anomaly why{};
+        ASSERT_TRUE(tun::parse_gre(pkt, layer, why));
+        EXPECT_EQ(layer.kind, TunnelKind::Gre);
+        EXPECT_EQ(layer.next, c.next);
+        EXPECT_EQ(layer.has_id, (c.flags & 0x2000) != 0);
+        if (layer.has_id) {
+            EXPECT_EQ(layer.id, 0xCAFEu);
+        }
+    }
+}
+
+TEST(TunnelGre, VersionRoutingAndUnknownPayloadsAreUnsupported) {
+    for (const Bytes& pkt : {gre_header(0x2001, 0x880B, 1), gre_header(0x4000, 0x0800), gre_header(0x0800, 0x0800),
+                             gre_header(0x0000, 0x8847), gre_header(0x0000, 0x0806)}) {
+        tun::Layer layer;
+        Anomaly why{};
+        EXPECT_FALSE(tun::parse_gre(cat(pkt, Bytes(40, 0x45)), layer, why));
+        EXPECT_EQ(why, Anomaly::GreUnsupported);
+    }
+}
+
+TEST(TunnelErspan, TypeOneTwoAndThreeWithSubheader) {
+    const Bytes frame = ether(0x0800, ipv4(udp(1, 53, kDnsPayload)));
+    tun::Layer layer;
+    Anomaly why{};
+    // Type I: GRE 0x88BE without the S bit, the frame right after GRE.
+    const Bytes type1 = cat(gre_header(0, 0x88BE), frame);  // views below point into it
+    ASSERT_TRUE(tun::parse_gre(type1, layer, why));
+    EXPECT_EQ(layer.kind, TunnelKind::Erspan);
+    EXPECT_EQ(layer.next, tun::Next::Ethernet);
+    EXPECT_EQ(as_bytes(layer.payload), frame);
+    EXPECT_FALSE(layer.has_id);
+    // Type II: version 1, session 0x155 (10 bits), 8-byte header.
+    const Bytes two = cat({0x10, 0x0A, 0x05, 0x55, 0, 0, 0, 7}, frame);
+    expect_every_cut_truncated(tun::parse_erspan, two, 8, Anomaly::ErspanTruncated);
+    const Bytes gre2 = cat(gre_header(0x1000, 0x88BE, 0, 1), two);
+    ASSERT_TRUE(tun::parse_gre(gre2, layer, why));
+    EXPECT_EQ(layer.kind, TunnelKind::Erspan);
+    EXPECT_EQ(layer.id, 0x155u);
+    EXPECT_EQ(as_bytes(layer.payload), frame);
+    // Type III: version 2, 12 bytes; with O set, 8 more bytes of subheader.
+    const Bytes three = cat({0x20, 0x00, 0x00, 0x02, 1, 2, 3, 4, 0, 0, 0x00, 0x00}, frame);
+    expect_every_cut_truncated(tun::parse_erspan, three, 12, Anomaly::ErspanTruncated);
+    const Bytes three_o = cat(cat({0x20, 0x00, 0x00, 0x03, 1, 2, 3, 4, 0, 0, 0x00, 0x01}, Bytes(8, 0x77)), frame);
+    expect_every_cut_truncated(tun::parse_erspan, three_o, 20, Anomaly::ErspanTruncated);
+    const Bytes gre3 = cat(gre_header(0x1000, 0x22EB, 0, 1), three_o);
+    ASSERT_TRUE(tun::parse_gre(gre3, layer, why));
+    EXPECT_EQ(layer.id, 3u);
+    EXPECT_EQ(as_bytes(layer.payload), frame);
+}
+
+TEST(TunnelErspan, FrameTypeIpIsDecodedOtherTypesAndVersionsAreNot) {
+    const Bytes ip = ipv4(udp(1, 53, kDnsPayload));
+    tun::Layer layer;
+    Anomaly why{};
+    const Bytes ft_ip = cat({0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x08, 0}, ip);  // FT = 2
+    ASSERT_TRUE(tun::parse_erspan(ft_ip, layer, why));
+    EXPECT_EQ(layer.next, tun::Next::Ip);
+    EXPECT_EQ(as_bytes(layer.payload), ip);
+    EXPECT_FALSE(tun::parse_erspan(cat({0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x04, 0}, ip), layer, why));  // FT = 1
+    EXPECT_EQ(why, Anomaly::ErspanUnsupported);
+    for (const std::uint8_t version : {std::uint8_t{0x00}, std::uint8_t{0x30}, std::uint8_t{0xF0}}) {
+        EXPECT_FALSE(tun::parse_erspan(cat({version, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, ip), layer, why));
+        EXPECT_EQ(why, Anomaly::ErspanUnsupported);
+    }
+}
+
+TEST(TunnelVxlan, NeedsTheIFlagAndEightBytes) {
+    const Bytes frame = ether(0x0800, ipv4(udp(1, 53, kDnsPayload)));
+    const Bytes pkt = cat({0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0}, frame);
+    expect_every_cut_truncated(tun::parse_vxlan, pkt, 8, Anomaly::VxlanTruncated);
+    tun::Layer layer;
+    Anomaly why{};
+    ASSERT_TRUE(tun::parse_vxlan(pkt, layer, why));
+    EXPECT_EQ(layer.id, 0x123456u);
+    EXPECT_EQ(layer.next, tun::Next::Ethernet);
+    EXPECT_TRUE(tun::parse_vxlan(cat({0x88, 0, 0, 0, 0, 0, 1, 0}, frame), layer, why));  // + G flag (GBP)
+    EXPECT_FALSE(tun::parse_vxlan(cat({0x00, 0, 0, 0, 0, 0, 1, 0}, frame), layer, why));
+    EXPECT_EQ(why, Anomaly::VxlanBadFlags);
+}
+
+TEST(TunnelGeneve, WalksOptionsAndDispatchesOnProtocolType) {
+    const Bytes ip = ipv4(udp(1, 53, kDnsPayload));
+    // Two options: 4 bytes of data, then none: option length 3 (12 bytes).
+    const Bytes opts{0x01, 0x03, 0x80, 0x01, 0, 0, 0, 42, 0x01, 0x04, 0x01, 0x00};
+    const Bytes pkt = cat(cat({0x03, 0x00, 0x08, 0x00, 0x00, 0x17, 0x71, 0x00}, opts), ip);
+    expect_every_cut_truncated(tun::parse_geneve, pkt, 20, Anomaly::GeneveTruncated);
+    tun::Layer layer;
+    Anomaly why{};
+    ASSERT_TRUE(tun::parse_geneve(pkt, layer, why));
+    EXPECT_EQ(layer.id, 6001u);
+    EXPECT_EQ(layer.next, tun::Next::Ipv4);
+    EXPECT_TRUE(tun::parse_geneve(cat({0x00, 0x00, 0x65, 0x58, 0, 0, 1, 0}, ip), layer, why));
+    EXPECT_EQ(layer.next, tun::Next::Ethernet);
+    EXPECT_TRUE(tun::parse_geneve(cat({0x00, 0x00, 0x86, 0xDD, 0, 0, 1, 0}, ip), layer, why));
+    EXPECT_EQ(layer.next, tun::Next::Ipv6);
+    // An option running past the option length; a 2-byte tail.
+    EXPECT_FALSE(tun::parse_geneve(cat({0x02, 0x00, 0x08, 0x00, 0, 0, 1, 0, 0, 1, 1, 2, 0, 0, 0, 0}, ip), layer, why));
+    EXPECT_EQ(why, Anomaly::GeneveBadOptions);
+    // Version 1; an unknown protocol type.
+    EXPECT_FALSE(tun::parse_geneve(cat({0x40, 0x00, 0x08, 0x00, 0, 0, 1, 0}, ip), layer, why));
+    EXPECT_EQ(why, Anomaly::GeneveUnsupported);
+    EXPECT_FALSE(tun::parse_geneve(cat({0x00, 0x00, 0x88, 0x47, 0, 0, 1, 0}, ip), layer, why));
+    EXPECT_EQ(why, Anomaly::GeneveUnsupported);
+}
+
+Bytes gtpu_packet(std::uint8_t flags, std::uint8_t type, const Bytes& body, int length_delta = 0) {
+    Bytes b{flags, type};
+    put16(b, static_cast<std::uint16_t>(static_cast<int>(body.size()) + length_delta));
+    put32(b, 0x01020304);
+    append(b, body);
+    return b;
+}
+
+TEST(TunnelGtpu, PlainSequenceAndExtensionHeaders) {
+    const Bytes ip = ipv6(17, udp(1, 53, kDnsPayload));
+    tun::Layer layer;
+    Anomaly why{};
+    const Bytes plain = gtpu_packet(0x30, 0xFF, ip);
+    expect_every_cut_truncated(tun::parse_gtpu, plain, 8, Anomaly::GtpuTruncated);
+    ASSERT_TRUE(tun::parse_gtpu(plain, layer, why));
+    EXPECT_EQ(layer.id, 0x01020304u);
+    EXPECT_EQ(layer.next, tun::Next::Ip);
+    // S flag: 4 more bytes; their next-type field is ignored without E.
+    const Bytes with_seq = gtpu_packet(0x32, 0xFF, cat({0, 7, 0, 0x85}, ip));
+    ASSERT_TRUE(tun::parse_gtpu(with_seq, layer, why));
+    EXPECT_EQ(as_bytes(layer.payload), ip);
+    // E flag: two extension headers (4 and 8 bytes), then type 0.
+    const Bytes ext = cat({0, 0, 0, 0x85, 1, 0x10, 0x09, 0x40, 2, 1, 2, 3, 4, 5, 6, 0}, ip);
+    const Bytes with_ext = gtpu_packet(0x34, 0xFF, ext);
+    ASSERT_TRUE(tun::parse_gtpu(with_ext, layer, why));
+    EXPECT_EQ(as_bytes(layer.payload), ip);
+    // Bytes after the length field's end are not part of the message.
+    const Bytes trailing = cat(plain, {0xEE, 0xEE});
+    ASSERT_TRUE(tun::parse_gtpu(trailing, layer, why));
+    EXPECT_EQ(as_bytes(layer.payload), ip);
+}
+
+TEST(TunnelGtpu, MalformedAndNonUserPlaneMessagesAreCounted) {
+    const Bytes ip = ipv4(udp(1, 53, kDnsPayload));
+    struct Case {
+        Bytes pkt;
+        Anomaly why;
+    };
+    const std::vector<Case> cases{
+        {gtpu_packet(0x30, 0xFF, ip, 1), Anomaly::GtpuTruncated},                          // length beyond
+        {gtpu_packet(0x32, 0xFF, {0, 1}), Anomaly::GtpuTruncated},                          // S, no room
+        {gtpu_packet(0x30, 0x01, {}), Anomaly::GtpuNotGpdu},                                // echo request
+        {gtpu_packet(0x30, 0xFE, {}), Anomaly::GtpuNotGpdu},                                // end marker
+        {gtpu_packet(0x48, 0x01, Bytes(4, 0)), Anomaly::GtpuUnsupported},                   // GTPv2
+        {gtpu_packet(0x20, 0xFF, ip), Anomaly::GtpuUnsupported},                            // GTP' (PT = 0)
+        {gtpu_packet(0x34, 0xFF, cat({0, 0, 0, 0x85, 0, 0, 0, 0}, ip)), Anomaly::GtpuBadExtension},  // length 0
+        {gtpu_packet(0x34, 0xFF, {0, 0, 0, 0x85, 3, 0, 0, 0}), Anomaly::GtpuBadExtension},           // beyond
+        {gtpu_packet(0x34, 0xFF, {0, 0, 0, 0x85}), Anomaly::GtpuBadExtension},                       // missing
+    };
+    Bytes chain{0, 0, 0, 0x85};  // 17 extension headers: more than the bound
+    for (int i = 0; i < 17; ++i) append(chain, {1, 0, 0, 0x85});
+    for (std::size_t i = 0; i <= cases.size(); ++i) {
+        const Bytes pkt = i < cases.size() ? cases[i].pkt : gtpu_packet(0x34, 0xFF, cat(chain, ip));
+        const Anomaly want = i < cases.size() ? cases[i].why : Anomaly::GtpuBadExtension;
+        tun::Layer layer;
+        Anomaly why{};
+        SCOPED_TRACE(i);
+        EXPECT_FALSE(tun::parse_gtpu(pkt, layer, why));
+        EXPECT_EQ(why, want) << kAnomalyNames[static_cast<std::size_t>(why)];
+    }
+}
+
+// NFLOG record with TLVs in the given byte order (values big-endian).
+Bytes nflog(std::uint8_t family, const std::vector<std::pair<std::uint16_t, Bytes>>& tlvs, bool big_endian) {
+    Bytes b{family, 0, 0, 5};
+    for (const auto& [type, value] : tlvs) {
+        const auto len = static_cast<std::uint16_t>(4 + value.size());
+        if (big_endian) {
+            put16(b, len);
+            put16(b, type);
+        } else {
+            append(b, {static_cast<std::uint8_t>(len), static_cast<std::uint8_t>(len >> 8),
+                       static_cast<std::uint8_t>(type), static_cast<std::uint8_t>(type >> 8)});
+        }
+        append(b, value);
+        b.resize(b.size() + (-value.size() & 3u), 0);
+    }
+    return b;
+}
+
+TEST(DecodeNflog, PayloadTlvInEitherByteOrderAfterPaddedTlvs) {
+    const Bytes v4 = ipv4(udp(40000, 53, kDnsPayload));
+    const Bytes v6 = ipv6(17, udp(40000, 53, kDnsPayload));
+    for (const bool be : {false, true}) {
+        SCOPED_TRACE(be);
+        Decoder d;
+        const Bytes rec4 = nflog(2, {{1, {0x08, 0x00, 3, 0}}, {10, {'a', 'b', 'c', 0, 0}}, {9, v4}}, be);
+        EXPECT_EQ(as_bytes(decode_all(d, packet(lt::kNflog, rec4)).payload), kDnsPayload);
+        const Bytes rec6 = nflog(10, {{0x8001, Bytes(4, 0)}, {9, v6}, {11, {0, 0, 3, 0xE8}}}, be);
+        const Segment seg = decode_all(d, packet(lt::kNflog, rec6));
+        EXPECT_EQ(seg.src.family, 6);
+        EXPECT_EQ(anomaly_total(d), 0u);
+        EXPECT_EQ(d.link_type_count(lt::kNflog), 2u);
+        EXPECT_EQ(Decoder::link_type_name(lt::kNflog), "nflog");
+    }
+}
+
+TEST(DecodeNflog, MalformedRecordsAreNamed) {
+    const Bytes v4 = ipv4(udp(40000, 53, kDnsPayload));
+    expect_link_anomaly(packet(lt::kNflog, {2, 0, 0}), Anomaly::LinkTruncated);
+    expect_link_anomaly(packet(lt::kNflog, {2, 0, 0, 5}), Anomaly::NflogNoPayload);
+    expect_link_anomaly(packet(lt::kNflog, nflog(2, {{1, {8, 0, 3, 0}}}, false)), Anomaly::NflogNoPayload);
+    // A TLV length below 4, and a non-payload TLV running past the record.
+    expect_link_anomaly(packet(lt::kNflog, cat(nflog(2, {{1, {8, 0, 3, 0}}}, false), {2, 0, 9, 0})),
+                        Anomaly::NflogBadTlv);
+    expect_link_anomaly(packet(lt::kNflog, cat(nflog(2, {{1, {8, 0, 3, 0}}}, false), {200, 0, 10, 0, 'x', 0, 0, 0})),
+                        Anomaly::NflogBadTlv);
+    // No plausible byte order at all (type 0x0101 both ways).
+    expect_link_anomaly(packet(lt::kNflog, {2, 0, 0, 5, 8, 0, 1, 1, 0, 0, 0, 0}), Anomaly::NflogBadTlv);
+    // Family AF_BRIDGE (7): not an IP payload.
+    expect_link_anomaly(packet(lt::kNflog, nflog(7, {{9, v4}}, false)), Anomaly::NotIp);
+    // The payload TLV cut by the snaplen: the IP layer says snapped.
+    const Bytes whole = nflog(2, {{9, v4}}, false);
+    expect_link_anomaly(packet(lt::kNflog, Bytes(whole.begin(), whole.end() - 10), 0), Anomaly::IpSnapped);
+}
+
+// Outer IPv6 (2001:db8::1 -> ::2) carrying `proto` + payload.
+capture::Packet outer6(std::uint8_t proto, const Bytes& payload, std::initializer_list<std::uint16_t> tags = {}) {
+    return packet(lt::kEthernet, ether(0x86DD, ipv6(proto, payload), tags));
+}
+
+// Decodes the link and removes tunnels until there are none left; returns
+// the Decap result of the last call.
+Decap decap_all(Decoder& d, const capture::Packet& p, IpPacket& out) {
+    IpPacket ip;
+    if (!d.decode_link(p, ip)) return Decap::Dropped;
+    for (;;) {
+        IpPacket inner;
+        const Decap r = d.decapsulate(ip, inner);
+        if (r != Decap::Inner) {
+            out = ip;
+            return r;
+        }
+        ip = inner;
+    }
+}
+
+Bytes vxlan(const Bytes& frame, std::uint32_t vni = 1) {
+    Bytes b{0x08, 0, 0, 0};
+    put32(b, vni << 8);
+    return cat(b, frame);
+}
+
+TEST(DecodeDecap, EveryKindGivesTheInnerPacketAndIsCounted) {
+    const Bytes inner4 = ipv4(udp(40000, 53, kDnsPayload));
+    const Bytes inner6 = ipv6(17, udp(40000, 53, kDnsPayload));
+    const Bytes frame4 = ether(0x0800, inner4);
+    struct Case {
+        const char* name;
+        capture::Packet pkt;
+        TunnelKind kind;
+        int family;
+    };
+    const std::vector<Case> cases{
+        {"gre", outer6(47, cat(gre_header(0, 0x0800), inner4)), TunnelKind::Gre, 4},
+        {"erspan", outer6(47, cat(gre_header(0x1000, 0x88BE, 0, 1), cat({0x10, 0, 0, 1, 0, 0, 0, 0}, frame4))),
+         TunnelKind::Erspan, 4},
+        {"vxlan", outer6(17, udp(50000, 4789, vxlan(frame4))), TunnelKind::Vxlan, 4},
+        {"geneve", outer6(17, udp(50000, 6081, cat({0, 0, 0x86, 0xDD, 0, 0, 1, 0}, inner6))), TunnelKind::Geneve, 6},
+        {"gtpu", outer6(17, udp(2152, 2152, gtpu_packet(0x30, 0xFF, inner4))), TunnelKind::Gtpu, 4},
+        {"ipip", outer6(4, inner4), TunnelKind::IpIp, 4},
+        {"ipv6_in_ip", packet(lt::kRaw, ipv4(inner6, proto4(41))), TunnelKind::Ipv6InIp, 6},
+        {"ipip after extension headers", outer6(60, cat(ext8(4), inner4)), TunnelKind::IpIp, 4},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.name);
+        Decoder d;
+        IpPacket ip;
+        ASSERT_EQ(decap_all(d, c.pkt, ip), Decap::None);
+        EXPECT_EQ(ip.src.family, c.family);
+        EXPECT_EQ(ip.encap.depth, 1);
+        EXPECT_EQ(ip.encap.tunnel, c.kind);
+        EXPECT_EQ(d.decapsulated().get(c.kind), 1u);
+        EXPECT_EQ(anomaly_total(d), 0u);
+        Segment seg;
+        ASSERT_TRUE(d.decode_transport(ip, 0, seg));
+        EXPECT_EQ(as_bytes(seg.payload), kDnsPayload);
+        EXPECT_EQ(seg.encap.tunnel, c.kind);
+        std::map<std::string, std::uint64_t> counters;
+        d.for_each_counter([&](std::string_view name, std::uint64_t v) {
+            if (v) counters[std::string(name)] = v;
+        });
+        EXPECT_EQ(counters, (std::map<std::string, std::uint64_t>{
+                                {"decap_" + std::string(kTunnelKindNames[static_cast<std::size_t>(c.kind)]), 1}}));
+    }
+}
+
+TEST(DecodeDecap, KeepsTheOutermostTunnelAndTheOutermostVlan) {
+    // VLAN 11 on the captured frame; GRE (key 7) from 2001:db8::1 -> ::2;
+    // inside, VXLAN VNI 99 carrying a frame tagged 0x8100 VLAN 11 (ether()).
+    const Bytes inner_udp = ipv4(udp(50000, 4789, vxlan(ether(0x0800, ipv4(udp(40000, 53, kDnsPayload)), {0x8100}), 99)));
+    Decoder d;
+    IpPacket ip;
+    ASSERT_EQ(decap_all(d, outer6(47, cat(gre_header(0x2000, 0x0800, 7), inner_udp), {0x8100}), ip), Decap::None);
+    EXPECT_EQ(ip.encap.depth, 2);
+    EXPECT_EQ(ip.encap.tunnel, TunnelKind::Gre);
+    EXPECT_TRUE(ip.encap.has_tunnel_id);
+    EXPECT_EQ(ip.encap.tunnel_id, 7u);
+    EXPECT_EQ(ip.encap.outer_src.family, 6);
+    EXPECT_EQ(ip.encap.outer_src.bytes[15], 1);
+    EXPECT_EQ(ip.encap.outer_dst.bytes[15], 2);
+    EXPECT_TRUE(ip.encap.has_vlan);
+    EXPECT_EQ(ip.encap.vlan, 11);
+    // Without a tag outside, the first tag inside a tunnel is the VLAN.
+    Decoder d2;
+    Bytes tagged = ether(0x0800, ipv4(udp(40000, 53, kDnsPayload)));
+    tagged.insert(tagged.begin() + 12, {0x81, 0x00, 0x01, 0x2C});  // VLAN 300
+    ASSERT_EQ(decap_all(d2, outer6(17, udp(50000, 4789, vxlan(tagged))), ip), Decap::None);
+    EXPECT_TRUE(ip.encap.has_vlan);
+    EXPECT_EQ(ip.encap.vlan, 300);
+    EXPECT_EQ(ip.encap.tunnel_id, 1u);
+    // A plain packet has neither.
+    Decoder d3;
+    ASSERT_EQ(decap_all(d3, packet(lt::kRaw, ipv4(udp(40000, 53, kDnsPayload))), ip), Decap::None);
+    EXPECT_EQ(ip.encap.depth, 0);
+    EXPECT_FALSE(ip.encap.has_vlan);
+}
+
+TEST(DecodeDecap, DnsPortsAreNeverTunnels) {
+    // A resolver's query from port 4789, its answer to port 4789.
+    for (const Bytes& dgram : {udp(53, 4789, kDnsPayload), udp(4789, 4789, kDnsPayload)}) {
+        Decoder d;
+        IpPacket ip;
+        const auto pkt = packet(lt::kRaw, ipv4(dgram));
+        const bool is_dns_src = dgram[1] == 53;
+        EXPECT_EQ(decap_all(d, pkt, ip), is_dns_src ? Decap::None : Decap::Dropped);
+    }
+    DecapConfig cfg;
+    cfg.dns_ports = {53, 4789};
+    Decoder d(cfg);
+    IpPacket ip;
+    EXPECT_EQ(decap_all(d, packet(lt::kRaw, ipv4(udp(4789, 4789, kDnsPayload))), ip), Decap::None);
+    // A port set to 0 is off.
+    DecapConfig off;
+    off.vxlan_port = 0;
+    Decoder d2(off);
+    EXPECT_EQ(decap_all(d2, packet(lt::kRaw, ipv4(udp(1, 4789, vxlan(ether(0x0800, ipv4(udp(1, 53, kDnsPayload))))))),
+                        ip),
+              Decap::None);
+    EXPECT_EQ(d2.decapsulated().get(TunnelKind::Vxlan), 0u);
+    // Plain UDP/TCP/ICMP: not tunnels, nothing counted.
+    Decoder d3;
+    V4 tcpv;
+    tcpv.protocol = 6;
+    V4 icmp;
+    icmp.protocol = 1;
+    for (const Bytes& p : {ipv4(udp(40000, 53, kDnsPayload)), ipv4(tcp(1, 53, 1, 1, 0, {}, {}), tcpv),
+                           ipv4(Bytes(8, 0), icmp), ipv4(Bytes(3, 0))}) {
+        EXPECT_EQ(decap_all(d3, packet(lt::kRaw, p), ip), Decap::None);
+    }
+    EXPECT_EQ(anomaly_total(d3), 0u);
+}
+
+TEST(DecodeDecap, DepthIsBoundedAndCounted) {
+    Bytes pkt = ipv4(udp(40000, 53, kDnsPayload));
+    for (int i = 0; i < 4; ++i) pkt = ipv4(pkt, proto4(4));
+    for (const unsigned max : {4u, 3u, 0u}) {
+        DecapConfig cfg;
+        cfg.max_depth = max;
+        Decoder d(cfg);
+        IpPacket ip;
+        SCOPED_TRACE(max);
+        EXPECT_EQ(decap_all(d, packet(lt::kRaw, pkt), ip), max >= 4 ? Decap::None : Decap::Dropped);
+        EXPECT_EQ(d.anomalies().get(Anomaly::TunnelTooDeep), max >= 4 ? 0u : 1u);
+        EXPECT_EQ(d.decapsulated().get(TunnelKind::IpIp), std::min(max, 4u));
+    }
+}
+
+TEST(DecodeDecap, MalformedTunnelsAreDroppedWithTheirAnomaly) {
+    const Bytes frame = ether(0x0800, ipv4(udp(1, 53, kDnsPayload)));
+    struct Case {
+        const char* name;
+        Bytes ip;
+        Anomaly why;
+    };
+    const std::vector<Case> cases{
+        {"gre cut", ipv4({0x00, 0x00, 0x08}, proto4(47)), Anomaly::GreTruncated},
+        {"vxlan flags", ipv4(udp(1, 4789, cat({0, 0, 0, 0, 0, 0, 1, 0}, frame))), Anomaly::VxlanBadFlags},
+        {"vxlan inner frame cut", ipv4(udp(1, 4789, vxlan(Bytes(13, 2)))), Anomaly::LinkTruncated},
+        {"vxlan arp", ipv4(udp(1, 4789, vxlan(ether(0x0806, Bytes(28, 0))))), Anomaly::NotIp},
+        {"geneve cut", ipv4(udp(1, 6081, {0x01, 0, 0x65, 0x58, 0, 0, 1, 0})), Anomaly::GeneveTruncated},
+        {"gtpu echo", ipv4(udp(2152, 2152, gtpu_packet(0x30, 1, {}))), Anomaly::GtpuNotGpdu},
+        {"ipip inner cut", ipv4(Bytes(frame.begin() + 14, frame.begin() + 40), proto4(4)), Anomaly::IpSnapped},
+        {"ipip inner not v4", ipv4(ipv6(17, udp(1, 53, kDnsPayload)), proto4(4)), Anomaly::IpBadVersion},
+        {"41 empty", ipv4({}, proto4(41)), Anomaly::IpTruncated},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.name);
+        Decoder d;
+        IpPacket ip;
+        EXPECT_EQ(decap_all(d, packet(lt::kRaw, c.ip), ip), Decap::Dropped);
+        EXPECT_EQ(d.anomalies().get(c.why), 1u) << kAnomalyNames[static_cast<std::size_t>(c.why)];
+        EXPECT_EQ(anomaly_total(d), 1u);
+    }
+}
+
+// Deterministic mutation run over tunnelled packets: every view stays inside
+// the packet's bytes (and under ASan nothing reads outside them).
+TEST(DecodeDecap, MutatedTunnelsNeverLeaveThePacketBytes) {
+    const Bytes inner = ipv4(udp(40000, 53, kDnsPayload));
+    const Bytes frame = ether(0x0800, inner, {0x8100});
+    const std::vector<Bytes> seeds{
+        ipv4(cat(gre_header(0xB000, 0x6558, 1, 2), frame), proto4(47)),
+        ipv4(cat(gre_header(0x1000, 0x22EB, 0, 1), cat({0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1}, cat(Bytes(8, 0), frame))),
+             proto4(47)),
+        ipv4(udp(1, 4789, vxlan(frame))),
+        ipv4(udp(1, 6081, cat({0x01, 0, 0x65, 0x58, 0, 0, 1, 0, 0, 1, 1, 0}, frame))),
+        ipv4(udp(2152, 2152, gtpu_packet(0x36, 0xFF, cat({0, 1, 0, 0x85, 1, 0x10, 0x09, 0}, inner)))),
+        ipv6(41, ipv6(4, inner)),
+        nflog(2, {{1, {8, 0, 3, 0}}, {9, inner}}, false),
+    };
+    std::uint32_t state = 777;
+    auto next = [&state] {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        return state;
+    };
+    Decoder d;
+    std::uint64_t reached = 0;
+    for (int round = 0; round < 30000; ++round) {
+        const std::size_t which = next() % seeds.size();
+        Bytes bytes = seeds[which];
+        const int changes = static_cast<int>(next() % 4);
+        for (int i = 0; i < changes; ++i) bytes[next() % bytes.size()] = static_cast<std::uint8_t>(next());
+        if (next() % 3 == 0) bytes.resize(next() % (bytes.size() + 1));
+        capture::Packet pkt;
+        pkt.link_type = which + 1 == seeds.size() ? lt::kNflog : lt::kRaw;
+        pkt.data = bytes;
+        pkt.original_length = static_cast<std::uint32_t>(bytes.size());
+        const auto* begin = bytes.data();
+        const auto* end = bytes.data() + bytes.size();
+        auto inside = [&](std::span<const std::uint8_t> v) {
+            return v.empty() || (v.data() >= begin && v.data() + v.size() <= end);
+        };
+        IpPacket ip;
+        if (!d.decode_link(pkt, ip)) continue;
+        ASSERT_TRUE(inside(ip.payload));
+        for (int depth = 0; depth < 8 && !ip.is_fragment; ++depth) {
+            IpPacket in;
+            if (d.decapsulate(ip, in) != Decap::Inner) break;
+            ASSERT_TRUE(inside(in.payload));
+            ASSERT_LE(in.encap.depth, 4);
+            ip = in;
+        }
+        Segment seg;
+        if (!ip.is_fragment && d.decode_transport(ip, 0, seg)) {
+            ASSERT_TRUE(inside(seg.payload));
+            ++reached;
+        }
+    }
+    EXPECT_GT(reached, 1000u);
 }
 
 }  // namespace
