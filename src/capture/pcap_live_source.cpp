@@ -31,7 +31,7 @@ std::string activate_error(const std::string& name, pcap_t* p, int rc) {
         case PCAP_ERROR_PERM_DENIED:
         case PCAP_ERROR_PROMISC_PERM_DENIED:
             return prefix + "permission denied" + (detail.empty() ? "" : " (" + detail + ")") +
-                   ": needs CAP_NET_RAW and CAP_NET_ADMIN (run as root or setcap cap_net_raw,cap_net_admin=eip)";
+                   ": needs CAP_NET_RAW (run as root, or setcap cap_net_raw=ep on the binary)";
         case PCAP_ERROR_IFACE_NOT_UP:
             return prefix + "interface is not up";
         default:

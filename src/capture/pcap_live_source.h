@@ -11,8 +11,9 @@
 //    alternatives only on Ethernet link types) and compiled for the handle's
 //    link type.
 //  - Errors name the interface: "capture on eth9: no such device",
-//    "capture on eth0: permission denied (...): needs CAP_NET_RAW and
-//    CAP_NET_ADMIN (run as root or setcap)".
+//    "capture on eth0: permission denied (...): needs CAP_NET_RAW (...)"
+//    (an AF_PACKET socket needs CAP_NET_RAW only; promiscuous mode and the
+//    TPACKET ring of any size work without CAP_NET_ADMIN).
 //
 // Reading (read(); never throws, no allocation, no I/O except libpcap's
 // reads and one poll() when nothing is buffered):

@@ -6,21 +6,17 @@
 
 #include "capture/pcap_live_source.h"
 #include "cli/common_options.h"
+#include "cli/privileges.h"
 #include "cli/signals.h"
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 #include "util/error.h"
 #include "util/units.h"
 
-#include <grp.h>
 #include <pcap/pcap.h>
-#include <pwd.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -52,29 +48,6 @@ std::uint64_t buffer_bytes(const std::string& text) {
     if (value >= std::uint64_t{2} << 30)
         throw util::FatalError("--buffer-size: '" + text + "' is 2 GiB or more", util::kExitUsage);
     return value;
-}
-
-struct Account {
-    uid_t uid;
-    gid_t gid;
-};
-
-Account lookup_user(const std::string& name) {
-    errno = 0;
-    const passwd* pw = ::getpwnam(name.c_str());
-    if (!pw) throw util::FatalError("--user " + name + ": no such user", util::kExitUsage);
-    return {pw->pw_uid, pw->pw_gid};
-}
-
-void drop_privileges(const std::string& name, const Account& account) {
-    // glibc applies setgroups/setgid/setuid to every thread of the process
-    // (the output threads already run).
-    if (::setgroups(1, &account.gid) != 0)
-        throw util::FatalError("--user " + name + ": setgroups: " + std::strerror(errno));
-    if (::setgid(account.gid) != 0) throw util::FatalError("--user " + name + ": setgid: " + std::strerror(errno));
-    if (::setuid(account.uid) != 0) throw util::FatalError("--user " + name + ": setuid: " + std::strerror(errno));
-    if (account.uid != 0 && ::setuid(0) == 0)
-        throw util::FatalError("--user " + name + ": could get root back after setuid; refusing to go on");
 }
 
 std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
@@ -168,6 +141,8 @@ int run_capture(const CaptureCommandOptions& o) {
     if (!o.user.empty()) account = lookup_user(o.user);
 
     install_stop_handlers();
+    // Before any thread starts (bounding set and no_new_privs are per thread).
+    if (account) lock_down(o.user);
     capture::PcapLiveSource source(live);
 
     std::unique_ptr<capture::PcapDumpFile> dump;
@@ -192,7 +167,7 @@ int run_capture(const CaptureCommandOptions& o) {
 
     pipeline::Pipeline pipeline(config, open_outputs(o.output));
     if (server) board.publish(collect_samples(pipeline, source, dump.get()));
-    if (account) drop_privileges(o.user, *account);
+    if (account) switch_user(o.user, *account);
 
     if (!o.output.quiet) {
         for (std::size_t i = 0; i < source.interface_count(); ++i)
