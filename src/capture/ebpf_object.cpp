@@ -179,8 +179,13 @@ Object::Object(const ObjectConfig& config) {
             if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 0)
                 throw util::FatalError(what + "this kernel (" + kernel_release() +
                                        ") has no BPF ring buffer (Linux 5.8 or later is needed)");
+            // Without CAP_PERFMON the verifier adds Spectre mitigations and
+            // may refuse what it accepts with it (older kernels more so).
+            const std::string perfmon = has_capability(CAP_PERFMON) || has_capability(CAP_SYS_ADMIN)
+                                            ? ""
+                                            : "; without CAP_PERFMON the verifier is stricter: try adding it";
             throw util::FatalError(what + "loading the BPF programs failed: " + std::strerror(err) + " (kernel " +
-                                   kernel_release() + ")" + recent_libbpf_log());
+                                   kernel_release() + perfmon + ")" + recent_libbpf_log());
         }
 
         // Filter maps.
