@@ -229,7 +229,8 @@ zone:
 {zl}"""
 
 
-def start_knot(ns, d, listen, zones, ns_addr4):
+def start_knot(ns, d, listen, zones, ns_addr4, cgroup=None):
+    """knotd in `ns` (and in the cgroup v2 directory `cgroup`, when given)."""
     os.makedirs(os.path.join(d, "db"))
     for z in zones:
         with open(os.path.join(d, f"{z}.zone"), "w") as f:
@@ -237,7 +238,7 @@ def start_knot(ns, d, listen, zones, ns_addr4):
     conf = os.path.join(d, "knot.conf")
     with open(conf, "w") as f:
         f.write(knot_config(d, listen, zones, KNOT_ID, KNOT_VER))
-    knotd = ns.spawn(["knotd", "-c", conf], name="knotd")
+    knotd = ns.spawn(["knotd", "-c", conf], name="knotd", cgroup=cgroup)
     for z in zones:
         knotd.wait_for_line(r"\[" + re.escape(z) + r"\.\] loaded", 20)
     knotd.wait_for_line(r"server started", 20)
