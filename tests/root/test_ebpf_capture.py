@@ -52,7 +52,7 @@ import test_real_servers as rs  # noqa: E402
 from sidetap_testlib import read_dnstap_file, sidetap_arg  # noqa: E402
 
 TEST = "root.test_ebpf_capture"
-METRICS_PORT = 9154
+METRICS_PORT = lc.METRICS_PORT   # inside the server namespace
 SCENARIOS = ("socket", "tc", "cgroup", "filter", "overflow", "errors")
 
 

@@ -335,6 +335,8 @@ def pcap_stats(path):
             off, et = 14, struct.unpack_from(">H", pkt, 12)[0]
         elif linktype == 113:
             off, et = 16, struct.unpack_from(">H", pkt, 14)[0]
+        elif linktype in (101, 228, 229) and pkt:   # raw IP (eBPF capture's --write-pcap)
+            off, et = 0, 0x0800 if pkt[0] >> 4 == 4 else 0x86DD
         else:
             continue
         if et == 0x0800:
