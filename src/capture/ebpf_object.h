@@ -123,7 +123,9 @@ Fd attach_socket(const Object& object, unsigned ifindex, bool promiscuous, const
 
 // A tc program on an interface. tcx BPF links where the kernel has them
 // (Linux 6.6+); otherwise a clsact qdisc (created only if absent; then
-// removed again) and a direct-action cls_bpf filter through netlink.
+// removed again) and a direct-action cls_bpf filter through netlink. The
+// environment variable SIDETAP_EBPF_NO_TCX=1 forces the netlink path (for
+// tests on kernels that have tcx).
 class TcAttachment {
 public:
     TcAttachment(const Object& object, Program program, unsigned ifindex, const std::string& interface);

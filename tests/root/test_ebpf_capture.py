@@ -31,6 +31,9 @@ Scenarios (--only NAME runs one):
       socket without CAP_NET_RAW name the missing one; --user nobody after attaching (tc):
       CapBnd=0, NoNewPrivs=1, still captures and counts; after SIGTERM and after SIGKILL no
       sidetap program is left loaded (tcx links and sockets go with the process).
+  netlink -- the tc path for kernels without tcx (forced with SIDETAP_EBPF_NO_TCX=1): without
+      a clsact qdisc sidetap adds one, captures, and removes it on SIGTERM; with an existing one
+      it adds only its filter and removes only that.
 """
 import argparse
 import json
@@ -53,7 +56,7 @@ from sidetap_testlib import read_dnstap_file, sidetap_arg  # noqa: E402
 
 TEST = "root.test_ebpf_capture"
 METRICS_PORT = lc.METRICS_PORT   # inside the server namespace
-SCENARIOS = ("socket", "tc", "cgroup", "filter", "overflow", "errors")
+SCENARIOS = ("socket", "tc", "cgroup", "filter", "overflow", "errors", "netlink")
 
 
 def loaded_sidetap_programs():
@@ -389,6 +392,45 @@ def scenario_errors(sidetap, workdir):
     return problems
 
 
+# ----------------------------------------------------------------------------- netlink
+
+def scenario_netlink(sidetap, workdir):
+    problems = []
+    env = dict(os.environ, SIDETAP_EBPF_NO_TCX="1")
+    q = dns_query(0, "www.example.test")
+    with netns.NetNS("ebn") as ns:
+        for existing in (False, True):
+            label = "existing clsact" if existing else "no clsact before"
+            if existing:
+                ns.run(["tc", "qdisc", "add", "dev", "lo", "clsact"])
+            out = os.path.join(workdir, f"netlink-{existing}.dnstap")
+            proc = ns.spawn([sidetap, "capture", "--ebpf", "tc", "-i", "lo", "-w", out],
+                            name="sidetap-netlink", env=env)
+            m = proc.wait_for_line(r"^sidetap: capturing on lo .*via ([^,]*clsact[^,]*), netlink", 10)
+            filters = ns.run(["tc", "filter", "show", "dev", "lo", "ingress"]).stdout
+            ns.run([sys.executable, "-c", SENDER, json.dumps(
+                {"v4": "127.0.0.1", "v6": "::1", "sends": [(53, q.hex(), 10)]})])
+            time.sleep(0.5)
+            rc = proc.stop()
+            qdiscs = ns.run(["tc", "qdisc", "show", "dev", "lo"]).stdout
+            after = ns.run(["tc", "filter", "show", "dev", "lo", "ingress"]).stdout
+            n = len(read_dnstap_file(out))
+            p = []
+            if ("existing" in m.group(1)) != existing:
+                p.append(f"sidetap says '{m.group(1)}'")
+            if "sidetap_tc_ingr" not in filters:   # names are cut at 15 characters
+                p.append(f"no sidetap filter while running:\n{filters}")
+            if rc != 0 or n != 20:
+                p.append(f"exit {rc}, {n} queries captured (expected 0 and 20)")
+            if "sidetap" in after:
+                p.append(f"filter left after SIGTERM:\n{after}")
+            if ("clsact" in qdiscs) != existing:
+                p.append(f"clsact {'removed' if existing else 'left'} after SIGTERM:\n{qdiscs}")
+            rs.report(f"netlink ({label}): attach, capture, detach", p)
+            problems += p
+    return problems
+
+
 # ----------------------------------------------------------------------------- main
 
 def main():
@@ -409,7 +451,7 @@ def main():
         return problems
 
     return netns.run_root_test(TEST, sidetap, ("ip", "knotd", "kdig", "tcpdump", "sysctl",
-                                               "ethtool", "curl", "dnsperf", "bpftool", "setpriv"),
+                                               "ethtool", "curl", "dnsperf", "bpftool", "setpriv", "tc"),
                                "sidetap-ebpf-", args.keep, body)
 
 
