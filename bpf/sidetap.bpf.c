@@ -322,21 +322,42 @@ int sidetap_socket(struct __sk_buff *skb)
     return 0;
 }
 
+/* tc: the network header follows the link header; on Ethernet, VLAN tags
+ * still in the frame (a VLAN device without reorder_hdr puts them there on
+ * transmit; received tags are usually in skb->vlan_tci by now) are skipped:
+ * up to two (802.1Q, 802.1ad/QinQ). */
+static __always_inline void handle_tc(struct __sk_buff *skb, __u8 direction)
+{
+    count(SIDETAP_CTR_SEEN);
+    if (!maybe_ip(skb))
+        return;
+    __u32 net = cfg_l2_len;
+    if (cfg_l2_len == ETH_HLEN) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            __u16 type;
+            if (bpf_skb_load_bytes(skb, net - 2, &type, sizeof(type)) < 0)
+                return;
+            type = bpf_ntohs(type);
+            if (type != ETH_P_8021Q && type != ETH_P_8021AD && type != 0x9100)
+                break;
+            net += 4;
+        }
+    }
+    handle(skb, net, direction);
+}
+
 SEC("tc")
 int sidetap_tc_ingress(struct __sk_buff *skb)
 {
-    count(SIDETAP_CTR_SEEN);
-    if (maybe_ip(skb))
-        handle(skb, cfg_l2_len, SIDETAP_DIR_INGRESS);
+    handle_tc(skb, SIDETAP_DIR_INGRESS);
     return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int sidetap_tc_egress(struct __sk_buff *skb)
 {
-    count(SIDETAP_CTR_SEEN);
-    if (maybe_ip(skb))
-        handle(skb, cfg_l2_len, SIDETAP_DIR_EGRESS);
+    handle_tc(skb, SIDETAP_DIR_EGRESS);
     return TC_ACT_UNSPEC;
 }
 

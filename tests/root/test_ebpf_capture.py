@@ -17,12 +17,18 @@ Scenarios (--only NAME runs one):
       Checks (test_live_capture's helpers): sidetap's messages equal Knot's one for one
       (test_real_servers.compare: bytes, addresses, ports, times in causal windows), exit 0
       with STOP, no drop counter above 0, every record the kernel passed was processed.
-  filter -- tc and socket capture at the same time on the server's veth; a client sends
-      fragmented (3 fragments) DNS queries to port 53 and fragmented datagrams to port 5353,
-      over IPv4 and IPv6, small datagrams to port 53 and to other ports. The kernel counters of
-      both sidetaps must show exactly: passed = every fragment of the wanted datagrams + the
-      small port-53 ones, fragments_followed = their non-first fragments, fragments_unknown =
-      the non-first fragments to port 5353 (not delivered); every wanted query is emitted.
+  filter -- four sidetaps at the same time on the server's veth (tc and socket with -p 53;
+      tc with --server-addr of the IPv4 server only; socket with --role resolver
+      --upstream-port 5353); a client sends fragmented (3 fragments) DNS queries to ports 53 and
+      5353, and small ones to 53, 5353 and 9999, over IPv4 and IPv6. Each sidetap's kernel
+      counters must show exactly: passed = every fragment of its wanted datagrams + its wanted
+      single ones, fragments_followed = their non-first fragments, fragments_unknown = the
+      non-first fragments of the unwanted fragmented datagrams (not delivered); every wanted
+      query is emitted and reassembled.
+  vlan -- DNS queries in Ethernet frames with an 802.1Q tag, and with two tags (802.1ad +
+      802.1Q), written through AF_PACKET on each end of the veth pair (both directions, IPv4
+      and IPv6): tc capture on the server's veth sees all of them, the socket filter all but
+      the received double-tagged ones (kernel_passed, messages emitted).
   overflow -- --ebpf socket -i lo -B 256K (the smallest ring), sidetap stopped with SIGSTOP
       while N queries are sent, then continued: ring_full_dropped > 0 and emitted +
       ring_full_dropped = N = kernel_passed.
@@ -56,7 +62,7 @@ from sidetap_testlib import read_dnstap_file, sidetap_arg  # noqa: E402
 
 TEST = "root.test_ebpf_capture"
 METRICS_PORT = lc.METRICS_PORT   # inside the server namespace
-SCENARIOS = ("socket", "tc", "cgroup", "filter", "overflow", "errors", "netlink")
+SCENARIOS = ("socket", "tc", "cgroup", "filter", "vlan", "overflow", "errors", "netlink")
 
 
 def loaded_sidetap_programs():
@@ -202,26 +208,42 @@ def scenario_filter(sidetap, workdir):
     small = dns_query(0, "small.example.test")
     sends = [(53, big.hex(), n_big), (5353, big.hex(), n_frag_other), (53, small.hex(), n_small),
              (5353, small.hex(), n_other), (9999, small.hex(), n_other)]
+    frags = 3
+    # (name, mode, args, families, datagrams wanted per family: (fragmented, single), unwanted
+    # fragmented datagrams per family (their first fragment fails the filter))
+    configs = [
+        ("tc", "tc", ["--role", "auth"], 2, (n_big, n_small), n_frag_other),
+        ("socket", "socket", ["--role", "auth"], 2, (n_big, n_small), n_frag_other),
+        # only the IPv4 server address: the IPv6 datagrams are all unwanted
+        ("server-addr", "tc", ["--role", "auth", "--server-addr", rs.SRV4], 1, (n_big, n_small),
+         None),
+        # role resolver: the upstream port 5353 is wanted too
+        ("resolver", "socket", ["--role", "resolver", "--upstream-port", "5353"], 2,
+         (n_big + n_frag_other, n_small + n_other), 0),
+    ]
+    runs = []
     with netns.NetNS("ebf-srv") as srv, netns.NetNS("ebf-cli") as cli:
         rs.setup_veth(srv, cli)
-        tc = lc.LiveSidetap(sidetap, srv, "sidetap-filter-tc", ["st-srv"],
-                            os.path.join(workdir, "filter-tc.dnstap"),
-                            ["--ebpf", "tc", "--role", "auth"], channels=["tc:st-srv"])
-        so = lc.LiveSidetap(sidetap, srv, "sidetap-filter-socket", ["st-srv"],
-                            os.path.join(workdir, "filter-socket.dnstap"),
-                            ["--ebpf", "socket", "--role", "auth"], channels=["socket:st-srv"])
+        for name, mode, args, fams, wanted, unwanted in configs:
+            st = lc.LiveSidetap(sidetap, srv, f"sidetap-filter-{name}", ["st-srv"],
+                                os.path.join(workdir, f"filter-{name}.dnstap"),
+                                ["--ebpf", mode, *args], channels=[f"{mode}:st-srv"])
+            runs.append((st, fams, wanted, unwanted))
         cli.run([sys.executable, "-c", SENDER, json.dumps({"v4": rs.SRV4, "v6": rs.SRV6,
                                                             "sends": sends})])
-        want_frames = 2 * (n_big + n_small)
-        for st in (tc, so):
-            st.wait_frames(want_frames, timeout=3)
+        for st, fams, wanted, _ in runs:
+            st.wait_frames(fams * sum(wanted), timeout=3)
+        for st, *_ in runs:
             st.stop()
-    # Per family: n_big datagrams of 3 fragments and n_small single packets are wanted.
-    frags = 3
-    expect = {"kernel_passed": 2 * (n_big * frags + n_small),
-              "fragments_followed": 2 * n_big * (frags - 1),
-              "fragments_unknown": 2 * n_frag_other * (frags - 1)}
-    for st in (tc, so):
+    for st, fams, (fragmented, single), unwanted in runs:
+        if unwanted is None:   # one family wanted: the other's fragmented datagrams are unwanted
+            unwanted_frags = n_frag_other * (frags - 1) + (n_big + n_frag_other) * (frags - 1)
+        else:
+            unwanted_frags = fams * unwanted * (frags - 1)
+        want_frames = fams * (fragmented + single)
+        expect = {"kernel_passed": fams * (fragmented * frags + single),
+                  "fragments_followed": fams * fragmented * (frags - 1),
+                  "fragments_unknown": unwanted_frags}
         side, counters, p = lc.check_sidetap_run("the sender", st, want_frames)
         _, chans, _ = st.summary()
         got = chans.get(st.channels[0], {})
@@ -231,14 +253,106 @@ def scenario_filter(sidetap, workdir):
         if got.get("packets") != expect["kernel_passed"]:
             p.append(f"{st.name}: {got.get('packets')} packets delivered, expected "
                      f"{expect['kernel_passed']}")
-        if side is not None:
-            if len(side) != want_frames:
-                p.append(f"{st.name}: {len(side)} queries emitted, expected {want_frames}")
-        if rs.counter(counters, "defrag_reassembled") != 2 * n_big:
+        if side is not None and len(side) != want_frames:
+            p.append(f"{st.name}: {len(side)} queries emitted, expected {want_frames}")
+        if rs.counter(counters, "defrag_reassembled") != fams * fragmented:
             p.append(f"{st.name}: defrag_reassembled={rs.counter(counters, 'defrag_reassembled')}"
-                     f", expected {2 * n_big}")
+                     f", expected {fams * fragmented}")
         print(f"{st.name}: {got}", flush=True)
         rs.report(f"filter: {st.name}: the kernel passes exactly the wanted packets", p)
+        problems += p
+    return problems
+
+
+# ----------------------------------------------------------------------------- vlan
+
+RAW_SENDER = r"""
+import json, socket, struct, sys
+spec = json.loads(sys.argv[1])
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+def frame(dst_mac, src_mac, tags, src, dst, qid, dns):
+    udp_len = 8 + len(dns)
+    if ":" in src:
+        s6, d6 = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+        udp = struct.pack("!HHHH", 40000 + qid, 53, udp_len, 0) + dns
+        c = csum(s6 + d6 + struct.pack("!IxxxB", udp_len, 17) + udp) or 0xffff
+        udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+        ip, etype = struct.pack("!IHBB", 6 << 28, udp_len, 17, 64) + s6 + d6 + udp, 0x86DD
+    else:
+        s4, d4 = socket.inet_aton(src), socket.inet_aton(dst)
+        udp = struct.pack("!HHHH", 40000 + qid, 53, udp_len, 0) + dns
+        hdr = struct.pack("!BBHHHBBH", 0x45, 0, 20 + udp_len, qid, 0, 64, 17, 0) + s4 + d4
+        ip, etype = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:] + udp, 0x0800
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
+    for tpid, vid in tags:
+        eth += struct.pack("!HH", tpid, vid)
+    return eth + struct.pack("!H", etype) + ip
+
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((spec["dev"], 0))
+dns = bytes.fromhex(spec["dns"])
+for tags in spec["tags"]:
+    for src, dst in spec["pairs"]:
+        for i in range(spec["n"]):
+            s.send(frame(spec["dst_mac"], spec["src_mac"], tags, src, dst, i,
+                         struct.pack("!H", i) + dns[2:]))
+"""
+
+
+def mac_of(ns, dev):
+    return re.search(r"link/ether (\S+)", ns.run(["ip", "link", "show", dev]).stdout).group(1)
+
+
+def scenario_vlan(sidetap, workdir):
+    """VLAN-tagged frames (the kernel here may have no 8021q module, so they are written by
+    hand through AF_PACKET): tc sees them with the tags still in the frame on egress and with
+    an inner (QinQ) tag on ingress; the socket filter sees all but received double-tagged
+    frames (there the kernel leaves the network header at the inner tag)."""
+    problems = []
+    n = 10
+    q = dns_query(0, "vlan.example.test")
+    pairs_out = [("10.53.0.1", "10.53.0.2"), ("fd00:53::1", "fd00:53::2")]
+    pairs_in = [(b, a) for a, b in pairs_out]
+    one = [[[0x8100, 100]]]
+    qinq = [[[0x88a8, 200], [0x8100, 100]]]
+    with netns.NetNS("ebv-srv") as srv, netns.NetNS("ebv-cli") as cli:
+        rs.setup_veth(srv, cli)
+        smac, cmac = mac_of(srv, "st-srv"), mac_of(cli, "st-cli")
+        runs = [(lc.LiveSidetap(sidetap, srv, "sidetap-vlan-tc", ["st-srv"],
+                                os.path.join(workdir, "vlan-tc.dnstap"),
+                                ["--ebpf", "tc", "--role", "auth"], channels=["tc:st-srv"]),
+                 8 * n),   # 2 tag stacks x 2 directions x 2 families
+                (lc.LiveSidetap(sidetap, srv, "sidetap-vlan-socket", ["st-srv"],
+                                os.path.join(workdir, "vlan-socket.dnstap"),
+                                ["--ebpf", "socket", "--role", "auth"], channels=["socket:st-srv"]),
+                 6 * n)]   # all but received QinQ frames (documented: see the README)
+        for tags in (one, qinq):
+            srv.run([sys.executable, "-c", RAW_SENDER, json.dumps(
+                {"dev": "st-srv", "src_mac": smac, "dst_mac": cmac, "tags": tags,
+                 "pairs": pairs_out, "n": n, "dns": q.hex()})])   # egress of st-srv
+            cli.run([sys.executable, "-c", RAW_SENDER, json.dumps(
+                {"dev": "st-cli", "src_mac": cmac, "dst_mac": smac, "tags": tags,
+                 "pairs": pairs_in, "n": n, "dns": q.hex()})])    # ingress of st-srv
+        for st, want in runs:
+            st.wait_frames(want, timeout=3)
+        for st, _ in runs:
+            st.stop()
+    for st, want in runs:
+        side, _, p = lc.check_sidetap_run("the senders", st, want)
+        _, chans, _ = st.summary()
+        got = chans.get(st.channels[0], {})
+        if got.get("kernel_passed") != want or side is None or len(side) != want:
+            p.append(f"{st.name}: kernel_passed {got.get('kernel_passed')}, "
+                     f"{len(side or [])} messages; expected {want} of each ({got})")
+        rs.report(f"vlan: {st.name}: tagged frames in both directions", p)
         problems += p
     return problems
 
