@@ -39,6 +39,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 cfg_l2_len = 0;           /* tc: link header length (14 on Ethernet, 0 on raw IP) */
 const volatile __u32 cfg_filter_addrs = 0;     /* "addrs" is consulted */
 const volatile __u32 cfg_skip_out_ifindex = 0; /* socket: drop outgoing copies on this device (loopback) */
+const volatile __u32 cfg_wakeup_bytes = 0;     /* wake the reader only when this much is waiting (0: always) */
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -104,6 +105,17 @@ static __always_inline void map_v4(__u8 *out, __u32 addr_be)
     __builtin_memcpy(out + 12, &addr_be, 4);
 }
 
+/* A wakeup per record would cost an irq_work and a reader system call per
+ * packet, on the CPU that runs the DNS server: the reader polls with a
+ * short timeout instead, and is woken early only when a batch is waiting. */
+static __always_inline __u64 wakeup_flags(void)
+{
+    if (!cfg_wakeup_bytes)
+        return 0;
+    return bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                           : BPF_RB_NO_WAKEUP;
+}
+
 /* Copies the packet from `net` (offset of the network header in skb->data)
  * into a ring-buffer record. The verifier needs a constant reservation
  * size, so the record gets the smallest of a few sizes that holds it.
@@ -135,7 +147,7 @@ static __always_inline void map_v4(__u8 *out, __u32 addr_be)
             count(SIDETAP_CTR_COPY_FAILED);                                               \
             return;                                                                       \
         }                                                                                 \
-        bpf_ringbuf_submit(r, 0);                                                         \
+        bpf_ringbuf_submit(r, wakeup_flags());                                            \
         return;                                                                           \
     }
 

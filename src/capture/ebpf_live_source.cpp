@@ -14,6 +14,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -28,6 +29,7 @@ constexpr int ARPHRD_RAWIP = 519;
 #endif
 constexpr long kCgroup2Magic = 0x63677270;  // CGROUP2_SUPER_MAGIC
 constexpr unsigned kRefreshEvery = 1024;    // records between two clock measurements under load
+constexpr int kBatchWaitMs = 10;            // longest a record waits in the ring when the link is slow
 
 std::vector<sidetap_addr> parse_addresses(const std::vector<std::string>& texts) {
     std::vector<sidetap_addr> out;
@@ -258,8 +260,8 @@ EbpfLiveSource::~EbpfLiveSource() {
 
 LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
     if (failed_) return Read::Error;
-    bool waited = false;
-    for (;;) {
+    int remaining = timeout_ms < 0 ? 0 : timeout_ms;
+    for (bool first = true;; first = false) {
         std::span<const std::uint8_t> bytes;
         while (object_->ring().next(bytes)) {
             ebpf::Record record;
@@ -278,19 +280,25 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
             ++stats_[0].packets;
             return Read::Packet;
         }
-        if (waited || timeout_ms < 0) return Read::Idle;
+        if (remaining <= 0) return Read::Idle;
         // About to sleep: the moment to follow a step of the wall clock.
-        clock_.refresh();
-        since_refresh_ = 0;
+        if (first) {
+            clock_.refresh();
+            since_refresh_ = 0;
+        }
+        // The kernel wakes us only for a batch (ebpf_object.cpp); single
+        // records are picked up when a slice of the wait ends, as libpcap's
+        // TPACKET_V3 blocks are by their timeout.
+        const int slice = std::min(remaining, kBatchWaitMs);
         pollfd p{object_->ring_fd(), POLLIN, 0};
-        const int n = ::poll(&p, 1, timeout_ms);
+        const int n = ::poll(&p, 1, slice);
         if (n < 0 && errno != EINTR) {
             error_ = "--ebpf " + target_ + ": waiting for the ring buffer: " + std::strerror(errno);
             failed_ = true;
             return Read::Error;
         }
-        if (n <= 0) return Read::Idle;
-        waited = true;
+        if (n < 0) return Read::Idle;  // a signal: let the caller look
+        remaining -= slice;            // a wakeup counts as a whole slice: the wait stays bounded
     }
 }
 

@@ -34,7 +34,10 @@
 // (link type LINKTYPE_RAW), with the kernel's monotonic time converted to
 // wall-clock time (ebpf::WallClock, re-measured before each wait and every
 // 1024 records). Records from different CPUs are in the order they were
-// reserved, which may differ slightly from time order.
+// reserved, which may differ slightly from time order. The kernel wakes the
+// reader only when 64 KiB (or a sixteenth of the ring) are waiting; read()
+// waits in slices of 10 ms, so a record waits at most that long on a quiet
+// link (no wakeup, and no system call, per packet).
 //
 // Counters (one channel, kind "ebpf", name "socket:IFACE|any",
 // "tc:IFACE", "cgroup:PATH"): kernel_seen, kernel_passed,

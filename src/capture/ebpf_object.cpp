@@ -16,6 +16,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -30,6 +31,10 @@ namespace {
 // BPF_TCX_INGRESS / BPF_TCX_EGRESS (Linux 6.6): newer than the UAPI headers
 // of the build host may be; the values are ABI.
 constexpr int kTcxIngress = 46;
+// The reader is woken as soon as this much is waiting (or a sixteenth of
+// the ring, if smaller); otherwise it finds the records at its next poll
+// timeout (EbpfLiveSource: 10 ms).
+constexpr std::uint64_t kWakeupBytes = 64 * 1024;
 constexpr int kTcxEgress = 47;
 #ifndef SO_ATTACH_BPF
 constexpr int SO_ATTACH_BPF = 50;
@@ -165,6 +170,8 @@ Object::Object(const ObjectConfig& config) {
         skel_->rodata->cfg_skip_out_ifindex = config.skip_out_ifindex;
 
         ring_bytes_ = round_ring_size(config.ring_bytes);
+        skel_->rodata->cfg_wakeup_bytes =
+            static_cast<__u32>(std::min<std::uint64_t>(kWakeupBytes, ring_bytes_ / 16));
         const int cpus = libbpf_num_possible_cpus();
         if (cpus <= 0) throw util::FatalError(what + "cannot count the possible CPUs");
         cpus_ = static_cast<unsigned>(cpus);
