@@ -39,6 +39,11 @@ struct sidetap_record {
     /* __u8 data[caplen] follows */
 };
 
+/* Map "rings": BPF_MAP_TYPE_ARRAY_OF_MAPS, key __u32 CPU, value a
+ * BPF_MAP_TYPE_RINGBUF of struct sidetap_record entries; one ring per
+ * possible CPU, all of one size, created and inserted by user space after
+ * loading. A record goes into the ring of the CPU that saw the packet. */
+
 /* Per-CPU counters: map "counters", BPF_MAP_TYPE_ARRAY with BPF_F_MMAPABLE,
  * value __u64, key cpu * SIDETAP_CTR_STRIDE + counter; max_entries is set
  * by user space to SIDETAP_CTR_STRIDE * (number of possible CPUs) before

@@ -30,6 +30,7 @@ constexpr int ARPHRD_RAWIP = 519;
 constexpr long kCgroup2Magic = 0x63677270;  // CGROUP2_SUPER_MAGIC
 constexpr unsigned kRefreshEvery = 1024;    // records between two clock measurements under load
 constexpr int kBatchWaitMs = 10;            // longest a record waits in the ring when the link is slow
+constexpr unsigned kScanEvery = 16;         // records between two looks into every CPU's ring
 
 std::vector<sidetap_addr> parse_addresses(const std::vector<std::string>& texts) {
     std::vector<sidetap_addr> out;
@@ -237,8 +238,13 @@ EbpfLiveSource::EbpfLiveSource(const LiveCaptureOptions& options) : frontend_(op
     }
 
     description_ = (frontend_ == Frontend::EbpfCgroup ? "cgroup " : "") + target_ + " (ebpf " + hooks + " via " + via +
-                   ", RAW, ns timestamps), ring " + mib(object_->ring_bytes()) + ", " +
+                   ", RAW, ns timestamps), rings " + std::to_string(object_->ring_count()) + " x " +
+                   mib(object_->ring_bytes()) + " (one per CPU), " +
                    filter_text(options, config.ports);
+
+    heads_.resize(object_->ring_count());
+    for (std::size_t i = 0; i < object_->ring_count(); ++i) pollfds_.push_back(pollfd{object_->ring_fd(i), POLLIN, 0});
+    last_ring_ = heads_.size();
 
     LiveChannelStats s;
     s.kind = "ebpf";
@@ -258,17 +264,46 @@ EbpfLiveSource::~EbpfLiveSource() {
     cgroup_links_.clear();
 }
 
+bool EbpfLiveSource::refill(std::size_t ring) {
+    std::span<const std::uint8_t> bytes;
+    while (object_->ring(ring).next(bytes)) {
+        if (ebpf::parse_record(bytes, heads_[ring].record)) {
+            heads_[ring].valid = true;
+            return true;
+        }
+        ++bad_records_;
+    }
+    return false;
+}
+
+std::size_t EbpfLiveSource::oldest_head() const {
+    std::size_t best = heads_.size();
+    for (std::size_t i = 0; i < heads_.size(); ++i)
+        if (heads_[i].valid && (best == heads_.size() || heads_[i].record.ktime_ns < heads_[best].record.ktime_ns))
+            best = i;
+    return best;
+}
+
 LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
     if (failed_) return Read::Error;
     int remaining = timeout_ms < 0 ? 0 : timeout_ms;
     for (bool first = true;; first = false) {
-        std::span<const std::uint8_t> bytes;
-        while (object_->ring().next(bytes)) {
-            ebpf::Record record;
-            if (!ebpf::parse_record(bytes, record)) {
-                ++bad_records_;
-                continue;
-            }
+        // The ring just read from gets its next head at once; the others
+        // (whose heads are older than theirs may be now) every few records
+        // and whenever nothing is at hand: looking into every CPU's ring for
+        // every packet would cost a cache miss per CPU per packet.
+        if (last_ring_ < heads_.size()) refill(last_ring_);
+        std::size_t best = oldest_head();
+        if (best == heads_.size() || ++since_scan_ >= kScanEvery) {
+            since_scan_ = 0;
+            for (std::size_t i = 0; i < heads_.size(); ++i)
+                if (!heads_[i].valid) refill(i);
+            best = oldest_head();
+        }
+        if (best != heads_.size()) {
+            const ebpf::Record& record = heads_[best].record;
+            heads_[best].valid = false;
+            last_ring_ = best;
             if (++since_refresh_ >= kRefreshEvery) {
                 clock_.refresh();
                 since_refresh_ = 0;
@@ -276,10 +311,11 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
             out.timestamp_ns = clock_.to_wall(record.ktime_ns);
             out.link_type = linktype::kRaw;
             out.original_length = record.orig_len;
-            out.data = record.data;
+            out.data = record.data;  // valid until ring `best` is read again: the next read() at the earliest
             ++stats_[0].packets;
             return Read::Packet;
         }
+        last_ring_ = heads_.size();
         if (remaining <= 0) return Read::Idle;
         // About to sleep: the moment to follow a step of the wall clock.
         if (first) {
@@ -290,10 +326,9 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
         // records are picked up when a slice of the wait ends, as libpcap's
         // TPACKET_V3 blocks are by their timeout.
         const int slice = std::min(remaining, kBatchWaitMs);
-        pollfd p{object_->ring_fd(), POLLIN, 0};
-        const int n = ::poll(&p, 1, slice);
+        const int n = ::poll(pollfds_.data(), pollfds_.size(), slice);
         if (n < 0 && errno != EINTR) {
-            error_ = "--ebpf " + target_ + ": waiting for the ring buffer: " + std::strerror(errno);
+            error_ = "--ebpf " + target_ + ": waiting for the ring buffers: " + std::strerror(errno);
             failed_ = true;
             return Read::Error;
         }

@@ -29,12 +29,14 @@
 //    happens here, so --user drops privileges afterwards; reading the ring
 //    and the counters needs no system call that a capability guards.
 //
-// Reading: records come from one BPF ring buffer (-B bytes, rounded up to
-// a power of two), zero-copy; each is one packet from its IP header
-// (link type LINKTYPE_RAW), with the kernel's monotonic time converted to
-// wall-clock time (ebpf::WallClock, re-measured before each wait and every
-// 1024 records). Records from different CPUs are in the order they were
-// reserved, which may differ slightly from time order. The kernel wakes the
+// Reading: records come from one BPF ring buffer per CPU (-B bytes in all;
+// per ring a power of two, at least 256 KiB), zero-copy; each is one packet
+// from its IP header (link type LINKTYPE_RAW), with the kernel's monotonic
+// time converted to wall-clock time (ebpf::WallClock, re-measured before
+// each wait and every 1024 records). Each ring is in the order its CPU saw
+// the packets; read() returns the oldest of the rings' next records, looking
+// into every ring at least every 16 records (so packets of different CPUs
+// may come out of time order by that much, never a ring's own). The kernel wakes the
 // reader only when 64 KiB (or a sixteenth of the ring) are waiting; read()
 // waits in slices of 10 ms, so a record waits at most that long on a quiet
 // link (no wakeup, and no system call, per packet).
@@ -49,6 +51,8 @@
 
 #include "capture/ebpf_object.h"
 #include "capture/live_source.h"
+
+#include <poll.h>
 
 #include <memory>
 #include <string>
@@ -80,6 +84,17 @@ private:
     ebpf::Fd cgroup_dir_;
     std::vector<ebpf::Fd> cgroup_links_;
     ebpf::WallClock clock_;
+    struct Head {
+        bool valid = false;
+        ebpf::Record record;
+    };
+    bool refill(std::size_t ring);
+    [[nodiscard]] std::size_t oldest_head() const;
+
+    std::vector<Head> heads_;          // per ring: the next record, read ahead
+    std::vector<pollfd> pollfds_;
+    std::size_t last_ring_ = 0;        // the ring of the packet last returned (heads_.size(): none)
+    unsigned since_scan_ = 0;
     unsigned since_refresh_ = 0;
     std::uint64_t bad_records_ = 0;
     std::vector<LiveChannelStats> stats_;

@@ -151,7 +151,7 @@ bool has_capability(int capability) {
     return (data[word].effective >> (capability % 32)) & 1u;
 }
 
-Object::Object(const ObjectConfig& config) {
+Object::Object(const ObjectConfig& config) : capabilities_(config.capabilities) {
     libbpf_set_print(keep_libbpf_message);
     libbpf_log().clear();
     const std::string what = "eBPF: ";
@@ -169,13 +169,17 @@ Object::Object(const ObjectConfig& config) {
         skel_->rodata->cfg_filter_addrs = config.addresses.empty() ? 0 : 1;
         skel_->rodata->cfg_skip_out_ifindex = config.skip_out_ifindex;
 
-        ring_bytes_ = round_ring_size(config.ring_bytes);
-        skel_->rodata->cfg_wakeup_bytes =
-            static_cast<__u32>(std::min<std::uint64_t>(kWakeupBytes, ring_bytes_ / 16));
         const int cpus = libbpf_num_possible_cpus();
         if (cpus <= 0) throw util::FatalError(what + "cannot count the possible CPUs");
         cpus_ = static_cast<unsigned>(cpus);
-        if (bpf_map__set_max_entries(skel_->maps.ring, static_cast<__u32>(ring_bytes_)) != 0 ||
+        ring_bytes_ = round_ring_size(config.ring_bytes / cpus_);
+        skel_->rodata->cfg_wakeup_bytes =
+            static_cast<__u32>(std::min<std::uint64_t>(kWakeupBytes, ring_bytes_ / 16));
+        // The rings first: the one of CPU 0 is also the template that tells
+        // the verifier what "rings" holds.
+        create_rings(what);
+        if (bpf_map__set_inner_map_fd(skel_->maps.rings, rings_[0].fd.get()) != 0 ||
+            bpf_map__set_max_entries(skel_->maps.rings, cpus_) != 0 ||
             bpf_map__set_max_entries(skel_->maps.counters, static_cast<__u32>(cpus_ * SIDETAP_CTR_STRIDE)) != 0)
             throw util::FatalError(what + "cannot size the maps");
 
@@ -208,31 +212,20 @@ Object::Object(const ObjectConfig& config) {
                 throw util::FatalError(what + "cannot fill the address map: " + std::strerror(errno) +
                                        " (at most " + std::to_string(SIDETAP_ADDRS_ENTRIES) + " addresses)");
 
-        // Ring buffer: consumer page read-write, producer page + data
-        // (twice) read-only.
+        for (unsigned cpu = 0; cpu < cpus_; ++cpu) {
+            const int fd = rings_[cpu].fd.get();
+            if (bpf_map_update_elem(bpf_map__fd(skel_->maps.rings), &cpu, &fd, BPF_ANY) != 0)
+                throw util::FatalError(what + "cannot install the ring buffer of CPU " + std::to_string(cpu) + ": " +
+                                       std::strerror(errno));
+        }
         const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-        const int ring = bpf_map__fd(skel_->maps.ring);
-        void* consumer = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED, ring, 0);
-        if (consumer == MAP_FAILED)
-            throw util::FatalError(what + "cannot map the ring buffer: " + std::strerror(errno));
-        consumer_page_ = Mapping(consumer, page);
-        const std::size_t length = page + 2 * ring_bytes_;
-        void* producer = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, ring, static_cast<off_t>(page));
-        if (producer == MAP_FAILED)
-            throw util::FatalError(what + "cannot map the ring buffer: " + std::strerror(errno));
-        producer_and_data_ = Mapping(producer, length);
-        reader_ = RingReader(reinterpret_cast<std::atomic<std::uint64_t>*>(consumer_page_.data()),
-                             reinterpret_cast<const std::atomic<std::uint64_t>*>(producer_and_data_.data()),
-                             producer_and_data_.data() + page, ring_bytes_);
-
         const std::size_t counter_bytes = (cpus_ * SIDETAP_CTR_STRIDE * sizeof(std::uint64_t) + page - 1) / page * page;
         void* counters = ::mmap(nullptr, counter_bytes, PROT_READ, MAP_SHARED, bpf_map__fd(skel_->maps.counters), 0);
         if (counters == MAP_FAILED)
             throw util::FatalError(what + "cannot map the counters: " + std::strerror(errno));
         counters_ = Mapping(counters, counter_bytes);
     } catch (...) {
-        consumer_page_ = Mapping();
-        producer_and_data_ = Mapping();
+        rings_.clear();
         counters_ = Mapping();
         sidetap_bpf__destroy(skel_);
         skel_ = nullptr;
@@ -241,15 +234,44 @@ Object::Object(const ObjectConfig& config) {
 }
 
 Object::~Object() {
-    consumer_page_ = Mapping();
-    producer_and_data_ = Mapping();
+    rings_.clear();
     counters_ = Mapping();
     sidetap_bpf__destroy(skel_);
 }
 
-int Object::program_fd(Program program) const { return bpf_program__fd(program_of(skel_, program)); }
+void Object::create_rings(const std::string& what) {
+    // One ring per CPU: consumer page read-write, producer page + data
+    // (twice) read-only.
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    rings_.resize(cpus_);
+    for (unsigned cpu = 0; cpu < cpus_; ++cpu) {
+        Ring& r = rings_[cpu];
+        r.fd = Fd(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "sidetap_ring", 0, 0, static_cast<__u32>(ring_bytes_), nullptr));
+        if (!r.fd.valid()) {
+            const int err = errno;
+            if (err == EPERM)
+                throw util::FatalError(what + "creating the ring buffers: permission denied" + permission_hint(capabilities_));
+            if (err == EINVAL && libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 0)
+                throw util::FatalError(what + "this kernel (" + kernel_release() +
+                                       ") has no BPF ring buffer (Linux 5.8 or later is needed)");
+            throw util::FatalError(what + "cannot create a ring buffer of " + std::to_string(ring_bytes_ >> 10) +
+                                   " KiB: " + std::strerror(err));
+        }
+        const int fd = r.fd.get();
+        void* consumer = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (consumer == MAP_FAILED) throw util::FatalError(what + "cannot map a ring buffer: " + std::strerror(errno));
+        r.consumer_page = Mapping(consumer, page);
+        const std::size_t length = page + 2 * ring_bytes_;
+        void* producer = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(page));
+        if (producer == MAP_FAILED) throw util::FatalError(what + "cannot map a ring buffer: " + std::strerror(errno));
+        r.producer_and_data = Mapping(producer, length);
+        r.reader = RingReader(reinterpret_cast<std::atomic<std::uint64_t>*>(r.consumer_page.data()),
+                              reinterpret_cast<const std::atomic<std::uint64_t>*>(r.producer_and_data.data()),
+                              r.producer_and_data.data() + page, ring_bytes_, ring_bytes_ / 16);
+    }
+}
 
-int Object::ring_fd() const { return bpf_map__fd(skel_->maps.ring); }
+int Object::program_fd(Program program) const { return bpf_program__fd(program_of(skel_, program)); }
 
 std::array<std::uint64_t, SIDETAP_CTR_COUNT> Object::counters() const {
     std::array<std::uint64_t, SIDETAP_CTR_COUNT> sums{};

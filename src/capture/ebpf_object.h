@@ -81,7 +81,7 @@ enum class Program { Socket, TcIngress, TcEgress, CgroupIngress, CgroupEgress };
 
 struct ObjectConfig {
     std::vector<Program> programs;             // only these are loaded
-    std::uint64_t ring_bytes = 16ull << 20;    // rounded up to a power of two, at least 256 KiB
+    std::uint64_t ring_bytes = 16ull << 20;    // all rings together; per CPU a power of two, at least 256 KiB
     std::uint32_t l2_len = 0;                  // tc: bytes before the IP header
     std::uint32_t skip_out_ifindex = 0;        // socket: loopback's ifindex (each packet once)
     std::vector<std::uint16_t> ports;          // server (and upstream) ports
@@ -91,29 +91,39 @@ struct ObjectConfig {
 
 class Object {
 public:
-    // Opens, configures, loads (verifier) and fills the maps; maps the ring
-    // buffer and the counters.
+    // Opens, configures, loads (verifier) and fills the maps; creates one
+    // ring buffer per possible CPU and maps them and the counters.
     explicit Object(const ObjectConfig& config);
     ~Object();
     Object(const Object&) = delete;
     Object& operator=(const Object&) = delete;
 
     [[nodiscard]] int program_fd(Program program) const;
-    [[nodiscard]] int ring_fd() const;
+    [[nodiscard]] std::size_t ring_count() const { return rings_.size(); }
+    [[nodiscard]] int ring_fd(std::size_t i) const { return rings_[i].fd.get(); }
+    // Bytes of one ring.
     [[nodiscard]] std::uint64_t ring_bytes() const { return ring_bytes_; }
-    // The consumer of the ring buffer (one reader).
-    RingReader& ring() { return reader_; }
+    // The consumer of ring i (one reader per ring).
+    RingReader& ring(std::size_t i) { return rings_[i].reader; }
     // Sums over CPUs, indexed by sidetap_counter. No system call.
     [[nodiscard]] std::array<std::uint64_t, SIDETAP_CTR_COUNT> counters() const;
 
 private:
+    struct Ring {
+        Fd fd;
+        Mapping consumer_page;
+        Mapping producer_and_data;
+        RingReader reader;
+    };
+
+    void create_rings(const std::string& what);
+
+    std::string capabilities_;
     sidetap_bpf* skel_ = nullptr;
     std::uint64_t ring_bytes_ = 0;
     unsigned cpus_ = 0;
-    Mapping consumer_page_;
-    Mapping producer_and_data_;
+    std::vector<Ring> rings_;
     Mapping counters_;
-    RingReader reader_;
 };
 
 // AF_PACKET SOCK_DGRAM socket (all protocols) with the socket program as

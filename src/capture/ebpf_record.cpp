@@ -35,35 +35,41 @@ bool parse_record(std::span<const std::uint8_t> bytes, Record& out) {
 }
 
 RingReader::RingReader(std::atomic<std::uint64_t>* consumer, const std::atomic<std::uint64_t>* producer,
-                       const std::uint8_t* data, std::uint64_t size)
-    : consumer_(consumer), producer_(producer), data_(data), mask_(size - 1) {
-    position_ = consumer_->load(std::memory_order_acquire);
+                       const std::uint8_t* data, std::uint64_t size, std::uint64_t batch)
+    : consumer_(consumer), producer_(producer), data_(data), mask_(size - 1), batch_(batch) {
+    position_ = published_ = consumer_->load(std::memory_order_acquire);
+}
+
+void RingReader::publish() {
+    if (position_ == published_) return;
+    consumer_->store(position_, std::memory_order_release);
+    published_ = position_;
 }
 
 void RingReader::release() {
-    if (!holding_) return;
-    consumer_->store(position_, std::memory_order_release);
     holding_ = false;
+    publish();
 }
 
 bool RingReader::next(std::span<const std::uint8_t>& out) {
-    release();
+    if (holding_) {
+        holding_ = false;
+        if (position_ - published_ >= batch_) publish();
+    }
     const std::uint64_t producer = producer_->load(std::memory_order_acquire);
     while (position_ < producer) {
         const auto* header = reinterpret_cast<const std::atomic<std::uint32_t>*>(data_ + (position_ & mask_));
         const std::uint32_t word = header->load(std::memory_order_acquire);
-        if (word & kBusyBit) return false;  // reserved, not yet submitted: the order of the ring is kept
+        if (word & kBusyBit) break;  // reserved, not yet submitted: the order of the ring is kept
         const std::uint32_t length = word & ~(kBusyBit | kDiscardBit);
         const std::uint64_t record_start = position_ + kHeaderSize;
         position_ += (length + kHeaderSize + 7) & ~std::uint64_t{7};
+        if (word & kDiscardBit) continue;
         holding_ = true;
-        if (word & kDiscardBit) {
-            release();
-            continue;
-        }
         out = std::span<const std::uint8_t>(data_ + (record_start & mask_), length);
         return true;
     }
+    publish();
     return false;
 }
 

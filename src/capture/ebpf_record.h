@@ -6,9 +6,13 @@
 //    rejected, never read past);
 //  - RingReader: the consumer side of a BPF ring buffer (BPF_MAP_TYPE_RINGBUF)
 //    over its memory mapping. Zero-copy: next() returns a view into the
-//    ring and the space is handed back to the kernel only at the following
-//    next() (or release()), so the view stays valid exactly as long as the
-//    LiveSource contract needs;
+//    ring and the space is handed back to the kernel no earlier than the
+//    following next() (or release()), so the view stays valid as long as
+//    the LiveSource contract needs. Space is handed back in batches (one
+//    store to the shared consumer position per `batch` bytes, and whenever
+//    the ring is found empty): the kernel reads that position on every
+//    record, and a store per record would move its cache line back and
+//    forth between the reader's CPU and the producers' for every packet;
 //  - WallClock: kernel timestamps (bpf_ktime_get_ns, CLOCK_MONOTONIC) to
 //    wall-clock time (CLOCK_REALTIME). The offset between the two clocks is
 //    measured (a REALTIME reading bracketed by two MONOTONIC readings; the
@@ -62,15 +66,17 @@ class RingReader {
 public:
     RingReader() = default;
     // consumer/producer: the positions; data: start of the (double-mapped)
-    // data area; size: a power of two.
+    // data area; size: a power of two; batch: bytes consumed before the
+    // consumer position is published (0: after every record).
     RingReader(std::atomic<std::uint64_t>* consumer, const std::atomic<std::uint64_t>* producer,
-               const std::uint8_t* data, std::uint64_t size);
+               const std::uint8_t* data, std::uint64_t size, std::uint64_t batch = 0);
 
-    // Hands back the previous record (if any), then returns the next
+    // Is done with the previous record (if any), then returns the next
     // committed record's bytes in `out` (true), or false when none is ready
-    // (empty, or the next one is still BUSY). Discarded records are skipped.
+    // (empty, or the next one is still BUSY; then everything read so far is
+    // handed back). Discarded records are skipped.
     bool next(std::span<const std::uint8_t>& out);
-    // Hands back the previous record without looking for a new one.
+    // Hands back the previous record and everything before it.
     void release();
     // Bytes written by the kernel and not yet consumed.
     [[nodiscard]] std::uint64_t pending_bytes() const;
@@ -80,8 +86,12 @@ private:
     const std::atomic<std::uint64_t>* producer_ = nullptr;
     const std::uint8_t* data_ = nullptr;
     std::uint64_t mask_ = 0;
+    std::uint64_t batch_ = 0;
     std::uint64_t position_ = 0;   // our consumer position (ahead of *consumer_ while a record is held)
+    std::uint64_t published_ = 0;  // last value stored into *consumer_
     bool holding_ = false;
+
+    void publish();
 };
 
 // One measurement of the clocks: MONOTONIC before, REALTIME, MONOTONIC after.

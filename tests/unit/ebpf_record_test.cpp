@@ -89,7 +89,7 @@ public:
         word &= ~(1u << 31);
         write(pos, &word, 4);
     }
-    RingReader reader() { return RingReader(&consumer_, &producer_, data_.data(), size_); }
+    RingReader reader(std::uint64_t batch = 0) { return RingReader(&consumer_, &producer_, data_.data(), size_, batch); }
     [[nodiscard]] std::uint64_t consumer() const { return consumer_.load(); }
     [[nodiscard]] std::uint64_t producer() const { return producer_.load(); }
 
@@ -127,6 +127,23 @@ TEST(EbpfRing, ReturnsRecordsInOrderAndHandsSpaceBackOnlyAtTheNextCall) {
     EXPECT_EQ(ring.consumer(), 16u);
     EXPECT_FALSE(reader.next(out));
     EXPECT_EQ(ring.consumer(), ring.producer()) << "all handed back once the ring is empty";
+}
+
+TEST(EbpfRing, HandsSpaceBackInBatchesAndWhenTheRingIsEmpty) {
+    FakeRing ring(4096);
+    auto reader = ring.reader(64);
+    for (int i = 0; i < 6; ++i) ring.produce(std::vector<std::uint8_t>(8, static_cast<std::uint8_t>(i)));  // 16 bytes each
+    std::span<const std::uint8_t> out;
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_TRUE(reader.next(out));
+        EXPECT_EQ(out[0], i);
+    }
+    EXPECT_EQ(ring.consumer(), 64u) << "published once 64 bytes were done with, not before or per record";
+    ASSERT_TRUE(reader.next(out));
+    EXPECT_EQ(out[0], 5);
+    EXPECT_EQ(ring.consumer(), 64u) << "records 4 and 5 (5 still in use) are not handed back yet";
+    EXPECT_FALSE(reader.next(out));
+    EXPECT_EQ(ring.consumer(), ring.producer()) << "an empty ring: everything handed back";
 }
 
 TEST(EbpfRing, StopsAtABusyRecordAndSkipsDiscardedOnes) {
