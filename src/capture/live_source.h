@@ -37,9 +37,11 @@
 // Several capture threads (later): each thread gets its own LiveSource (and
 // pipeline); the factory would take a shard count and return one source per
 // shard. libpcap shards through PACKET_FANOUT; the eBPF frontends load and
-// attach their programs once and give each shard its own ring buffer (the
-// program picks the ring by a hash of the unordered address pair, so a
-// query, its response and every fragment land in one shard).
+// attach their programs once and give each shard its own ring buffers: the
+// program already picks its ring from an array of rings (today by CPU); with
+// shards it would pick by a hash of the unordered address pair (so that a
+// query, its response and every fragment land in one shard), and each
+// shard's source would read its own rings.
 #pragma once
 
 #include "capture/capture_filter.h"
