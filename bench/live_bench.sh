@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Live-capture overhead: Knot's queries/s under dnsperf with no capture, with Knot's own
-# mod-dnstap, with tcpdump, and with `sidetap capture`; and sidetap's completeness.
+# mod-dnstap, with tcpdump, with `sidetap capture` (libpcap) and with each eBPF frontend
+# (`--ebpf socket|tc|cgroup`); and sidetap's completeness.
 #
 #   sudo bench/live_bench.sh [-s SIDETAP] [-l SECONDS] [-c CLIENTS] [-q OUTSTANDING] [-B MIB]
-#                            [-Q QPS] [-o on|off] [-a] [-k]
+#                            [-Q QPS] [-o on|off] [-m CONFIGS] [-a] [-k]
 #     -s SIDETAP  the binary (default build/sidetap)
 #     -l SECONDS  dnsperf -l per configuration (default 10)
 #     -c CLIENTS  dnsperf -c (default 8);  -q OUTSTANDING  dnsperf -q (default 200)
 #     -B MIB      kernel capture buffer for tcpdump and sidetap (default 64)
 #     -Q QPS      dnsperf -Q: a fixed offered rate instead of the highest (default: none)
+#     -m CONFIGS  the configurations to run, comma-separated (default: all of them below;
+#                 the ebpf-* ones only when the binary has eBPF support)
 #     -o on|off   tso/gso/gro on the veth pair (default on, as veth and most NICs come up).
 #                 With offloads on, libpcap (immediate mode -> TPACKET_V2) sizes every ring
 #                 slot for a 64 KiB packet, so -B 64 holds only ~1000 packets; off: ~40000
@@ -25,11 +28,16 @@
 #   knot      Knot's mod-dnstap (log-queries + log-responses) to a file
 #   tcpdump   tcpdump -i lb-srv -B MIB -w FILE -U --immediate-mode 'port 53'
 #   sidetap   sidetap capture -i lb-srv -B MIB --role auth -w FILE --stats-interval 1s
+#   ebpf-socket  the same with --ebpf socket -i lb-srv (-B MIB: the ring buffer)
+#   ebpf-tc      the same with --ebpf tc -i lb-srv
+#   ebpf-cgroup  sidetap on the host with --ebpf cgroup --cgroup CG; knotd runs in CG (in every
+#                configuration, so that all compare alike: a cgroup v2 directory made here)
 #   base2     no capture again (shows how much the machine's load drifted during the run)
 # Reported per configuration: dnsperf's queries/s, sent/completed/lost, the change against
 # base, the load average before the run; the log's messages vs 2 x completed; drops (Knot's
 # file: missing frames; tcpdump: "dropped by kernel"; sidetap: kernel_dropped,
-# interface_dropped from pcap_stats and the output's dropped counter).
+# interface_dropped from pcap_stats, or ring_full_dropped and copy_failed from the eBPF
+# counters, and the output's dropped counter).
 # After dnsperf ends, the capture is given time to catch up (its packet count stops growing)
 # before SIGTERM: the measured cost is the one during the run; what is still in the kernel
 # ring is not counted as lost.
@@ -37,7 +45,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sidetap=build/sidetap secs=10 clients=8 outstanding=200 bufmib=64 append=0 keep=0 rate="" offl=on
-while getopts "s:l:c:q:B:Q:o:akh" opt; do
+configs=""
+while getopts "s:l:c:q:B:Q:o:m:akh" opt; do
   case $opt in
     s) sidetap=$OPTARG ;;
     l) secs=$OPTARG ;;
@@ -46,6 +55,7 @@ while getopts "s:l:c:q:B:Q:o:akh" opt; do
     B) bufmib=$OPTARG ;;
     Q) rate=$OPTARG ;;
     o) offl=$OPTARG ;;
+    m) configs=${OPTARG//,/ } ;;
     a) append=1 ;;
     k) keep=1 ;;
     *) sed -n '3,/^set -e/p' "$0" | sed '$d'; exit 2 ;;
@@ -57,6 +67,14 @@ for t in ip knotd dnsperf tcpdump ethtool python3; do
   command -v $t >/dev/null || { echo "live_bench: missing $t" >&2; exit 1; }
 done
 sidetap=$(realpath "$sidetap")
+if [[ -z $configs ]]; then
+  configs="base knot tcpdump sidetap"
+  if "$sidetap" --version | grep -q eBPF; then configs+=" ebpf-socket ebpf-tc ebpf-cgroup"; fi
+  configs+=" base2"
+fi
+cgroot=$(awk '$0 ~ / - cgroup2 / { print $5; exit }' /proc/self/mountinfo)
+[[ -n $cgroot ]] || { echo "live_bench: no cgroup v2 hierarchy mounted" >&2; exit 1; }
+CG=$cgroot/sidetap-lbench-$$
 
 tmp=$(mktemp -d /tmp/sidetap-lbench.XXXXXX)
 chmod 755 "$tmp"
@@ -68,6 +86,7 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   ip netns delete "$SRV" 2>/dev/null || true
   ip netns delete "$CLI" 2>/dev/null || true
+  rmdir "$CG" 2>/dev/null || true
   if ((keep)); then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -79,6 +98,7 @@ in_cli() { ip netns exec "$CLI" "$@"; }
 # ---------------------------------------------------------------- namespaces, veth, zone
 ip netns add "$SRV"
 ip netns add "$CLI"
+mkdir "$CG"
 in_srv ip link set lo up
 in_cli ip link set lo up
 in_srv ip link add lb-srv type veth peer name lb-cli netns "$CLI"
@@ -169,9 +189,10 @@ start_knot() {   # $1: dnstap 0/1
   knot_conf "$1" > "$tmp/knot.conf"
   rm -f "$tmp/knot.dnstap"
   : > "$tmp/knotd.log"
-  # ip netns exec execs in place: $! is knotd's PID (a shell function here would put a
-  # subshell in between, and SIGTERM to it would not reach knotd)
-  ip netns exec "$SRV" knotd -c "$tmp/knot.conf" 2>"$tmp/knotd.log" &
+  # sh and ip netns exec exec in place: $! is knotd's PID (a shell function here would put a
+  # subshell in between, and SIGTERM to it would not reach knotd). knotd joins $CG first.
+  sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" \
+    ip netns exec "$SRV" knotd -c "$tmp/knot.conf" 2>"$tmp/knotd.log" &
   knot_pid=$!
   pids+=("$knot_pid")
   wait_for "$tmp/knotd.log" "server started" "$knot_pid" 20
@@ -218,12 +239,18 @@ run_config() {   # NAME
         -n -Z root 'port 53' 2>"$tmp/tcpdump.err" &
       cap_pid=$!; pids+=("$cap_pid")
       wait_for "$tmp/tcpdump.err" "listening on" "$cap_pid" 10 ;;
-    sidetap)
+    sidetap|ebpf-*)
       : > "$tmp/sidetap.err"
-      ip netns exec "$SRV" "$sidetap" capture -i lb-srv -B "$bufmib" --role auth --identity bench \
+      local where=(ip netns exec "$SRV") front=(-i lb-srv) ready="capturing on lb-srv"
+      case $name in
+        ebpf-socket) front=(--ebpf socket -i lb-srv) ;;
+        ebpf-tc) front=(--ebpf tc -i lb-srv) ;;
+        ebpf-cgroup) where=() front=(--ebpf cgroup --cgroup "$CG") ready="capturing on cgroup" ;;
+      esac
+      "${where[@]}" "$sidetap" capture "${front[@]}" -B "$bufmib" --role auth --identity bench \
         --version bench -w "$tmp/sidetap.dnstap" --stats-interval 1s 2>"$tmp/sidetap.err" &
       cap_pid=$!; pids+=("$cap_pid")
-      wait_for "$tmp/sidetap.err" "capturing on lb-srv" "$cap_pid" 10 ;;
+      wait_for "$tmp/sidetap.err" "$ready" "$cap_pid" 10 ;;
   esac
   load[$name]=$(cut -d' ' -f1-3 /proc/loadavg)
   in_cli dnsperf -s 192.0.2.1 -d "$tmp/queries.txt" -l "$secs" -c "$clients" -q "$outstanding" \
@@ -251,42 +278,53 @@ run_config() {   # NAME
       kd=$(awk '/dropped by kernel/ { print $1 }' "$tmp/tcpdump.err")
       log[$name]="$pk packets of $want"
       drops[$name]="kernel ${kd:-?}" ;;
-    sidetap)
+    sidetap|ebpf-*)
       wait_settled "$tmp/sidetap.err"
       stop_pid "$cap_pid"; stop_pid "$knot_pid"
-      local fw q r kd ifd od
-      fw=$(sed -n 's/.*output .* frames_written=\([0-9]*\).*/\1/p' "$tmp/sidetap.err" | tail -1)
+      local q r od
       q=$(sed -n 's/^sidetap: udp=.* dns_queries=\([0-9]*\) dns_responses=\([0-9]*\).*/\1 \2/p' \
           "$tmp/sidetap.err" | tail -1)
-      kd=$(sed -n 's/^sidetap: interface lb-srv .*kernel_dropped=\([0-9]*\).*/\1/p' "$tmp/sidetap.err")
-      ifd=$(sed -n 's/^sidetap: interface lb-srv .*interface_dropped=\([0-9]*\).*/\1/p' "$tmp/sidetap.err")
       od=$(sed -n 's/^sidetap: output .* dropped=\([0-9]*\).*/\1/p' "$tmp/sidetap.err" | tail -1)
       r=$(count_frames "$tmp/sidetap.dnstap")
       log[$name]="$r of $want (queries/responses seen: ${q/ //})"
-      drops[$name]="kernel $kd, interface $ifd, output $od"
-      sidetap_summary=$(grep -v '^sidetap: stats\|^sidetap: capturing' "$tmp/sidetap.err") ;;
+      if [[ $name == sidetap ]]; then
+        local kd ifd
+        kd=$(sed -n 's/^sidetap: interface lb-srv .*kernel_dropped=\([0-9]*\).*/\1/p' "$tmp/sidetap.err")
+        ifd=$(sed -n 's/^sidetap: interface lb-srv .*interface_dropped=\([0-9]*\).*/\1/p' "$tmp/sidetap.err")
+        drops[$name]="kernel $kd, interface $ifd, output $od"
+      else
+        local rf cf
+        rf=$(sed -n 's/^sidetap: ebpf .*ring_full_dropped=\([0-9]*\).*/\1/p' "$tmp/sidetap.err")
+        cf=$(sed -n 's/^sidetap: ebpf .*copy_failed=\([0-9]*\).*/\1/p' "$tmp/sidetap.err")
+        drops[$name]="ring full $rf, copy failed $cf, output $od"
+      fi
+      sidetap_summary+=$'\n'"[$name]"$'\n'$(grep -v '^sidetap: stats\|^sidetap: capturing' "$tmp/sidetap.err") ;;
   esac
   printf '%-8s %10s q/s  sent %s completed %s lost %s  log %s  drops %s  (load %s)\n' "$name" \
     "${qps[$name]}" "${sent[$name]}" "${done_[$name]}" "${lost[$name]}" "${log[$name]}" \
     "${drops[$name]}" "${load[$name]}" >&2
 }
 
-for c in base knot tcpdump sidetap base2; do run_config "$c"; done
+sidetap_summary=""
+for c in $configs; do run_config "$c"; done
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", (a - b) / b * 100 }'; }
 table() {
   echo "| configuration | queries/s | vs base | sent / completed / lost | messages in the log (of 2 x completed) | drops | load avg before |"
   echo "|---|---|---|---|---|---|---|"
   local c label
-  for c in base knot tcpdump sidetap base2; do
+  for c in $configs; do
     case $c in
       base) label="no capture" ;;
       knot) label="Knot mod-dnstap → file" ;;
       tcpdump) label="tcpdump -w pcap" ;;
-      sidetap) label="sidetap capture → dnstap file" ;;
+      sidetap) label="sidetap capture (libpcap) → dnstap file" ;;
+      ebpf-socket) label="sidetap --ebpf socket → dnstap file" ;;
+      ebpf-tc) label="sidetap --ebpf tc → dnstap file" ;;
+      ebpf-cgroup) label="sidetap --ebpf cgroup → dnstap file" ;;
       base2) label="no capture (again, at the end)" ;;
     esac
-    echo "| $label | ${qps[$c]} | $(pct "${qps[$c]}" "${qps[base]}") | ${sent[$c]} / ${done_[$c]} / ${lost[$c]} | ${log[$c]} | ${drops[$c]} | ${load[$c]} |"
+    echo "| $label | ${qps[$c]} | $( [[ -n ${qps[base]:-} ]] && pct "${qps[$c]}" "${qps[base]}" || echo -) | ${sent[$c]} / ${done_[$c]} / ${lost[$c]} | ${log[$c]} | ${drops[$c]} | ${load[$c]} |"
   done
 }
 table
@@ -301,7 +339,7 @@ if ((append)); then
     echo
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) vCPUs;"
     echo "kernel $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Command: \`sudo bench/live_bench.sh -s $sidetap -l $secs -c $clients -q $outstanding -B $bufmib${rate:+ -Q $rate} -o $offl\`"
+    echo "Command: \`sudo bench/live_bench.sh -s $sidetap -l $secs -c $clients -q $outstanding -B $bufmib${rate:+ -Q $rate} -o $offl -m ${configs// /,}\`"
     echo "(dnsperf ${rate:+-Q $rate, }offloads $offl on the veth pair)"
     echo
     table

@@ -9,6 +9,9 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config clang
   libpcap-dev libprotobuf-dev protobuf-compiler libldns-dev libcli11-dev libgtest-dev libssl-dev
+  # build (eBPF capture, -DSIDETAP_EBPF=ON): clang -target bpf compiles bpf/*.bpf.c against the
+  # kernel UAPI headers (linux-libc-dev), bpftool generates the skeletons, libbpf loads them
+  libbpf-dev bpftool linux-libc-dev
   # tests: interpreter, independent dnstap decoders, capture tools
   python3 tcpdump tshark
   golang-github-dnstap-golang-dnstap-cli dnstap-ldns fstrm-bin
@@ -18,6 +21,8 @@ PACKAGES=(
   socat
   # root tests: a real DNS server with dnstap, clients, namespaces
   knot knot-module-dnstap knot-dnsutils dnsperf iproute2 procps
+  # root tests: capsh/setpriv run sidetap with a reduced capability set
+  libcap2-bin util-linux
   # root tests: a forwarding resolver with dnstap; ethtool turns veth offloads off (real IP fragments)
   unbound ethtool
   # root tests (read/listen vs real servers): BIND 9.18 and Knot Resolver 5.6 with dnstap, dig

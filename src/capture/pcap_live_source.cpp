@@ -31,7 +31,7 @@ std::string activate_error(const std::string& name, pcap_t* p, int rc) {
         case PCAP_ERROR_PERM_DENIED:
         case PCAP_ERROR_PROMISC_PERM_DENIED:
             return prefix + "permission denied" + (detail.empty() ? "" : " (" + detail + ")") +
-                   ": needs CAP_NET_RAW and CAP_NET_ADMIN (run as root or setcap cap_net_raw,cap_net_admin=eip)";
+                   ": needs CAP_NET_RAW (run as root, or setcap cap_net_raw=ep on the binary)";
         case PCAP_ERROR_IFACE_NOT_UP:
             return prefix + "interface is not up";
         default:
@@ -42,7 +42,8 @@ std::string activate_error(const std::string& name, pcap_t* p, int rc) {
 }  // namespace
 
 PcapLiveSource::PcapLiveSource(const LiveCaptureOptions& options) : snaplen_(options.snaplen) {
-    if (options.interfaces.empty()) throw util::FatalError("capture: no interface (-i IFACE)", util::kExitUsage);
+    if (options.interfaces.empty())
+        throw util::FatalError("capture: no interface (-i IFACE, or --ebpf MODE)", util::kExitUsage);
     handles_.reserve(options.interfaces.size());
     try {
         for (const auto& name : options.interfaces) open_handle(name, options);
@@ -52,8 +53,10 @@ PcapLiveSource::PcapLiveSource(const LiveCaptureOptions& options) : snaplen_(opt
     }
     for (const auto& h : handles_) {
         pollfds_.push_back(pollfd{h.fd, POLLIN, 0});
-        InterfaceStats s;
+        LiveChannelStats s;
+        s.kind = "interface";
         s.name = h.name;
+        s.counters = {{"received", 0, false}, {"kernel_dropped", 0, true}, {"interface_dropped", 0, true}};
         stats_.push_back(std::move(s));
     }
 }
@@ -179,25 +182,25 @@ PcapLiveSource::Read PcapLiveSource::read(Packet& out, int timeout_ms) {
     return Read::Idle;
 }
 
-PacketSource::Status PcapLiveSource::next(Packet& out) {
-    for (;;) {
-        if (stop_.load(std::memory_order_relaxed)) return Status::End;
-        switch (read(out, 100)) {
-            case Read::Packet: return Status::Packet;
-            case Read::Error: return Status::Error;
-            case Read::Idle: break;
-        }
-    }
-}
-
 void PcapLiveSource::update_stats() {
     for (std::size_t i = 0; i < handles_.size(); ++i) {
         pcap_stat s{};
         if (pcap_stats(handles_[i].handle, &s) != 0) continue;
-        stats_[i].received = s.ps_recv;
-        stats_[i].kernel_dropped = s.ps_drop;
-        stats_[i].interface_dropped = s.ps_ifdrop;
+        stats_[i].counters[0].value = s.ps_recv;
+        stats_[i].counters[1].value = s.ps_drop;
+        stats_[i].counters[2].value = s.ps_ifdrop;
     }
+}
+
+std::vector<LiveChannelInfo> PcapLiveSource::channels() const {
+    std::vector<LiveChannelInfo> out;
+    for (const auto& h : handles_) {
+        const char* dlt_name = pcap_datalink_val_to_name(h.dlt);
+        out.push_back({h.name, h.dlt,
+                       h.name + " (" + (dlt_name ? dlt_name : "unknown") + ", " + (h.nano ? "ns" : "us") +
+                           " timestamps), filter: " + h.filter});
+    }
+    return out;
 }
 
 PcapDumpFile::PcapDumpFile(const std::string& path, int dlt, int snaplen) : path_(path) {

@@ -11,8 +11,9 @@
 //    alternatives only on Ethernet link types) and compiled for the handle's
 //    link type.
 //  - Errors name the interface: "capture on eth9: no such device",
-//    "capture on eth0: permission denied (...): needs CAP_NET_RAW and
-//    CAP_NET_ADMIN (run as root or setcap)".
+//    "capture on eth0: permission denied (...): needs CAP_NET_RAW (...)"
+//    (an AF_PACKET socket needs CAP_NET_RAW only; promiscuous mode and the
+//    TPACKET ring of any size work without CAP_NET_ADMIN).
 //
 // Reading (read(); never throws, no allocation, no I/O except libpcap's
 // reads and one poll() when nothing is buffered):
@@ -28,18 +29,19 @@
 //  - A libpcap read error (interface gone) ends the source: Read::Error,
 //    error() names the interface.
 //
-// Counters: per interface, packets delivered and libpcap's pcap_stats
-// (ps_recv, ps_drop = dropped by the kernel/buffer full, ps_ifdrop =
-// dropped by the interface/driver). update_stats() calls pcap_stats (a
-// system call per handle): call it at most about once a second.
+// Counters (LiveSource::stats(), one channel per interface, kind
+// "interface"): packets delivered and libpcap's pcap_stats: received
+// (ps_recv), kernel_dropped (ps_drop: the kernel ring was full),
+// interface_dropped (ps_ifdrop: dropped by the interface/driver).
+// update_stats() calls pcap_stats (a system call per handle): call it at
+// most about once a second.
 #pragma once
 
 #include "capture/capture_filter.h"
-#include "capture/packet_source.h"
+#include "capture/live_source.h"
 
 #include <poll.h>
 
-#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,38 +51,16 @@ struct pcap_dumper;
 
 namespace sidetap::capture {
 
-struct LiveCaptureOptions {
-    std::vector<std::string> interfaces;
-    int snaplen = 262144;
-    std::uint64_t buffer_bytes = 16ull << 20;  // per handle
-    bool promiscuous = false;
-    CaptureFilterSpec filter;                  // .vlan is decided per handle
-};
-
-struct InterfaceStats {
-    std::string name;
-    std::uint64_t packets = 0;          // delivered to the caller
-    std::uint64_t received = 0;         // ps_recv
-    std::uint64_t kernel_dropped = 0;   // ps_drop
-    std::uint64_t interface_dropped = 0;  // ps_ifdrop
-};
-
-class PcapLiveSource final : public PacketSource {
+// Uses options.interfaces, snaplen, buffer_bytes, promiscuous and filter
+// (.vlan is decided per handle).
+class PcapLiveSource final : public LiveSource {
 public:
-    enum class Read { Packet, Idle, Error };
-
     explicit PcapLiveSource(const LiveCaptureOptions& options);
     ~PcapLiveSource() override;
     PcapLiveSource(const PcapLiveSource&) = delete;
     PcapLiveSource& operator=(const PcapLiveSource&) = delete;
 
-    Read read(Packet& out, int timeout_ms);
-
-    // PacketSource: blocks (polling every 100 ms) until a packet arrives,
-    // stop() was called (End) or a read error (Error).
-    Status next(Packet& out) override;
-    // Thread- and signal-safe: makes next() return End.
-    void stop() { stop_.store(true, std::memory_order_relaxed); }
+    Read read(Packet& out, int timeout_ms) override;
     [[nodiscard]] const std::string& error() const override { return error_; }
 
     [[nodiscard]] std::size_t interface_count() const { return handles_.size(); }
@@ -88,12 +68,13 @@ public:
     [[nodiscard]] int datalink(std::size_t i) const { return handles_[i].dlt; }         // DLT_*
     [[nodiscard]] const std::string& filter_text(std::size_t i) const { return handles_[i].filter; }
     [[nodiscard]] bool nanosecond_timestamps(std::size_t i) const { return handles_[i].nano; }
-    [[nodiscard]] int snaplen() const { return snaplen_; }
+    [[nodiscard]] int snaplen() const override { return snaplen_; }
     // Index of the interface of the packet last returned.
     [[nodiscard]] std::size_t last_interface() const { return last_; }
 
-    void update_stats();
-    [[nodiscard]] const std::vector<InterfaceStats>& stats() const { return stats_; }
+    void update_stats() override;
+    [[nodiscard]] const std::vector<LiveChannelStats>& stats() const override { return stats_; }
+    [[nodiscard]] std::vector<LiveChannelInfo> channels() const override;
 
 private:
     struct Handle {
@@ -115,13 +96,12 @@ private:
     void close_all();
 
     std::vector<Handle> handles_;
-    std::vector<InterfaceStats> stats_;
+    std::vector<LiveChannelStats> stats_;
     std::vector<struct pollfd> pollfds_;
     std::size_t last_ = 0;
     int snaplen_ = 262144;
     std::string error_;
     bool failed_ = false;
-    std::atomic<bool> stop_{false};
 };
 
 // Raw packets into a pcap file (--write-pcap): nanosecond pcap, one link

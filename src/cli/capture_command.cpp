@@ -1,27 +1,26 @@
-// `sidetap capture`: one capture thread (this one) polls every interface's
-// pcap handle, feeds one pipeline, and between packets (at most every 16
+// `sidetap capture`: one capture thread (this one) reads a live source
+// (libpcap or an eBPF frontend, picked by capture::open_live_source from the
+// options), feeds one pipeline, and between packets (at most every 16
 // packets or every 100 ms when the network is quiet) looks at the stop flag,
-// SIGHUP, the periodic stats line and the metrics snapshot.
+// SIGHUP, the periodic stats line and the metrics snapshot. Nothing here
+// depends on the frontend.
 #include "cli/capture_command.h"
 
+#include "capture/live_source.h"
 #include "capture/pcap_live_source.h"
 #include "cli/common_options.h"
 #include "cli/output_stats.h"
+#include "cli/privileges.h"
 #include "cli/signals.h"
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 #include "util/error.h"
 #include "util/units.h"
 
-#include <grp.h>
 #include <pcap/pcap.h>
-#include <pwd.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -33,6 +32,8 @@ struct CaptureCommandOptions {
     CaptureOptions capture;
     OutputOptions output;
     std::vector<std::string> interfaces;
+    std::string ebpf;
+    std::string cgroup;
     std::string buffer_size = "16";
     bool promiscuous = false;
     bool no_tunnels = false;
@@ -56,31 +57,8 @@ std::uint64_t buffer_bytes(const std::string& text) {
     return value;
 }
 
-struct Account {
-    uid_t uid;
-    gid_t gid;
-};
-
-Account lookup_user(const std::string& name) {
-    errno = 0;
-    const passwd* pw = ::getpwnam(name.c_str());
-    if (!pw) throw util::FatalError("--user " + name + ": no such user", util::kExitUsage);
-    return {pw->pw_uid, pw->pw_gid};
-}
-
-void drop_privileges(const std::string& name, const Account& account) {
-    // glibc applies setgroups/setgid/setuid to every thread of the process
-    // (the output threads already run).
-    if (::setgroups(1, &account.gid) != 0)
-        throw util::FatalError("--user " + name + ": setgroups: " + std::strerror(errno));
-    if (::setgid(account.gid) != 0) throw util::FatalError("--user " + name + ": setgid: " + std::strerror(errno));
-    if (::setuid(account.uid) != 0) throw util::FatalError("--user " + name + ": setuid: " + std::strerror(errno));
-    if (account.uid != 0 && ::setuid(0) == 0)
-        throw util::FatalError("--user " + name + ": could get root back after setuid; refusing to go on");
-}
-
 std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
-                                             const capture::PcapLiveSource& source,
+                                             const capture::LiveSource& source,
                                              const capture::PcapDumpFile* dump) {
     using metrics::Kind;
     std::vector<metrics::Sample> samples;
@@ -100,17 +78,20 @@ std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
     });
     append_output_samples(pipeline.outputs(), samples);
     for (const auto& s : source.stats()) {
-        const std::vector<std::pair<std::string, std::string>> label{{"interface", s.name}};
+        const std::vector<std::pair<std::string, std::string>> label{{s.kind, s.name}};
         samples.push_back({"capture_packets", Kind::Counter, label, s.packets});
-        samples.push_back({"capture_received", Kind::Counter, label, s.received});
-        samples.push_back({"capture_kernel_dropped", Kind::Counter, label, s.kernel_dropped});
-        samples.push_back({"capture_interface_dropped", Kind::Counter, label, s.interface_dropped});
+        for (const auto& c : s.counters)
+            samples.push_back({std::string("capture_") + c.name, Kind::Counter, label, c.value});
     }
     if (dump) samples.push_back({"pcap_dump_packets", Kind::Counter, {}, dump->packets()});
     return samples;
 }
 
-void print_stats_line(const pipeline::Pipeline& pipeline, const capture::PcapLiveSource& source) {
+void print_counters(const capture::LiveChannelStats& s) {
+    for (const auto& c : s.counters) std::fprintf(stderr, " %s=%llu", c.name, u64(c.value));
+}
+
+void print_stats_line(const pipeline::Pipeline& pipeline, const capture::LiveSource& source) {
     const auto& st = pipeline.stats();
     std::uint64_t unanswered = 0;
     pipeline.for_each_counter([&](std::string_view name, std::uint64_t v) {
@@ -118,9 +99,10 @@ void print_stats_line(const pipeline::Pipeline& pipeline, const capture::PcapLiv
     });
     std::fprintf(stderr, "sidetap: stats packets=%llu dns_queries=%llu dns_responses=%llu frames=%llu unanswered=%llu",
                  u64(st.packets), u64(st.dns_queries), u64(st.dns_responses), u64(st.frames_encoded), u64(unanswered));
-    for (const auto& s : source.stats())
-        std::fprintf(stderr, " | %s received=%llu kernel_dropped=%llu interface_dropped=%llu", s.name.c_str(),
-                     u64(s.received), u64(s.kernel_dropped), u64(s.interface_dropped));
+    for (const auto& s : source.stats()) {
+        std::fprintf(stderr, " | %s", s.name.c_str());
+        print_counters(s);
+    }
     print_output_stats(stderr, pipeline.outputs());
     std::fprintf(stderr, "\n");
 }
@@ -130,11 +112,27 @@ const char* dlt_name(int dlt) {
     return name ? name : "unknown";
 }
 
+capture::Frontend frontend_option(const CaptureCommandOptions& o) {
+    if (o.ebpf.empty()) {
+        if (o.interfaces.empty())
+            throw util::FatalError("capture: -i IFACE is required (or --ebpf socket|tc|cgroup)", util::kExitUsage);
+        if (!o.cgroup.empty())
+            throw util::FatalError("--cgroup: only with --ebpf cgroup", util::kExitUsage);
+        return capture::Frontend::Pcap;
+    }
+    if (o.ebpf == "socket") return capture::Frontend::EbpfSocket;
+    if (o.ebpf == "tc") return capture::Frontend::EbpfTc;
+    if (o.ebpf == "cgroup") return capture::Frontend::EbpfCgroup;
+    throw util::FatalError("--ebpf: '" + o.ebpf + "' is not one of socket, tc, cgroup", util::kExitUsage);
+}
+
 int run_capture(const CaptureCommandOptions& o) {
     auto config = make_pipeline_config(o.capture, o.output);  // usage errors first
 
     capture::LiveCaptureOptions live;
+    live.frontend = frontend_option(o);
     live.interfaces = o.interfaces;
+    live.cgroup = o.cgroup;
     live.buffer_bytes = buffer_bytes(o.buffer_size);
     live.promiscuous = o.promiscuous;
     live.filter.ports = o.capture.ports;
@@ -153,19 +151,23 @@ int run_capture(const CaptureCommandOptions& o) {
     if (!o.user.empty()) account = lookup_user(o.user);
 
     install_stop_handlers();
-    capture::PcapLiveSource source(live);
+    // Before any thread starts (bounding set and no_new_privs are per thread).
+    if (account) lock_down(o.user);
+    const auto source_handle = capture::open_live_source(live);
+    capture::LiveSource& source = *source_handle;
+    const auto channels = source.channels();
 
     std::unique_ptr<capture::PcapDumpFile> dump;
     if (!o.write_pcap.empty()) {
-        for (std::size_t i = 1; i < source.interface_count(); ++i)
-            if (source.datalink(i) != source.datalink(0))
-                throw util::FatalError("--write-pcap: interfaces " + source.interface_name(0) + " (" +
-                                           dlt_name(source.datalink(0)) + ") and " + source.interface_name(i) + " (" +
-                                           dlt_name(source.datalink(i)) +
+        for (std::size_t i = 1; i < channels.size(); ++i)
+            if (channels[i].dlt != channels[0].dlt)
+                throw util::FatalError("--write-pcap: interfaces " + channels[0].name + " (" +
+                                           dlt_name(channels[0].dlt) + ") and " + channels[i].name + " (" +
+                                           dlt_name(channels[i].dlt) +
                                            ") have different link types; one pcap file holds one (capture them "
                                            "separately, or use -i any)",
                                        util::kExitUsage);
-        dump = std::make_unique<capture::PcapDumpFile>(o.write_pcap, source.datalink(0), source.snaplen());
+        dump = std::make_unique<capture::PcapDumpFile>(o.write_pcap, channels[0].dlt, source.snaplen());
     }
 
     // The metrics socket before the outputs, so that a bad address leaves no
@@ -177,13 +179,10 @@ int run_capture(const CaptureCommandOptions& o) {
 
     pipeline::Pipeline pipeline(config, open_outputs(o.output));
     if (server) board.publish(collect_samples(pipeline, source, dump.get()));
-    if (account) drop_privileges(o.user, *account);
+    if (account) switch_user(o.user, *account);
 
     if (!o.output.quiet) {
-        for (std::size_t i = 0; i < source.interface_count(); ++i)
-            std::fprintf(stderr, "sidetap: capturing on %s (%s, %s timestamps), filter: %s\n",
-                         source.interface_name(i).c_str(), dlt_name(source.datalink(i)),
-                         source.nanosecond_timestamps(i) ? "ns" : "us", source.filter_text(i).c_str());
+        for (const auto& c : channels) std::fprintf(stderr, "sidetap: capturing on %s\n", c.description.c_str());
         if (server) std::fprintf(stderr, "sidetap: metrics on port %u (GET /metrics)\n", unsigned{server->port()});
     }
 
@@ -195,11 +194,11 @@ int run_capture(const CaptureCommandOptions& o) {
     auto next_stats = stats_every ? Clock::now() + *stats_every : Clock::time_point::max();
     while (!stop_requested()) {
         const auto r = source.read(packet, 100);
-        if (r == capture::PcapLiveSource::Read::Packet) {
+        if (r == capture::LiveSource::Read::Packet) {
             pipeline.process(packet);
             if (dump) dump->write(packet);
             if (++since_check < 16) continue;
-        } else if (r == capture::PcapLiveSource::Read::Error) {
+        } else if (r == capture::LiveSource::Read::Error) {
             std::fprintf(stderr, "sidetap: %s\n", source.error().c_str());
             input_failed = true;
             break;
@@ -236,7 +235,7 @@ int run_capture(const CaptureCommandOptions& o) {
         std::uint64_t drained = 0;
         while (Clock::now() < drain_until) {
             const auto r = source.read(packet, 20);
-            if (r != capture::PcapLiveSource::Read::Packet) break;
+            if (r != capture::LiveSource::Read::Packet) break;
             pipeline.process(packet);
             if (dump) dump->write(packet);
             ++drained;
@@ -258,11 +257,11 @@ int run_capture(const CaptureCommandOptions& o) {
     }
     if (!o.output.quiet) {
         pipeline.report(stderr);
-        for (const auto& s : source.stats())
-            std::fprintf(stderr,
-                         "sidetap: interface %s packets=%llu received=%llu kernel_dropped=%llu interface_dropped=%llu\n",
-                         s.name.c_str(), u64(s.packets), u64(s.received), u64(s.kernel_dropped),
-                         u64(s.interface_dropped));
+        for (const auto& s : source.stats()) {
+            std::fprintf(stderr, "sidetap: %s %s packets=%llu", s.kind.c_str(), s.name.c_str(), u64(s.packets));
+            print_counters(s);
+            std::fprintf(stderr, "\n");
+        }
         if (dump) std::fprintf(stderr, "sidetap: pcap %s packets=%llu\n", o.write_pcap.c_str(), u64(dump->packets()));
     }
     // A clean stop (SIGINT/SIGTERM) is 0 only when no output failed.
@@ -273,16 +272,22 @@ int run_capture(const CaptureCommandOptions& o) {
 
 std::function<int()> add_capture_command(CLI::App& app) {
     auto options = std::make_shared<CaptureCommandOptions>();
-    auto* cmd = app.add_subcommand("capture", "Live capture (libpcap) into dnstap, beside a running DNS server");
+    auto* cmd = app.add_subcommand("capture", "Live capture (libpcap or eBPF) into dnstap, beside a running DNS server");
     cmd->add_option("-i,--interface", options->interfaces,
-                    "Interface to capture on (repeatable; 'any' for all). Several interfaces are polled by one "
-                    "thread into one pipeline, in arrival order")
-        ->required()
+                    "Interface to capture on. libpcap: repeatable, 'any' for all; several interfaces are polled by "
+                    "one thread into one pipeline, in arrival order. --ebpf socket: one or none (all); --ebpf tc: one")
         ->expected(1)
         ->allow_extra_args(false)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    cmd->add_option("--ebpf", options->ebpf,
+                    "Capture with eBPF instead of libpcap: 'socket' (AF_PACKET socket filter, -i IFACE or all), "
+                    "'tc' (clsact ingress+egress on -i IFACE), 'cgroup' (cgroup_skb ingress+egress on --cgroup)")
+        ->check(CLI::IsMember({"socket", "tc", "cgroup"}));
+    cmd->add_option("--cgroup", options->cgroup,
+                    "cgroup v2 directory for --ebpf cgroup (absolute, or relative to the cgroup v2 mount)");
     cmd->add_option("-B,--buffer-size", options->buffer_size,
-                    "Kernel capture buffer per interface in MiB (a unit is accepted too: 512K, 1G)")
+                    "Kernel capture buffer in MiB (a unit is accepted too: 512K, 1G): per interface for libpcap, "
+                    "the ring buffer for --ebpf (rounded up to a power of two)")
         ->capture_default_str();
     cmd->add_flag("--promisc", options->promiscuous, "Put the interfaces in promiscuous mode (off by default)");
     cmd->add_option("--filter", options->filter,

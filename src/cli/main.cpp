@@ -1,4 +1,5 @@
 // sidetap: dnstap for DNS servers that cannot emit it themselves.
+#include "capture/live_source.h"
 #include "cli/capture_command.h"
 #include "cli/listen_command.h"
 #include "cli/read_command.h"
@@ -24,7 +25,10 @@ constexpr const char* kExitCodes =
 
 int main(int argc, char** argv) {
     CLI::App app{"sidetap: dnstap from observed DNS traffic (pcap files, live capture)", "sidetap"};
-    app.set_version_flag("--version", std::string("sidetap ") + SIDETAP_VERSION);
+    app.set_version_flag("--version", std::string("sidetap ") + SIDETAP_VERSION +
+                                          (sidetap::capture::ebpf_supported()
+                                               ? " (capture: libpcap, eBPF socket/tc/cgroup)"
+                                               : " (capture: libpcap; no eBPF: built with -DSIDETAP_EBPF=OFF)"));
     app.require_subcommand(1);
     app.footer(kExitCodes);
     auto run_replay = sidetap::cli::add_replay_command(app);

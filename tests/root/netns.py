@@ -220,8 +220,14 @@ class NetNS:
         if "tentative" in addrs:
             raise RuntimeError(f"::1 is tentative in {self.name}:\n{addrs}")
 
-    def argv(self, argv):
-        return ["ip", "netns", "exec", self.name] + list(argv)
+    def argv(self, argv, cgroup=None):
+        """`ip netns exec` argv; with `cgroup` (a cgroup v2 directory) the process first moves
+        itself into that cgroup (before entering the namespace, whose private /sys does not
+        show the cgroup hierarchy)."""
+        inner = ["ip", "netns", "exec", self.name] + list(argv)
+        if cgroup is None:
+            return inner
+        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + inner
 
     def run(self, argv, check=True, timeout=60, **kw):
         """Runs a command inside the namespace to completion (text output)."""
@@ -231,9 +237,10 @@ class NetNS:
                                f"{p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
         return p
 
-    def spawn(self, argv, name=None, **kw):
-        """Starts a long-running process inside the namespace; it is stopped on close()."""
-        proc = Process(self.argv(argv), name=name or os.path.basename(argv[0]), **kw)
+    def spawn(self, argv, name=None, cgroup=None, **kw):
+        """Starts a long-running process inside the namespace (and in `cgroup`, a cgroup v2
+        directory, when given); it is stopped on close()."""
+        proc = Process(self.argv(argv, cgroup), name=name or os.path.basename(argv[0]), **kw)
         self.processes.append(proc)
         return proc
 
@@ -249,6 +256,113 @@ class NetNS:
                 print(f"could not delete namespace {self.name}: {p.stderr.strip()}",
                       file=sys.stderr)
             self._created = False
+
+
+class Host:
+    """The test's own network and mount namespace, with the NetNS interface (run, spawn), for
+    processes that must see the host: e.g. sidetap attached to a cgroup (the cgroup v2
+    hierarchy is not visible under `ip netns exec`, which mounts a private /sys)."""
+
+    name = "host"
+
+    def __init__(self):
+        self.processes = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def argv(self, argv, cgroup=None):
+        if cgroup is None:
+            return list(argv)
+        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + list(argv)
+
+    def run(self, argv, check=True, timeout=60, **kw):
+        p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, **kw)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, argv))} exited {p.returncode}\n"
+                               f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+        return p
+
+    def spawn(self, argv, name=None, cgroup=None, **kw):
+        proc = Process(self.argv(argv, cgroup), name=name or os.path.basename(argv[0]), **kw)
+        self.processes.append(proc)
+        return proc
+
+    def close(self):
+        for proc in reversed(self.processes):
+            if proc.running():
+                proc.stop()
+        self.processes.clear()
+
+
+def cgroup2_mount():
+    """Mount point of the cgroup v2 hierarchy (/sys/fs/cgroup, /sys/fs/cgroup/unified...)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if post.split()[0] == "cgroup2":
+                return pre.split()[4]
+    raise RuntimeError("no cgroup v2 hierarchy mounted (see /proc/self/mountinfo)")
+
+
+class Cgroup:
+    """A cgroup v2 directory `sidetap-<tag>-<pid>` (with optional children) below the v2
+    mount. close() stops nothing: the processes put into it must be gone first (they are
+    started through NetNS/Host, which stop them); then the directories are removed. A
+    directory left by a killed test is removed by the next run when it is empty."""
+
+    def __init__(self, tag):
+        self.root = cgroup2_mount()
+        self.path = os.path.join(self.root, f"{NS_PREFIX}{tag}-{os.getpid()}")
+        self._made = []
+
+    def __enter__(self):
+        for name in os.listdir(self.root):
+            m = re.fullmatch(re.escape(NS_PREFIX) + r"[A-Za-z0-9_.-]*-(\d+)", name)
+            if m and not _pid_alive(int(m.group(1))):
+                self._rmtree(os.path.join(self.root, name))
+        os.mkdir(self.path)
+        self._made.append(self.path)
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def child(self, name):
+        path = os.path.join(self.path, name)
+        os.mkdir(path)
+        self._made.append(path)
+        return path
+
+    def procs(self, path=None):
+        with open(os.path.join(path or self.path, "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+
+    @staticmethod
+    def _rmtree(path):
+        for entry in os.listdir(path):
+            sub = os.path.join(path, entry)
+            if os.path.isdir(sub):
+                Cgroup._rmtree(sub)
+        try:
+            os.rmdir(path)
+        except OSError as e:
+            print(f"could not remove cgroup {path}: {e}", file=sys.stderr)
+
+    def close(self):
+        if self._made:
+            deadline = time.monotonic() + 5
+            # Processes leave a cgroup when they have exited and been reaped.
+            while time.monotonic() < deadline and any(self.procs(p) for p in self._made
+                                                      if os.path.isdir(p)):
+                time.sleep(0.05)
+            self._rmtree(self.path)
+            self._made = []
 
 
 class Tcpdump:

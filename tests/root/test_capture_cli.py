@@ -3,10 +3,13 @@
 
 In a private network namespace (loopback only):
   - a missing interface is a clear error, exit 1;
-  - without CAP_NET_RAW (run as nobody through setpriv) the error names the
-    capability, exit 1;
+  - without CAP_NET_RAW (run as nobody through setpriv, or as root with
+    net_raw removed from the bounding set) the error names CAP_NET_RAW and
+    only it; with CAP_NET_RAW as its only capability, capture works;
   - --user nobody: the process runs as nobody once capture and outputs are
-    open, and still captures;
+    open, with an empty capability bounding set (CapBnd=0), no ambient or
+    effective capability and no_new_privs set (NoNewPrivs=1), and still
+    captures;
   - SIGHUP while the network is quiet reopens the output (logrotate create
     mode: the renamed file ends with STOP, the new one starts with START),
     and no message is lost across the reopen;
@@ -52,12 +55,22 @@ def check(cond, message):
     print("ok:", message)
 
 
-def uid_of(pid):
+def status_of(pid):
+    """/proc/PID/status as {field: value text}."""
+    fields = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    return None
+            k, _, v = line.partition(":")
+            fields[k] = v.strip()
+    return fields
+
+
+def uid_of(pid):
+    return int(status_of(pid)["Uid"].split()[0])
+
+
+def threads_of(pid):
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
 
 
 def main():
@@ -77,6 +90,27 @@ def main():
                     SIDETAP, "capture", "-i", "lo", "-w", "-"], check=False)
         check(p.returncode == 1, f"capture without privileges exits 1 (got {p.returncode})")
         check("CAP_NET_RAW" in p.stderr, "the missing capability is named: " + p.stderr.strip().splitlines()[-1])
+        check("CAP_NET_ADMIN" not in p.stderr, "and only the one libpcap capture needs (no CAP_NET_ADMIN)")
+
+        # 2b. Root, but net_raw gone from the bounding set (and so from every set).
+        p = ns.run(["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw", SIDETAP, "capture", "-i", "lo",
+                    "-w", "-"], check=False)
+        check(p.returncode == 1 and "CAP_NET_RAW" in p.stderr,
+              "root without net_raw in its bounding set: exit 1, CAP_NET_RAW named")
+
+        # 2c. CAP_NET_RAW alone (as nobody, ambient) is enough for libpcap capture,
+        # promiscuous mode and a 64 MiB buffer included.
+        out_raw = os.path.join(work, "netraw.dnstap")
+        proc = ns.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                         "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw",
+                         SIDETAP, "capture", "-i", "lo", "--promisc", "-B", "64", "-w", out_raw,
+                         "--flush-interval", "100ms"], name="sidetap-netraw")
+        proc.wait_for_line(r"capturing on lo", timeout=10)
+        send_queries(ns, 0, 20)
+        time.sleep(0.5)
+        code = proc.stop(signal.SIGTERM, timeout=15)
+        check(code == 0 and len(tl.read_dnstap_file(out_raw)) == 20,
+              f"with CAP_NET_RAW only: exit {code}, 20 queries captured")
 
         # 3. --user, SIGHUP while idle, SIGTERM.
         out = os.path.join(work, "live.dnstap")
@@ -87,6 +121,13 @@ def main():
         while uid_of(proc.pid) != 65534 and time.time() < deadline:
             time.sleep(0.05)
         check(uid_of(proc.pid) == 65534, "runs as nobody after --user")
+        # Every thread (the output and flush threads too), not only the main one.
+        for tid in threads_of(proc.pid):
+            st = status_of(f"{proc.pid}/task/{tid}")
+            check(int(st["CapBnd"], 16) == 0 and int(st["CapEff"], 16) == 0 and int(st["CapPrm"], 16) == 0
+                  and int(st["CapAmb"], 16) == 0 and int(st["CapInh"], 16) == 0,
+                  f"thread {tid}: no capability left, bounding set empty (CapBnd={st['CapBnd']})")
+            check(st["NoNewPrivs"] == "1", f"thread {tid}: NoNewPrivs=1 after --user")
 
         send_queries(ns, 0, 300)
         time.sleep(0.5)  # let the capture and the 100 ms flush catch up

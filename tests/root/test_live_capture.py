@@ -63,15 +63,20 @@ DNSPERF_QPS = 3000
 class LiveSidetap:
     """`sidetap capture` started in a namespace and awaited on its readiness line."""
 
-    def __init__(self, sidetap, ns, name, ifaces, out, args):
+    def __init__(self, sidetap, ns, name, ifaces, out, args, channels=None, ready=None,
+                 buffer="64"):
+        """ifaces: -i options; channels: the names of the summary's per-channel lines
+        (default: the interfaces; an eBPF source has one, e.g. "tc:st-srv"); ready: what each
+        "capturing on" line starts with (default: the interfaces)."""
         self.ns, self.name, self.out, self.ifaces = ns, name, out, list(ifaces)
+        self.channels = list(channels) if channels is not None else list(ifaces)
         argv = [sidetap, "capture"]
         for i in ifaces:
             argv += ["-i", i]
-        argv += ["-w", out, "-B", "64", *args]
+        argv += ["-w", out, "-B", buffer, *args]
         self.argv = argv
         self.proc = ns.spawn(argv, name=name)
-        for i in ifaces:
+        for i in (ready if ready is not None else ifaces):
             self.proc.wait_for_line(r"^sidetap: capturing on " + re.escape(i) + r" ", 10)
         self.rc = None
 
@@ -120,7 +125,7 @@ class LiveSidetap:
         """Counters from the exit summary: pipeline/output 'name=N' and per interface."""
         counters, ifaces, outputs = {}, {}, {}
         for line in self.proc.lines():
-            m = re.match(r"sidetap: interface (\S+) (.*)", line)
+            m = re.match(r"sidetap: (?:interface|ebpf) (\S+) (packets=.*)", line)
             if m:
                 ifaces[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
                 continue
@@ -142,6 +147,11 @@ class LiveSidetap:
                                               for a in self.argv)
 
 
+# Per-channel summary counters that mean a packet was lost (libpcap, eBPF).
+DROP_COUNTERS = ("kernel_dropped", "interface_dropped", "ring_full_dropped", "truncated",
+                 "copy_failed", "bad_records")
+
+
 def check_sidetap_run(who, st, expected_msgs):
     """Exit code, STOP, drop counters; returns (messages or None, counters, problems)."""
     problems = []
@@ -157,15 +167,21 @@ def check_sidetap_run(who, st, expected_msgs):
     except Exception as e:  # noqa: BLE001
         problems.append(f"{st.name}: output {st.out} unreadable or without STOP: {e}")
     drops = []
-    for name in st.ifaces:
+    for name in st.channels:
         s = ifaces.get(name)
         if s is None:
             problems.append(f"{st.name}: no summary line for interface {name}")
             continue
-        for k in ("kernel_dropped", "interface_dropped"):
+        for k in DROP_COUNTERS:
             if s.get(k, 0):
                 drops.append(f"interface {name} {k}={s[k]}")
-        if name != "lo" and s.get("received", 0) - s.get("kernel_dropped", 0) != s.get("packets"):
+        if "kernel_passed" in s:   # eBPF: what the kernel selected was all delivered
+            left = s["kernel_passed"] - s.get("ring_full_dropped", 0) - s.get("copy_failed", 0)
+            if left != s.get("packets"):
+                problems.append(f"{st.name}: {name}: kernel_passed {s['kernel_passed']} - "
+                                f"ring_full_dropped - copy_failed = {left} != packets processed "
+                                f"{s.get('packets')} (records left in the ring at exit?)")
+        elif name != "lo" and s.get("received", 0) - s.get("kernel_dropped", 0) != s.get("packets"):
             problems.append(f"{st.name}: interface {name}: received {s.get('received')} - "
                             f"kernel_dropped {s.get('kernel_dropped')} != packets processed "
                             f"{s.get('packets')} (packets left in the ring at exit?)")
@@ -184,14 +200,15 @@ def check_sidetap_run(who, st, expected_msgs):
     return side, counters, problems
 
 
-def check_stats_and_metrics(st, metrics_text, min_lines, want_metrics=True):
+def check_stats_and_metrics(st, metrics_text, min_lines, want_metrics=True,
+                            drop_counter="kernel_dropped"):
     problems = []
     lines = [l for l in st.proc.lines() if l.startswith("sidetap: stats ")]
     if len(lines) < min_lines:
         problems.append(f"{st.name}: {len(lines)} periodic stats lines with --stats-interval 1s, "
                         f"expected >= {min_lines}")
-    elif not all(re.search(r"packets=\d+ .*frames=\d+ .*kernel_dropped=\d+ .*output .*dropped=\d+",
-                           l) for l in lines):
+    elif not all(re.search(r"packets=\d+ .*frames=\d+ .*" + drop_counter +
+                           r"=\d+ .*output .*dropped=\d+", l) for l in lines):
         problems.append(f"{st.name}: unexpected stats line format: {lines[0]}")
     if not want_metrics:
         return problems
@@ -199,7 +216,7 @@ def check_stats_and_metrics(st, metrics_text, min_lines, want_metrics=True):
         problems.append(f"{st.name}: no metrics page")
         return problems
     for series in ("sidetap_packets_total", "sidetap_frames_total", "sidetap_dns_queries_total",
-                   "sidetap_capture_kernel_dropped_total", "sidetap_output_frames_dropped_total"):
+                   f"sidetap_capture_{drop_counter}_total", "sidetap_output_frames_dropped_total"):
         if not re.search(r"^" + series + r"(\{|\s)", metrics_text, re.M):
             problems.append(f"{st.name}: metrics page lacks {series}")
     if "# TYPE sidetap_" not in metrics_text:

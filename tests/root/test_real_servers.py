@@ -229,7 +229,8 @@ zone:
 {zl}"""
 
 
-def start_knot(ns, d, listen, zones, ns_addr4):
+def start_knot(ns, d, listen, zones, ns_addr4, cgroup=None):
+    """knotd in `ns` (and in the cgroup v2 directory `cgroup`, when given)."""
     os.makedirs(os.path.join(d, "db"))
     for z in zones:
         with open(os.path.join(d, f"{z}.zone"), "w") as f:
@@ -237,7 +238,7 @@ def start_knot(ns, d, listen, zones, ns_addr4):
     conf = os.path.join(d, "knot.conf")
     with open(conf, "w") as f:
         f.write(knot_config(d, listen, zones, KNOT_ID, KNOT_VER))
-    knotd = ns.spawn(["knotd", "-c", conf], name="knotd")
+    knotd = ns.spawn(["knotd", "-c", conf], name="knotd", cgroup=cgroup)
     for z in zones:
         knotd.wait_for_line(r"\[" + re.escape(z) + r"\.\] loaded", 20)
     knotd.wait_for_line(r"server started", 20)
@@ -334,6 +335,8 @@ def pcap_stats(path):
             off, et = 14, struct.unpack_from(">H", pkt, 12)[0]
         elif linktype == 113:
             off, et = 16, struct.unpack_from(">H", pkt, 14)[0]
+        elif linktype in (101, 228, 229) and pkt:   # raw IP (eBPF capture's --write-pcap)
+            off, et = 0, 0x0800 if pkt[0] >> 4 == 4 else 0x86DD
         else:
             continue
         if et == 0x0800:

@@ -1,0 +1,124 @@
+// LiveSource: packets captured live, by any frontend (libpcap, the eBPF
+// socket filter, tc or cgroup_skb hooks), behind one interface, so that
+// `capture` knows nothing about the frontend it runs.
+//
+// Contract:
+//  - read(out, timeout_ms) returns
+//      Read::Packet  `out` filled: timestamp (ns since the Unix epoch, wall
+//                    clock), the link type of this packet (LINKTYPE_*; one
+//                    source may mix link types, e.g. libpcap on -i lo -i
+//                    eth0), the captured bytes and the length on the wire;
+//                    `out.data` stays valid until the next read();
+//      Read::Idle    nothing arrived within timeout_ms (or a signal
+//                    interrupted the wait): the caller looks at its stop
+//                    flag, timers and statistics and calls again;
+//      Read::Error   the source cannot go on (interface gone, ring buffer
+//                    failed); error() says why, naming the interface/hook.
+//                    Later calls return Error again.
+//    read() never throws, allocates nothing and does no I/O beyond the
+//    frontend's own reads and one wait when nothing is buffered.
+//  - stop(): thread- and signal-safe; makes next() (the PacketSource view,
+//    which blocks) return End. read() is unaffected: after its stop flag the
+//    caller drains with read() what the kernel already captured.
+//  - Statistics: update_stats() refreshes (system calls: at most about once
+//    a second, and once at the end); stats() has one entry per channel (a
+//    libpcap interface, an eBPF ring buffer) with the packets delivered and
+//    the frontend's own counters, each named by cause (received,
+//    kernel_dropped, ring_full_dropped...). Names are metric-safe
+//    (lowercase, '_').
+//  - channels() describes each channel for messages ("capturing on ...")
+//    and for --write-pcap (the DLT_* of its packets).
+//
+// Setup (the factory open_live_source, or a frontend's constructor) throws
+// util::FatalError naming the interface, cgroup or capability at fault
+// (exit 1; exit 2 for option errors such as a libpcap filter that does not
+// compile or an option the frontend does not support).
+//
+// Several capture threads (later): each thread gets its own LiveSource (and
+// pipeline); the factory would take a shard count and return one source per
+// shard. libpcap shards through PACKET_FANOUT; the eBPF frontends load and
+// attach their programs once and give each shard its own ring buffers: the
+// program already picks its ring from an array of rings (today by CPU); with
+// shards it would pick by a hash of the unordered address pair (so that a
+// query, its response and every fragment land in one shard), and each
+// shard's source would read its own rings.
+#pragma once
+
+#include "capture/capture_filter.h"
+#include "capture/packet_source.h"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sidetap::capture {
+
+enum class Frontend {
+    Pcap,        // libpcap, one handle per -i
+    EbpfSocket,  // AF_PACKET socket with the eBPF program as its filter (-i IFACE or all)
+    EbpfTc,      // clsact ingress + egress on -i IFACE
+    EbpfCgroup,  // cgroup_skb ingress + egress on a cgroup v2 directory
+};
+
+const char* frontend_name(Frontend frontend);
+
+struct LiveCaptureOptions {
+    Frontend frontend = Frontend::Pcap;
+    std::vector<std::string> interfaces;       // libpcap: one or more; eBPF socket: none (all) or one; tc: one
+    std::string cgroup;                        // eBPF cgroup: directory (absolute, or relative to the v2 mount)
+    int snaplen = 262144;
+    std::uint64_t buffer_bytes = 16ull << 20;  // libpcap: per handle; eBPF: the ring (rounded up to a power of 2)
+    bool promiscuous = false;
+    CaptureFilterSpec filter;                  // ports, server addresses; user_filter is libpcap only
+};
+
+struct LiveCounter {
+    const char* name;     // e.g. "received", "kernel_dropped"
+    std::uint64_t value;
+    bool drop;            // a packet lost to this cause (shown in the stats line, checked by tests)
+};
+
+struct LiveChannelStats {
+    std::string kind;     // "interface" (libpcap) or "ebpf": word in the summary, label key in metrics
+    std::string name;     // "eth0", "tc st-srv", "cgroup /sys/fs/cgroup/pod"
+    std::uint64_t packets = 0;  // delivered to the caller
+    std::vector<LiveCounter> counters;
+};
+
+struct LiveChannelInfo {
+    std::string name;
+    int dlt = 0;              // DLT_* of the channel's packets (for --write-pcap)
+    std::string description;  // "lo (EN10MB, ns timestamps), filter: ..."
+};
+
+class LiveSource : public PacketSource {
+public:
+    enum class Read { Packet, Idle, Error };
+
+    virtual Read read(Packet& out, int timeout_ms) = 0;
+
+    // PacketSource: blocks (waking every 100 ms) until a packet arrives,
+    // stop() was called (End) or the source failed (Error).
+    Status next(Packet& out) override;
+    void stop() { stop_.store(true, std::memory_order_relaxed); }
+
+    virtual void update_stats() = 0;
+    [[nodiscard]] virtual const std::vector<LiveChannelStats>& stats() const = 0;
+    [[nodiscard]] virtual std::vector<LiveChannelInfo> channels() const = 0;
+    // Largest packet a record can hold (the pcap snap length for --write-pcap).
+    [[nodiscard]] virtual int snaplen() const = 0;
+
+private:
+    std::atomic<bool> stop_{false};
+};
+
+// Opens the frontend named by options.frontend. eBPF frontends throw a
+// FatalError (exit 2) in a build without eBPF support.
+std::unique_ptr<LiveSource> open_live_source(const LiveCaptureOptions& options);
+
+// Whether this build has the eBPF frontends (SIDETAP_EBPF).
+bool ebpf_supported();
+
+}  // namespace sidetap::capture
