@@ -20,7 +20,6 @@ Run it after make_pcaps.py (which rewrites README.md); its section sits
 between the PAIRING-PCAPS markers and is replaced in place.
 """
 
-import argparse
 import os
 import struct
 import sys
@@ -324,24 +323,10 @@ def readme_section(packets):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    packets = {}
-    for name, maker, *_ in FILES:
+    def reset_ids():
         mp._ip_id[0] = 0x6000
-        data = maker()
-        packets[name] = mtp.count_packets(data)
-        with open(os.path.join(args.out, name), "wb") as f:
-            f.write(data)
-    readme = os.path.join(args.out, "README.md")
-    text = open(readme, encoding="utf-8").read() if os.path.exists(readme) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + text[text.index(END) + len(END):].lstrip("\n")
-    text = text.rstrip("\n") + "\n\n" + readme_section(packets)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(text)
+
+    mp.write_captures(__doc__.splitlines()[0], FILES, readme_section, BEGIN, END, reset_ids)
 
 
 if __name__ == "__main__":

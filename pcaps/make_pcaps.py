@@ -601,6 +601,42 @@ def readme():
     return "\n".join(lines) + "\n"
 
 
+def count_packets(data):
+    """Records in a classic pcap file (either byte order)."""
+    e = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    n, pos = 0, 24
+    while pos < len(data):
+        incl = struct.unpack_from(e + "I", data, pos + 8)[0]
+        pos += 16 + incl
+        n += 1
+    return n
+
+
+def write_captures(description, files, readme_section, begin, end, reset_ids):
+    """The main() of the generator scripts that add to this folder: writes each
+    (name, maker, ...) of `files` into --out (calling reset_ids() first, so every
+    file numbers its IP ids from the same start), then replaces the README.md
+    section between `begin` and `end` with readme_section({name: packets})."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    packets = {}
+    for name, maker, *_ in files:
+        reset_ids()
+        data = maker()
+        packets[name] = count_packets(data)
+        with open(os.path.join(args.out, name), "wb") as f:
+            f.write(data)
+    readme = os.path.join(args.out, "README.md")
+    text = open(readme, encoding="utf-8").read() if os.path.exists(readme) else ""
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + text[text.index(end) + len(end):].lstrip("\n")
+    text = text.rstrip("\n") + "\n\n" + readme_section(packets)
+    with open(readme, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))

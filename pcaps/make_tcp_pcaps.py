@@ -18,7 +18,6 @@ make_pcaps.py rewrites README.md from scratch: run this script after it
 (its section sits between the TCP-PCAPS markers and is replaced in place).
 """
 
-import argparse
 import ipaddress
 import os
 import struct
@@ -293,14 +292,6 @@ FILES = [
 BEGIN, END = "<!-- TCP-PCAPS BEGIN (make_tcp_pcaps.py) -->", "<!-- TCP-PCAPS END -->"
 
 
-def count_packets(data):
-    n, pos = 0, 24
-    while pos < len(data):
-        incl = struct.unpack_from("<I", data, pos + 8)[0]
-        pos += 16 + incl
-        n += 1
-    return n
-
 
 def readme_section(packets):
     lines = [BEGIN, "", "## DNS over TCP and pairing captures (make_tcp_pcaps.py)", "",
@@ -318,24 +309,10 @@ def readme_section(packets):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    packets = {}
-    for name, maker, *_ in FILES:
+    def reset_ids():
         mp._ip_id[0] = 0x5000
-        data = maker()
-        packets[name] = count_packets(data)
-        with open(os.path.join(args.out, name), "wb") as f:
-            f.write(data)
-    readme = os.path.join(args.out, "README.md")
-    text = open(readme, encoding="utf-8").read() if os.path.exists(readme) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + text[text.index(END) + len(END):].lstrip("\n")
-    text = text.rstrip("\n") + "\n\n" + readme_section(packets)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(text)
+
+    mp.write_captures(__doc__.splitlines()[0], FILES, readme_section, BEGIN, END, reset_ids)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ make_pcaps.py rewrites README.md from scratch: run this script after it
 All IPv4 header, UDP, TCP and GRE checksums are correct.
 """
 
-import argparse
 import ipaddress
 import os
 import struct
@@ -582,15 +581,6 @@ FILES = [  # (name, maker, link, what, queries, responses, counters)
 BEGIN, END = "<!-- TUNNEL-PCAPS BEGIN (make_tunnel_pcaps.py) -->", "<!-- TUNNEL-PCAPS END -->"
 
 
-def count_packets(data):
-    e = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
-    n, pos = 0, 24
-    while pos < len(data):
-        incl = struct.unpack_from(e + "I", data, pos + 8)[0]
-        pos += 16 + incl
-        n += 1
-    return n
-
 
 def readme_section(packets):
     lines = [BEGIN, "", "## Tunnel and NFLOG captures (make_tunnel_pcaps.py)", "",
@@ -610,24 +600,10 @@ def readme_section(packets):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    packets = {}
-    for name, maker, *_ in FILES:
+    def reset_ids():
         _ids[0] = 0x6000
-        data = maker()
-        packets[name] = count_packets(data)
-        with open(os.path.join(args.out, name), "wb") as f:
-            f.write(data)
-    readme = os.path.join(args.out, "README.md")
-    text = open(readme, encoding="utf-8").read() if os.path.exists(readme) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + text[text.index(END) + len(END):].lstrip("\n")
-    text = text.rstrip("\n") + "\n\n" + readme_section(packets)
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(text)
+
+    mp.write_captures(__doc__.splitlines()[0], FILES, readme_section, BEGIN, END, reset_ids)
 
 
 if __name__ == "__main__":
