@@ -19,7 +19,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -85,29 +84,14 @@ def frames_in(path):
     return n
 
 
-class ExitCodes(unittest.TestCase):
+class ExitCodes(sup.OutputTestCase):
     @classmethod
-    def setUpClass(cls):
-        cls.ctmp = tempfile.TemporaryDirectory(prefix="oute2e-")
-        d = cls.ctmp.name
+    def prepare(cls, d):
         cls.pcap = sup.generate_pcap(os.path.join(d, "mixed.pcap"), 3000, "--tcp-share", "0.1")
         cls.big = sup.generate_pcap(os.path.join(d, "big.pcap"), 100000)
         cls.ref = sup.reference_frames(SIDETAP["path"], cls.pcap, d, *ID)
         cls.ref_file = os.path.join(d, "ref.fstrm")
         tl.run([SIDETAP["path"], "replay", "-q", *ID, "-w", cls.ref_file, cls.pcap])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ctmp.cleanup()
-
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="oute2e-", dir=self.ctmp.name)
-        self.d = self.tmp.name
-        self.procs = sup.Procs()
-
-    def tearDown(self):
-        self.procs.stop_all()
-        self.tmp.cleanup()
 
     def into_head(self, *args):
         """sidetap ARGS | head -c 100: (sidetap's exit code, its stderr)."""

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -27,27 +26,12 @@ SIDETAP = {}
 ID = ["--identity", "faults-test"]
 
 
-class Faults(unittest.TestCase):
+class Faults(sup.OutputTestCase):
     @classmethod
-    def setUpClass(cls):
-        cls.ctmp = tempfile.TemporaryDirectory(prefix="oute2e-")
-        d = cls.ctmp.name
+    def prepare(cls, d):
         cls.pcap = sup.generate_pcap(os.path.join(d, "mixed.pcap"), 3000, "--tcp-share", "0.1")
         cls.ref = sup.reference_frames(SIDETAP["path"], cls.pcap, d, *ID)
         cls.big = sup.generate_pcap(os.path.join(d, "big.pcap"), 150000)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ctmp.cleanup()
-
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="oute2e-", dir=self.ctmp.name)
-        self.d = self.tmp.name
-        self.procs = sup.Procs()
-
-    def tearDown(self):
-        self.procs.stop_all()
-        self.tmp.cleanup()
 
     def fstrm_capture(self, sock, out):
         tl.require_tool(sup.FSTRM_CAPTURE, "fstrm_capture")

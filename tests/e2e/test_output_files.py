@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -24,27 +23,15 @@ ID = ["--identity", "files-test"]
 START_BYTES, STOP_BYTES = 42, 12
 
 
-class Files(unittest.TestCase):
+class Files(sup.OutputTestCase):
     @classmethod
-    def setUpClass(cls):
-        cls.ctmp = tempfile.TemporaryDirectory(prefix="oute2e-")
-        d = cls.ctmp.name
+    def prepare(cls, d):
         cls.pcap = sup.generate_pcap(os.path.join(d, "mixed.pcap"), 1500, "--tcp-share", "0.1")
         cls.ref = sup.reference_frames(SIDETAP["path"], cls.pcap, d, *ID)
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.ctmp.cleanup()
-
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="oute2e-", dir=self.ctmp.name)
-        self.d = self.tmp.name
+        super().setUp()
         self.out = os.path.join(self.d, "out.fstrm")
-        self.procs = sup.Procs()
-
-    def tearDown(self):
-        self.procs.stop_all()
-        self.tmp.cleanup()
 
     def read_all(self, files):
         """Checks each file is START..STOP; returns the frames of all, in order."""

@@ -28,7 +28,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -40,11 +39,9 @@ SIDETAP = {}
 ID = ["--identity", "interop-test"]
 
 
-class Interop(unittest.TestCase):
+class Interop(sup.OutputTestCase):
     @classmethod
-    def setUpClass(cls):
-        cls.ctmp = tempfile.TemporaryDirectory(prefix="oute2e-")
-        d = cls.ctmp.name
+    def prepare(cls, d):
         # UDP over IPv4 and IPv6, DNS over TCP, IP-fragmented responses.
         cls.pcap = sup.generate_pcap(os.path.join(d, "mixed.pcap"), 3000,
                                      "--tcp-share", "0.15", "--frag-share", "0.02")
@@ -53,19 +50,6 @@ class Interop(unittest.TestCase):
         cls.filler_ref = sup.reference_frames(SIDETAP["path"], cls.filler, d, *ID)
         assert len(cls.ref) == 6000, len(cls.ref)
         cls.certs = sup.make_certs(d) if sup.OPENSSL else None
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ctmp.cleanup()
-
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="oute2e-", dir=self.ctmp.name)
-        self.d = self.tmp.name
-        self.procs = sup.Procs()
-
-    def tearDown(self):
-        self.procs.stop_all()
-        self.tmp.cleanup()
 
     # -- helpers
 

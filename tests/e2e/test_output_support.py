@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import struct
+import tempfile
 import subprocess
 import sys
 import threading
@@ -78,6 +79,34 @@ class Procs:
                 p.communicate(timeout=5)
             except Exception:
                 pass
+
+
+class OutputTestCase(unittest.TestCase):
+    """Shared frame of the output e2e tests: a class-wide temporary directory
+    (prepare(d) makes the class's inputs there), one per test (self.d) and
+    the test's processes (self.procs), stopped after each test."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ctmp = tempfile.TemporaryDirectory(prefix="oute2e-")
+        cls.prepare(cls.ctmp.name)
+
+    @classmethod
+    def prepare(cls, d):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ctmp.cleanup()
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="oute2e-", dir=self.ctmp.name)
+        self.d = self.tmp.name
+        self.procs = Procs()
+
+    def tearDown(self):
+        self.procs.stop_all()
+        self.tmp.cleanup()
 
 
 def wait_for(cond, timeout, interval=0.01, what="condition"):

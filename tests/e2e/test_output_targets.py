@@ -19,7 +19,6 @@ import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -76,26 +75,11 @@ class PipeReader:
         return bytes(self.data)
 
 
-class Targets(unittest.TestCase):
+class Targets(sup.OutputTestCase):
     @classmethod
-    def setUpClass(cls):
-        cls.ctmp = tempfile.TemporaryDirectory(prefix="oute2e-")
-        d = cls.ctmp.name
+    def prepare(cls, d):
         cls.pcap = sup.generate_pcap(os.path.join(d, "mixed.pcap"), 3000, "--tcp-share", "0.1")
         cls.ref = sup.reference_frames(SIDETAP["path"], cls.pcap, d, *ID)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ctmp.cleanup()
-
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="oute2e-", dir=self.ctmp.name)
-        self.d = self.tmp.name
-        self.procs = sup.Procs()
-
-    def tearDown(self):
-        self.procs.stop_all()
-        self.tmp.cleanup()
 
     def slow_replay_with_hups(self, dest, *args, pass_fds=()):
         """Replays the pcap through a slow FIFO source with --rotate-size 2K,
