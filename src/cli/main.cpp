@@ -24,6 +24,9 @@ unsigned int libbpf_minor_version(void);
 #endif
 
 #include <dlfcn.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdio>
@@ -79,9 +82,26 @@ std::string version_text() {
     text += std::string("openssl: ") + OpenSSL_version(OPENSSL_VERSION);
     return text;
 }
+// A binary with file capabilities in the permitted set only (the
+// container image: setcap ...+p) starts with them permitted but not
+// effective; capabilities nobody granted (outside the bounding set) are not
+// permitted either. Make the permitted ones effective, as a
+// capability-aware program does; a no-op for root and for ambient
+// capabilities (systemd's AmbientCapabilities=, setpriv), where they
+// already are.
+void raise_permitted_capabilities() {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (::syscall(SYS_capget, &header, data) != 0) return;
+    if (data[0].effective == data[0].permitted && data[1].effective == data[1].permitted) return;
+    data[0].effective = data[0].permitted;
+    data[1].effective = data[1].permitted;
+    (void)::syscall(SYS_capset, &header, data);  // failing leaves the old set; errors name what is missing
+}
 }  // namespace
 
 int main(int argc, char** argv) {
+    raise_permitted_capabilities();
     CLI::App app{"sidetap: dnstap from observed DNS traffic (pcap files, live capture)", "sidetap"};
     app.set_version_flag("--version", version_text, "Print the version, commit, capture frontends and library "
                                                     "versions, and exit");
