@@ -77,7 +77,7 @@ def documented_lintian_tags():
     with open(os.path.join(SOURCE, "packaging", "README.md")) as f:
         text = f.read()
     section = text.split("## lintian", 1)[1] if "## lintian" in text else ""
-    return set(re.findall(r"^\| `([a-z0-9-]+)`", section, re.M))
+    return set(re.findall(r"^\| `([a-z0-9.+-]+)`", section, re.M))
 
 
 def check_lintian(deb):
