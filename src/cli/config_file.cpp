@@ -49,6 +49,50 @@ std::string subcommand_list(const CLI::App& app) {
     return list;
 }
 
+// CLI11 reads a line at a time: it cuts a value at the first comment
+// character even inside a string, and a list must start on the key's line
+// with '[' followed by something. Rewrites the text so that every key is one
+// line: comments outside strings removed, lists spanning lines joined,
+// a trailing comma before ']' dropped (all valid TOML).
+std::string one_line_per_key(std::istream& input, char comment) {
+    std::string out;
+    std::string pending;  // a list still open
+    int depth = 0;
+    for (std::string line; std::getline(input, line);) {
+        std::string kept;
+        char quote = 0;
+        for (std::size_t i = 0; i < line.size(); ++i) {
+            const char c = line[i];
+            if (quote) {
+                if (c == '\\' && quote == '"' && i + 1 < line.size()) {
+                    kept += c;
+                    kept += line[++i];
+                    continue;
+                }
+                if (c == quote) quote = 0;
+            } else if (c == '"' || c == '\'') {
+                quote = c;
+            } else if (c == comment || c == '#') {
+                break;
+            } else if (depth > 0 || kept.find('=') != std::string::npos) {
+                if (c == '[') ++depth;
+                if (c == ']' && depth > 0) --depth;
+            }
+            kept += c;
+        }
+        pending += (pending.empty() ? "" : " ") + kept;
+        if (depth > 0) continue;
+        // "a, b, ]" -> "a, b ]"
+        for (auto at = pending.find(']'); at != std::string::npos; at = pending.find(']', at + 1)) {
+            auto before = pending.find_last_not_of(" \t", at == 0 ? 0 : at - 1);
+            if (before != std::string::npos && pending[before] == ',') pending.erase(before, 1), --at;
+        }
+        out += pending + "\n";
+        pending.clear();
+    }
+    return out + pending;
+}
+
 }  // namespace
 
 // Reads the file with CLI11's TOML or INI reader, then checks every key
@@ -68,7 +112,8 @@ public:
         if (files.size() > 1) throw CLI::ConfigError("--config: given more than once; give one file");
         file_ = files.empty() ? std::string("the configuration file") : files.front();
         const bool ini = ends_with(lower(file_), ".ini");
-        auto parsed = ini ? CLI::ConfigINI().from_config(input) : CLI::ConfigTOML().from_config(input);
+        std::istringstream text(one_line_per_key(input, ini ? ';' : '#'));
+        auto parsed = ini ? CLI::ConfigINI().from_config(text) : CLI::ConfigTOML().from_config(text);
 
         // The subcommand: the one on the command line, or the file's one section.
         CLI::App* command = nullptr;
