@@ -32,8 +32,9 @@ PACKAGES=(
   # package tests: build the .deb (dpkg-buildflags, dpkg-shlibdeps, fakeroot), check it (lintian),
   # install and purge it (adduser in postinst), render the man page (man-db, groff-base),
   # verify the systemd units (systemd-analyze), run the units' command lines (setpriv), build
-  # the container root file system (setcap/getcap), parse the Kubernetes manifests
-  dpkg-dev fakeroot lintian adduser man-db groff-base systemd python3-yaml file
+  # the container root file system (setcap/getcap), parse the Kubernetes manifests, record
+  # system calls against the units' SystemCallFilter= (strace)
+  dpkg-dev fakeroot lintian adduser man-db groff-base systemd python3-yaml file strace
 )
 
 missing=()

@@ -9,6 +9,8 @@
   4. `man --warnings` renders sidetap(1) without a warning, and the page
      names every option of every subcommand's --help;
   5. `systemd-analyze verify` accepts every unit without a message;
+     every system call the units' command lines make (strace) is allowed
+     by their SystemCallFilter= (as systemd-analyze syscall-filter expands it);
   6. each unit's ExecStart runs as the unit would run it: when systemd is
      PID 1, as a started instance; otherwise through setpriv with the unit's
      User=, Group=, AmbientCapabilities=, CapabilityBoundingSet= and
@@ -23,6 +25,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,6 +143,65 @@ def setpriv_argv(unit, instance):
     return argv + exec_start.split(), caps_mask(" ".join(ambient)), caps_mask(" ".join(bounding))
 
 
+_GROUPS = {}
+
+
+def syscall_group(name):
+    """The system calls of a systemd group (@system-service ...), nested groups expanded."""
+    if name not in _GROUPS:
+        out = tl.run(["systemd-analyze", "syscall-filter", name]).stdout
+        calls = set()
+        for line in out.splitlines()[1:]:
+            word = line.strip()
+            if not word or word.startswith("#"):
+                continue
+            calls |= syscall_group(word) if word.startswith("@") else {word}
+        _GROUPS[name] = calls
+    return _GROUPS[name]
+
+
+def allowed_syscalls(unit):
+    """What the unit's SystemCallFilter= lines allow (first line an allow list,
+    then ~lines remove and plain lines add, as systemd.exec(5) says)."""
+    allowed = set()
+    for value in unit.get(("Service", "SystemCallFilter"), []):
+        deny = value.startswith("~")
+        names = set()
+        for word in value.lstrip("~").split():
+            names |= syscall_group(word) if word.startswith("@") else {word}
+        allowed = allowed - names if deny else allowed | names
+    return allowed
+
+
+def used_syscalls(strace_log):
+    """System calls made after sidetap's execve (strace -f -o)."""
+    used, started = set(), False
+    with open(strace_log) as f:
+        for line in f:
+            if 'execve("/usr/bin/sidetap"' in line:
+                started = True
+                continue
+            m = re.match(r"^\d+\s+([a-z0-9_]+)\(", line)
+            if started and m:
+                used.add(m.group(1))
+    return used
+
+
+def traced_child(tracer_pid, exe="/usr/bin/sidetap", timeout=20):
+    """The process strace started (it execs setpriv, then sidetap)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{tracer_pid}/task/{tracer_pid}/children") as f:
+                for pid in f.read().split():
+                    if os.readlink(f"/proc/{pid}/exe") == exe:
+                        return int(pid)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no {exe} under pid {tracer_pid}")
+
+
 def run_unit(unit_path, instance, config_text, output, ns, traffic, expect_running):
     """Runs one unit's ExecStart (systemd when PID 1, else setpriv) and returns the dnstap records."""
     config = f"/etc/sidetap/{instance}.toml"
@@ -155,11 +217,15 @@ def run_unit(unit_path, instance, config_text, output, ns, traffic, expect_runni
             tl.run(["systemctl", "stop", name])
             return tl.read_dnstap_file(output)
         argv, ambient, bounding = setpriv_argv(unit, instance)
-        proc = ns.spawn(argv, name=os.path.basename(unit_path))
+        # strace records the system calls, for the unit's SystemCallFilter= (not
+        # applied by setpriv); its own lines come before sidetap's execve.
+        trace = f"/tmp/sidetap-pkgtest-{instance}.strace"
+        proc = ns.spawn(["strace", "-f", "-qq", "-o", trace, *argv], name=os.path.basename(unit_path))
         try:
             if expect_running:
                 proc.wait_for_line(r"capturing on", 20)
-                st = proc_caps(proc.pid)
+                pid = traced_child(proc.pid)
+                st = proc_caps(pid)
                 uid = int(st["Uid"].split()[0])
                 check(uid == int(tl.run(["id", "-u", unit[("Service", "User")][-1]]).stdout),
                       f"{instance}: runs as {unit[('Service', 'User')][-1]}")
@@ -169,6 +235,8 @@ def run_unit(unit_path, instance, config_text, output, ns, traffic, expect_runni
                 check(st["NoNewPrivs"] == "1", f"{instance}: no_new_privs")
                 traffic(ns)
                 time.sleep(0.5)
+                os.kill(pid, signal.SIGTERM)  # sidetap itself, not strace
+                proc.popen.wait(30)
                 rc = proc.stop()
             else:
                 proc.popen.wait(60)
@@ -177,6 +245,12 @@ def run_unit(unit_path, instance, config_text, output, ns, traffic, expect_runni
             proc.stop()
         print(proc.text())
         check(rc == 0, f"{instance}: ExecStart exits 0 on SIGTERM/at end (rc={rc})")
+        used = used_syscalls(trace)
+        os.unlink(trace)
+        denied = used - allowed_syscalls(unit)
+        check(len(used) > 20 and not denied,
+              f"{instance}: every one of the {len(used)} system calls is allowed by SystemCallFilter= "
+              f"(denied: {sorted(denied)})")
         return tl.read_dnstap_file(output)
     finally:
         os.unlink(config)
@@ -196,7 +270,7 @@ def main():
     netns.require_root("test_package")
     netns.exit_on_sigterm()
     build_dir = build_dir_arg()
-    for tool in ("lintian", "dpkg-deb", "man", "systemd-analyze", "setpriv", "cpack", "dpkg-buildflags", "fakeroot"):
+    for tool in ("strace", "lintian", "dpkg-deb", "man", "systemd-analyze", "setpriv", "cpack", "dpkg-buildflags", "fakeroot"):
         tl.require_tool(tool)
     deb = build_deb(build_dir)
     check_lintian(deb)
