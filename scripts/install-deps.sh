@@ -29,6 +29,12 @@ PACKAGES=(
   bind9 bind9-dnsutils knot-resolver
   # bench: /usr/bin/time -v for peak RSS
   time
+  # package tests: build the .deb (dpkg-buildflags, dpkg-shlibdeps, fakeroot), check it (lintian),
+  # install and purge it (adduser in postinst), render the man page (man-db, groff-base),
+  # verify the systemd units (systemd-analyze), run the units' command lines (setpriv), build
+  # the container root file system (setcap/getcap), parse the Kubernetes manifests, record
+  # system calls against the units' SystemCallFilter= (strace)
+  dpkg-dev fakeroot lintian adduser man-db groff-base systemd python3-yaml file strace
 )
 
 missing=()
