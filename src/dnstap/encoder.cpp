@@ -20,7 +20,7 @@ Encoder::Encoder(Envelope envelope) : envelope_(std::move(envelope)), proto_(std
 
 Encoder::~Encoder() = default;
 
-std::span<const std::uint8_t> Encoder::encode(const dns::DnsMessage& message, pairing::MessageType type,
+std::span<const std::uint8_t> Encoder::encode(const dns::DnsMessage& message, MessageType type,
                                               std::optional<std::uint64_t> query_time_ns, bool include_wire) {
     auto& d = *proto_;
     // Clear() keeps allocated string capacity, so refilling allocates nothing

@@ -13,7 +13,7 @@
 #pragma once
 
 #include "dns/message.h"
-#include "pairing/classifier.h"
+#include "dnstap/message_type.h"
 
 #include <cstdint>
 #include <memory>
@@ -43,7 +43,7 @@ public:
 
     // include_wire: put the DNS message bytes in (query_message or
     // response_message); without it the frame has only the metadata.
-    std::span<const std::uint8_t> encode(const dns::DnsMessage& message, pairing::MessageType type,
+    std::span<const std::uint8_t> encode(const dns::DnsMessage& message, MessageType type,
                                          std::optional<std::uint64_t> query_time_ns = std::nullopt,
                                          bool include_wire = true);
 

@@ -22,7 +22,7 @@ decode::DecapConfig decap_config(const PipelineConfig& config) {
 }
 }  // namespace
 
-Pipeline::Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes)
+Pipeline::Pipeline(const PipelineConfig& config, std::vector<output::OutputRoute> routes)
     : decoder_(decap_config(config)),
       defrag_(config.defrag),
       tcp_(config.tcp),
@@ -34,9 +34,9 @@ Pipeline::Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes
       fragment_copy_(std::make_unique<std::uint8_t[]>(65535)) {}
 
 namespace {
-std::vector<OutputRoute> route_all(std::vector<std::unique_ptr<output::Output>> outputs) {
-    std::vector<OutputRoute> routes;
-    for (auto& out : outputs) routes.push_back(OutputRoute{std::move(out)});
+std::vector<output::OutputRoute> route_all(std::vector<std::unique_ptr<output::Output>> outputs) {
+    std::vector<output::OutputRoute> routes;
+    for (auto& out : outputs) routes.push_back(output::OutputRoute{std::move(out)});
     return routes;
 }
 }  // namespace
@@ -194,13 +194,7 @@ void Pipeline::finish() {
 }
 
 bool Pipeline::output_failed() const {
-    return std::any_of(routes_.begin(), routes_.end(), [](const auto& r) {
-        // Failed: gave up, or ended with frames it could not deliver. A
-        // connection that dropped and came back is not a failure, but it
-        // may have lost what the collector accepted and never read (Frame
-        // Streams has no acknowledgements): that shows as unconfirmed.
-        return r.output->stats().failed;
-    });
+    return output::any_failed(routes_);
 }
 
 void Pipeline::report(std::FILE* out) const {
@@ -224,20 +218,7 @@ void Pipeline::report(std::FILE* out) const {
     });
     if (!any) std::fprintf(out, " none");
     std::fprintf(out, "\n");
-    report_routes(out, routes_);
-}
-
-void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes) {
-    auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
-    for (const auto& r : routes) {
-        const auto s = r.output->stats();
-        std::fprintf(out,
-                     "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu "
-                     "reconnects=%llu open_failures=%llu unconfirmed=%llu%s\n",
-                     r.output->name().c_str(), u(s.frames_written), u(s.bytes_written), u(s.frames_dropped),
-                     u(s.frames_too_large), u(s.write_errors), u(s.reconnects), u(s.open_failures),
-                     u(s.frames_unconfirmed), s.failed ? " FAILED" : "");
-    }
+    output::report_routes(out, routes_);
 }
 
 }  // namespace sidetap::pipeline

@@ -24,7 +24,7 @@
 #include "capture/packet_source.h"
 #include "decode/decoder.h"
 #include "dnstap/encoder.h"
-#include "output/output.h"
+#include "output/route.h"
 #include "pairing/classifier.h"
 #include "pairing/pairer.h"
 #include "pipeline/expiry_clock.h"
@@ -39,18 +39,6 @@
 #include <vector>
 
 namespace sidetap::pipeline {
-
-// One output and what it receives: a set of dnstap message types (bit
-// 1 << type; all by default) and whether frames carry the DNS message bytes.
-struct OutputRoute {
-    static constexpr std::uint32_t kAllTypes = 0xffffffffu;
-    std::unique_ptr<output::Output> output;
-    std::uint32_t types = kAllTypes;
-    bool wire = true;
-};
-
-// "sidetap: output <name> frames_written=… bytes=… dropped=…" per route.
-void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes);
 
 struct PipelineConfig {
     pairing::ClassifierConfig classifier;
@@ -78,7 +66,7 @@ struct PipelineStats {
 
 class Pipeline final : private reassembly::TcpMessageSink, private pairing::PairSink {
 public:
-    Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes);
+    Pipeline(const PipelineConfig& config, std::vector<output::OutputRoute> routes);
     // Every output gets every message, with the wire bytes.
     Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs);
     ~Pipeline() override;
@@ -95,7 +83,7 @@ public:
     // True when any output failed (for the exit code).
     [[nodiscard]] bool output_failed() const;
     [[nodiscard]] const PipelineStats& stats() const { return stats_; }
-    [[nodiscard]] const std::vector<OutputRoute>& outputs() const { return routes_; }
+    [[nodiscard]] const std::vector<output::OutputRoute>& outputs() const { return routes_; }
 
     // Calls fn(name, value) for every counter of every stage.
     template <typename Fn>
@@ -121,7 +109,7 @@ private:
     pairing::Classifier classifier_;
     pairing::Pairer pairer_;
     dnstap::Encoder encoder_;
-    std::vector<OutputRoute> routes_;
+    std::vector<output::OutputRoute> routes_;
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
     ExpiryClock clock_;

@@ -39,7 +39,7 @@ TEST(Classifier, DatagramToServerPortIsAQueryFromTheClient) {
     EXPECT_EQ(m.client, seg.src);
     EXPECT_EQ(m.client_port, 40000);
     EXPECT_EQ(m.server_port, 53);
-    EXPECT_EQ(c.type_of(m), pairing::MessageType::ClientQuery);
+    EXPECT_EQ(c.type_of(m), sidetap::dnstap::MessageType::ClientQuery);
 }
 
 TEST(Classifier, DatagramFromServerPortIsAResponseToTheClient) {
@@ -53,7 +53,7 @@ TEST(Classifier, DatagramFromServerPortIsAResponseToTheClient) {
     EXPECT_TRUE(m.is_response);
     EXPECT_EQ(m.client, seg.dst);
     EXPECT_EQ(m.server, seg.src);
-    EXPECT_EQ(c.type_of(m), pairing::MessageType::AuthResponse);
+    EXPECT_EQ(c.type_of(m), sidetap::dnstap::MessageType::AuthResponse);
 }
 
 TEST(Classifier, BothServerPortsLetTheQrBitDecide) {
@@ -162,7 +162,7 @@ TEST(Encoder, QueryCarriesEnvelopeAddressesTimeAndWire) {
     const auto seg = udp_segment(40000, 53, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    const auto frame = enc.encode(m, pairing::MessageType::ClientQuery);
+    const auto frame = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery);
     ::dnstap::Dnstap d;
     ASSERT_TRUE(d.ParseFromArray(frame.data(), static_cast<int>(frame.size())));
     EXPECT_EQ(d.identity(), "id");
@@ -192,7 +192,7 @@ TEST(Encoder, ResponseCarriesResponseTimeAndOptionalQueryTime) {
     const auto seg = udp_segment(53, 40000, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    auto frame = enc.encode(m, pairing::MessageType::ClientResponse, 1'700'000'000'000'000'001ULL);
+    auto frame = enc.encode(m, sidetap::dnstap::MessageType::ClientResponse, 1'700'000'000'000'000'001ULL);
     ::dnstap::Dnstap d;
     ASSERT_TRUE(d.ParseFromArray(frame.data(), static_cast<int>(frame.size())));
     EXPECT_FALSE(d.has_extra());
@@ -209,9 +209,9 @@ TEST(Encoder, NoWireLeavesMessagesOutAndIsDeterministic) {
     const auto seg = udp_segment(40000, 53, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    const auto f1 = enc.encode(m, pairing::MessageType::ClientQuery, std::nullopt, false);
+    const auto f1 = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery, std::nullopt, false);
     const std::vector<std::uint8_t> first(f1.begin(), f1.end());
-    const auto f2 = enc.encode(m, pairing::MessageType::ClientQuery, std::nullopt, false);
+    const auto f2 = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery, std::nullopt, false);
     EXPECT_EQ(first, std::vector<std::uint8_t>(f2.begin(), f2.end()));
     ::dnstap::Dnstap d;
     ASSERT_TRUE(d.ParseFromArray(first.data(), static_cast<int>(first.size())));
@@ -225,7 +225,7 @@ TEST(Encoder, FieldsAreWrittenInFieldNumberOrderLikeNativeServers) {
     const auto seg = udp_segment(40000, 53, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    const auto f = enc.encode(m, pairing::MessageType::ClientQuery);
+    const auto f = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery);
     // identity (0x0a), version (0x12), message (0x72), type (0x78) last.
     EXPECT_EQ(f[0], 0x0a);
     EXPECT_EQ(f[4], 0x12);
@@ -236,14 +236,14 @@ TEST(Encoder, FieldsAreWrittenInFieldNumberOrderLikeNativeServers) {
 
 TEST(MessageTypeList, AcceptsFullNamesAndMnemonicsInAnyCase) {
     std::string error;
-    const auto bits = pairing::parse_type_list("CLIENT_QUERY, cr,AQ", error);
+    const auto bits = sidetap::dnstap::parse_type_list("CLIENT_QUERY, cr,AQ", error);
     ASSERT_TRUE(bits) << error;
     EXPECT_EQ(*bits, (1u << 5) | (1u << 6) | (1u << 1));
 }
 
 TEST(MessageTypeList, RejectsUnknownNamesAndEmptyLists) {
     std::string error;
-    EXPECT_FALSE(pairing::parse_type_list("CQ,BOGUS", error));
+    EXPECT_FALSE(sidetap::dnstap::parse_type_list("CQ,BOGUS", error));
     EXPECT_NE(error.find("BOGUS"), std::string::npos);
-    EXPECT_FALSE(pairing::parse_type_list(" , ", error));
+    EXPECT_FALSE(sidetap::dnstap::parse_type_list(" , ", error));
 }

@@ -208,7 +208,7 @@ public:
             if (e.kind != listen::Endpoint::Unix) port_ = e.port;
         auto memory = std::make_unique<output::MemoryOutput>();
         memory_ = memory.get();
-        std::vector<pipeline::OutputRoute> routes(1);
+        std::vector<output::OutputRoute> routes(1);
         routes[0].output = std::move(memory);
         relay_ = std::make_unique<relay::Relay>(present::Filter{}, std::move(routes));
         thread_ = std::thread([this] {

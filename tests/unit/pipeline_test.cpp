@@ -162,7 +162,7 @@ TEST(Pipeline, EachOutputGetsItsTypesAndItsOwnWireSetting) {
     auto source = load("dnscap-dns.pcap");
     pipeline::PipelineConfig config;
     config.envelope.identity = "test";
-    std::vector<pipeline::OutputRoute> routes;
+    std::vector<output::OutputRoute> routes;
     auto queries = std::make_unique<output::MemoryOutput>();
     auto responses_bare = std::make_unique<output::MemoryOutput>();
     auto everything = std::make_unique<output::MemoryOutput>();
