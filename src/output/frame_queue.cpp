@@ -67,28 +67,24 @@ bool FrameQueue::try_reserve(Lane& l, std::size_t need) {
     const std::size_t offset = tail & l.mask;
     const std::size_t contiguous = l.ring_size - offset;
     std::size_t pad = contiguous < need ? contiguous : 0;
-    bool restart = false;
     if (pad == 0 && offset >= l.low_water && tail >= l.check_from) {
-        // Far into the ring: if the consumer has taken everything, start
-        // again at the beginning so that the same pages are used again.
-        // (Looked at once per quarter of the low-water mark, not per frame.)
+        // Far into the ring: when the consumer has left the beginning of
+        // the ring free (what is queued lies between its head and here),
+        // go back there, so that the same pages are used again instead of
+        // the whole ring. Looked at once per quarter of the low-water mark.
         l.cached_head = l.head.load(std::memory_order_acquire);
-        if (l.cached_head == tail) {
+        const std::size_t queued = tail - l.cached_head;
+        if ((l.cached_head & l.mask) >= need && queued <= offset && queued + contiguous + need <= l.byte_limit) {
             pad = contiguous;
-            restart = true;
         } else {
             l.check_from = tail + l.low_water / 4;
         }
     }
-    std::size_t floor = l.floor.load(std::memory_order_relaxed);
-    if (restart) {
-        floor = tail + pad;
-    } else if (tail + pad + need - std::max(l.cached_head, floor) > l.byte_limit) {
+    if (tail + pad + need - l.cached_head > l.byte_limit) {
         l.cached_head = l.head.load(std::memory_order_acquire);
-        if (tail + pad + need - std::max(l.cached_head, floor) > l.byte_limit) return false;
+        if (tail + pad + need - l.cached_head > l.byte_limit) return false;
     }
     if (pad >= kFrameHeader) put_be32(l.ring.get() + offset, 0);
-    if (restart) l.floor.store(floor, std::memory_order_relaxed);
     l.reserved_at = tail + pad;
     l.unsignalled_bytes += pad;
     return true;
@@ -199,7 +195,7 @@ bool FrameQueue::over_threshold() const {
         if (l.pushed.load(std::memory_order_acquire) - popped >= l.wake_frames) return true;
         const std::size_t head = l.head.load(std::memory_order_acquire);
         const std::size_t tail = l.tail.load(std::memory_order_acquire);
-        if (tail - std::min(tail, std::max(head, l.floor.load(std::memory_order_relaxed))) >= l.wake_bytes) return true;
+        if (tail - head >= l.wake_bytes) return true;
     }
     return false;
 }
@@ -314,8 +310,7 @@ std::size_t FrameQueue::bytes() const {
         // head first: the tail read afterwards can only be further ahead.
         const std::size_t head = l->head.load(std::memory_order_acquire);
         const std::size_t tail = l->tail.load(std::memory_order_acquire);
-        const std::size_t start = std::max(head, l->floor.load(std::memory_order_relaxed));
-        total += tail > start ? tail - start : 0;
+        total += tail - head;
     }
     return total;
 }

@@ -151,13 +151,18 @@ void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t>
         ++stats_.filtered;
         return;
     }
-    // The encoder reuses one buffer: finish with one variant before the other.
-    for (const bool wire : {true, false}) {
-        if (wire ? !want_wire : !want_bare) continue;
-        const auto frame = encoder_.encode(message, type, query_time_ns, wire);
-        ++stats_.frames_encoded;
-        for (auto& r : routes_)
-            if ((r.types & bit) != 0 && r.wire == wire) r.output->write(frame);
+    // One encoding for every output: each gets its variant (with or
+    // without the DNS bytes) written straight into its queue.
+    encoder_.prepare(message, type, query_time_ns);
+    stats_.frames_encoded += static_cast<std::uint64_t>(want_wire) + static_cast<std::uint64_t>(want_bare);
+    for (auto& r : routes_) {
+        if ((r.types & bit) == 0) continue;
+        output::FrameSink& sink = r.output->producer(producer_);
+        output::WriteResult result = output::WriteResult::Written;
+        if (std::uint8_t* dst = sink.reserve(encoder_.size(r.wire), result)) {
+            encoder_.write(dst, r.wire);
+            sink.commit();
+        }
     }
 }
 

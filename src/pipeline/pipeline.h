@@ -110,6 +110,7 @@ private:
     pairing::Pairer pairer_;
     dnstap::Encoder encoder_;
     std::vector<output::OutputRoute> routes_;
+    std::size_t producer_ = 0;  // this pipeline's producer handle of every output
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
     ExpiryClock clock_;

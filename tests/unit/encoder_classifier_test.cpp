@@ -1,5 +1,6 @@
 #include "dnstap.pb.h"
 #include "dnstap/encoder.h"
+#include "dnstap/reference_encoder.h"
 #include "pairing/classifier.h"
 
 #include <gtest/gtest.h>
@@ -232,6 +233,90 @@ TEST(Encoder, FieldsAreWrittenInFieldNumberOrderLikeNativeServers) {
     EXPECT_EQ(f[9], 0x72);
     EXPECT_EQ(f[f.size() - 2], 0x78);
     EXPECT_EQ(f[f.size() - 1], 0x01);
+}
+
+namespace {
+// A message with every shape of field: either family, transport, large and
+// small ports and times (varints of 1..10 bytes), empty to large DNS bytes.
+dns::DnsMessage varied_message(std::uint32_t seed, std::vector<std::uint8_t>& wire) {
+    dns::DnsMessage m;
+    std::uint64_t x = 0x9e3779b97f4a7c15ULL * (seed + 1);
+    auto next = [&] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    };
+    const bool v6 = seed & 1;
+    m.client.family = m.server.family = v6 ? 6 : 4;
+    for (auto& b : m.client.bytes) b = static_cast<std::uint8_t>(next());
+    for (auto& b : m.server.bytes) b = static_cast<std::uint8_t>(next());
+    const std::uint16_t ports[] = {0, 1, 53, 127, 128, 16383, 16384, 65535};
+    m.client_port = ports[next() % 8];
+    m.server_port = ports[next() % 8];
+    m.transport = seed & 2 ? decode::Transport::Tcp : decode::Transport::Udp;
+    m.is_response = seed & 4;
+    const std::uint64_t times[] = {0, 1, 999'999'999, 1'000'000'000, 1'700'000'000'123'456'789ULL,
+                                   UINT64_MAX, 127'000'000'000ULL, 128'999'999'999ULL};
+    m.timestamp_ns = times[next() % 8];
+    const std::size_t sizes[] = {0, 1, 12, 127, 128, 512, 16383, 16384, 65535};
+    wire.resize(sizes[next() % 9]);
+    for (auto& b : wire) b = static_cast<std::uint8_t>(next());
+    m.wire = wire;
+    return m;
+}
+}  // namespace
+
+TEST(Encoder, WritesTheSameBytesAsLibprotobufForEveryFieldShape) {
+    const std::vector<sidetap::dnstap::Envelope> envelopes = {
+        {"id", "ver", std::nullopt},
+        {"", "", std::nullopt},
+        {"host.example", "sidetap 0.1.0", std::string("extra bytes")},
+        {std::string(200, 'i'), "", std::string()},  // long identity, empty extra (still written)
+    };
+    std::vector<std::uint8_t> wire;
+    std::size_t checked = 0;
+    for (const auto& env : envelopes) {
+        sidetap::dnstap::Encoder enc(env);
+        sidetap::dnstap::ReferenceEncoder ref(env);
+        for (std::uint32_t seed = 0; seed < 400; ++seed) {
+            const auto m = varied_message(seed, wire);
+            const auto type = static_cast<sidetap::dnstap::MessageType>(1 + seed % 14);
+            std::optional<std::uint64_t> qt;
+            if (seed % 3 == 0) qt = m.timestamp_ns / 2;
+            if (seed % 5 == 0) qt = 0;
+            enc.prepare(m, type, qt);
+            for (const bool w : {true, false}) {
+                const auto expected = ref.encode(m, type, qt, w);
+                ASSERT_EQ(enc.size(w), expected.size()) << "seed " << seed << " wire " << w;
+                std::vector<std::uint8_t> got(enc.size(w) + 1, 0xee);
+                enc.write(got.data(), w);
+                EXPECT_EQ(got.back(), 0xee) << "wrote past size()";
+                got.pop_back();
+                ASSERT_EQ(got, std::vector<std::uint8_t>(expected.begin(), expected.end()))
+                    << "seed " << seed << " wire " << w;
+                ++checked;
+            }
+        }
+    }
+    EXPECT_EQ(checked, 4u * 400u * 2u);
+}
+
+TEST(Encoder, ExtraGivenPerMessageReplacesTheEnvelopes) {
+    sidetap::dnstap::Encoder enc({"id", "ver", std::string("default")});
+    std::vector<std::uint8_t> wire;
+    const auto m = varied_message(3, wire);
+    const std::string mine = "per-message";
+    enc.prepare(m, sidetap::dnstap::MessageType::ClientQuery, std::nullopt,
+                std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(mine.data()), mine.size()));
+    std::vector<std::uint8_t> out(enc.size(true));
+    enc.write(out.data(), true);
+    ::dnstap::Dnstap d;
+    ASSERT_TRUE(d.ParseFromArray(out.data(), static_cast<int>(out.size())));
+    EXPECT_EQ(d.extra(), mine);
+    const auto again = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery);
+    ASSERT_TRUE(d.ParseFromArray(again.data(), static_cast<int>(again.size())));
+    EXPECT_EQ(d.extra(), "default");
 }
 
 TEST(MessageTypeList, AcceptsFullNamesAndMnemonicsInAnyCase) {
