@@ -241,7 +241,7 @@ struct Params {
 
 }  // namespace
 
-std::vector<output::OutputRoute> open_outputs(const OutputOptions& options) {
+std::vector<output::OutputRoute> open_outputs(const OutputOptions& options, std::size_t producers) {
     std::vector<output::OutputRoute> outputs;
     for (const auto& text : options.destinations) {
         const auto dest = output::parse_destination(text);
@@ -261,6 +261,7 @@ std::vector<output::OutputRoute> open_outputs(const OutputOptions& options) {
         }
 
         output::QueueSettings q;
+        q.producers = producers;
         q.queue_frames = number_option(p.where + " queue", p.take("queue", std::to_string(options.queue)));
         if (q.queue_frames < 2) throw util::FatalError(p.where + ": queue must be at least 2", util::kExitUsage);
         // The ring's byte bound follows the frame bound (1 KiB a frame, at

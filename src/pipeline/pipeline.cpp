@@ -22,27 +22,17 @@ decode::DecapConfig decap_config(const PipelineConfig& config) {
 }
 }  // namespace
 
-Pipeline::Pipeline(const PipelineConfig& config, std::vector<output::OutputRoute> routes)
+Pipeline::Pipeline(const PipelineConfig& config, const std::vector<output::OutputRoute>& routes, std::size_t producer)
     : decoder_(decap_config(config)),
       defrag_(config.defrag),
       tcp_(config.tcp),
       classifier_(config.classifier),
       pairer_(config.pairing),
       encoder_(config.envelope),
-      routes_(std::move(routes)),
       clock_(config.max_time_jump_ns),
-      fragment_copy_(std::make_unique<std::uint8_t[]>(65535)) {}
-
-namespace {
-std::vector<output::OutputRoute> route_all(std::vector<std::unique_ptr<output::Output>> outputs) {
-    std::vector<output::OutputRoute> routes;
-    for (auto& out : outputs) routes.push_back(output::OutputRoute{std::move(out)});
-    return routes;
+      fragment_copy_(std::make_unique<std::uint8_t[]>(65535)) {
+    for (const auto& r : routes) routes_.push_back(Route{&r.output->producer(producer), r.types, r.wire});
 }
-}  // namespace
-
-Pipeline::Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs)
-    : Pipeline(config, route_all(std::move(outputs))) {}
 
 Pipeline::~Pipeline() { finish(); }
 
@@ -157,11 +147,10 @@ void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t>
     stats_.frames_encoded += static_cast<std::uint64_t>(want_wire) + static_cast<std::uint64_t>(want_bare);
     for (auto& r : routes_) {
         if ((r.types & bit) == 0) continue;
-        output::FrameSink& sink = r.output->producer(producer_);
         output::WriteResult result = output::WriteResult::Written;
-        if (std::uint8_t* dst = sink.reserve(encoder_.size(r.wire), result)) {
+        if (std::uint8_t* dst = r.sink->reserve(encoder_.size(r.wire), result)) {
             encoder_.write(dst, r.wire);
-            sink.commit();
+            r.sink->commit();
         }
     }
 }
@@ -195,35 +184,66 @@ void Pipeline::finish() {
     defrag_.finish();
     tcp_.finish(*this);
     pairer_.finish(*this);
-    for (auto& r : routes_) r.output->close();
 }
 
-bool Pipeline::output_failed() const {
-    return output::any_failed(routes_);
+void Pipeline::snapshot(CounterSnapshot& out) const {
+    out.counters.clear();
+    out.link_types.clear();
+    for_each_counter([&](std::string_view name, std::uint64_t n) { out.counters.emplace_back(name, n); });
+    decoder_.for_each_link_type([&](std::string_view name, std::uint64_t n) { out.link_types.emplace_back(name, n); });
 }
 
 void Pipeline::report(std::FILE* out) const {
+    CounterSnapshot s;
+    snapshot(s);
+    pipeline::report(out, s);
+}
+
+void CounterSnapshot::add(const CounterSnapshot& other) {
+    // Same stages, same order: by position when the names agree.
+    for (std::size_t i = 0; i < other.counters.size(); ++i) {
+        const auto& [name, value] = other.counters[i];
+        if (i < counters.size() && counters[i].first == name) {
+            counters[i].second += value;
+            continue;
+        }
+        auto it = std::find_if(counters.begin(), counters.end(), [&](const auto& c) { return c.first == name; });
+        if (it != counters.end()) it->second += value;
+        else counters.emplace_back(name, value);
+    }
+    for (const auto& [name, value] : other.link_types) {
+        auto it = std::find_if(link_types.begin(), link_types.end(), [&](const auto& c) { return c.first == name; });
+        if (it != link_types.end()) it->second += value;
+        else link_types.emplace_back(name, value);
+    }
+}
+
+std::uint64_t CounterSnapshot::get(std::string_view name) const {
+    for (const auto& [n, v] : counters)
+        if (n == name) return v;
+    return 0;
+}
+
+void report(std::FILE* out, const CounterSnapshot& s) {
     auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
-    std::fprintf(out, "sidetap: packets=%llu bytes=%llu", u(stats_.packets), u(stats_.bytes));
-    decoder_.for_each_link_type([&](std::string_view name, std::uint64_t n) {
+    std::fprintf(out, "sidetap: packets=%llu bytes=%llu", u(s.get("packets")), u(s.get("bytes")));
+    for (const auto& [name, n] : s.link_types)
         std::fprintf(out, " link.%.*s=%llu", static_cast<int>(name.size()), name.data(), u(n));
-    });
     std::fprintf(out, "\nsidetap: udp=%llu tcp=%llu dns_queries=%llu dns_responses=%llu frames=%llu\n",
-                 u(stats_.udp_datagrams), u(stats_.tcp_segments), u(stats_.dns_queries), u(stats_.dns_responses),
-                 u(stats_.frames_encoded));
+                 u(s.get("udp_datagrams")), u(s.get("tcp_packets")), u(s.get("dns_queries")),
+                 u(s.get("dns_responses")), u(s.get("frames")));
     // Every non-zero counter of the inner stages, by name.
     static constexpr std::string_view kHeadline[] = {"packets", "bytes", "udp_datagrams", "tcp_packets",
                                                      "dns_queries", "dns_responses", "frames"};
     std::fprintf(out, "sidetap: counters:");
     bool any = false;
-    for_each_counter([&](std::string_view name, std::uint64_t n) {
-        if (n == 0 || std::find(std::begin(kHeadline), std::end(kHeadline), name) != std::end(kHeadline)) return;
+    for (const auto& [name, n] : s.counters) {
+        if (n == 0 || std::find(std::begin(kHeadline), std::end(kHeadline), name) != std::end(kHeadline)) continue;
         any = true;
         std::fprintf(out, " %.*s=%llu", static_cast<int>(name.size()), name.data(), u(n));
-    });
+    }
     if (!any) std::fprintf(out, " none");
     std::fprintf(out, "\n");
-    output::report_routes(out, routes_);
 }
 
 }  // namespace sidetap::pipeline
