@@ -53,7 +53,7 @@ struct CaptureCommandOptions {
     std::string stats_interval;
     std::string metrics;
     std::string user;
-    std::string threads = "auto";
+    std::string threads = "1";
 };
 
 using Clock = std::chrono::steady_clock;
@@ -69,9 +69,11 @@ std::uint64_t buffer_bytes(const std::string& text) {
     return value;
 }
 
-// --threads auto: one capture thread per four CPUs this process may run on,
-// at least 1, at most 4. A thread keeps up with several hundred thousand
-// messages a second; the rest of the CPUs are the DNS server's.
+// The default is one capture thread: it keeps up with several hundred
+// thousand messages a second, and every further one costs its own kernel
+// buffer (-B) and tables. --threads auto: one per four CPUs this process
+// may run on, at least 1, at most 4 (the rest of the CPUs are the DNS
+// server's).
 unsigned default_threads() {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -500,7 +502,8 @@ std::function<int()> add_capture_command(CLI::App& app) {
                     "Serve every counter in the Prometheus text format on HOST:PORT (GET /metrics)");
     cmd->add_option("--threads", options->threads,
                     "Capture threads (shards), each with its own kernel buffer and pipeline; the kernel splits the "
-                    "traffic by IP address pair. 'auto': one per 4 CPUs this process may use, 1 to 4")
+                    "traffic by IP address pair (each has its own -B buffer). 'auto': one per 4 CPUs this process "
+                    "may use, 1 to 4")
         ->capture_default_str();
     cmd->add_option("--user", options->user,
                     "Drop privileges to this user once the capture handles, outputs and metrics socket are open");

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -31,6 +32,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <set>
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -1721,6 +1723,99 @@ TEST(QueuedOutput, OpensThatNeverGetABatchThroughCountTowardGivingUp) {
     EXPECT_EQ(script->opens, 3);
     expect_exact_accounting(out.stats(), 5);
     EXPECT_EQ(out.stats().frames_dropped, 5u);
+}
+
+// ===================================================================== several producers
+
+TEST(QueuedOutput, ShardsWritingIntoOneFileLoseAndDuplicateNothing) {
+    // Four capture shards, each with its own producer lane of one file
+    // output, write at once (block: nothing may be lost); half of them
+    // encode in place (reserve/commit). The file holds every frame exactly
+    // once, each shard's in its order.
+    constexpr std::uint32_t kShards = 4;
+    constexpr std::uint32_t kFrames = 20000;
+    const auto path = temp_dir() + "/shards.dnstap";
+    auto settings = fast_settings();
+    settings.producers = kShards;
+    settings.queue_frames = 64;  // small lanes: producers wait for room often
+    settings.queue_bytes = 64 << 10;
+    settings.write_buffer = 4096;
+    settings.overflow = OverflowPolicy::Block;
+    {
+        output::FileOutput out({path, 0, {}}, settings);
+        ASSERT_EQ(out.producers(), kShards);
+        std::vector<std::thread> shards;
+        for (std::uint32_t s = 0; s < kShards; ++s) {
+            shards.emplace_back([&, s] {
+                output::FrameSink& sink = out.producer(s);
+                for (std::uint32_t i = 0; i < kFrames; ++i) {
+                    const Bytes f = make_frame(s << 24 | i, 8 + (i * 31 + s) % 300);
+                    if (s % 2 == 0) {
+                        ASSERT_EQ(sink.write(f), WriteResult::Written);
+                        continue;
+                    }
+                    WriteResult r = WriteResult::Failed;
+                    std::uint8_t* dst = sink.reserve(f.size(), r);
+                    ASSERT_NE(dst, nullptr);
+                    std::memcpy(dst, f.data(), f.size());
+                    sink.commit();
+                }
+            });
+        }
+        for (auto& t : shards) t.join();
+        out.close();
+        expect_exact_accounting(out.stats(), kShards * kFrames);
+        EXPECT_EQ(out.stats().frames_written, kShards * kFrames);
+    }
+    const Stream st = parse_stream(read_file(path));
+    ASSERT_TRUE(st.valid);
+    ASSERT_EQ(st.frames.size(), kShards * kFrames);
+    std::array<std::uint32_t, kShards> next{};
+    for (const auto& f : st.frames) {
+        const std::uint32_t id = index_of(f);
+        const std::uint32_t s = id >> 24, i = id & 0xffffff;
+        ASSERT_LT(s, kShards);
+        ASSERT_EQ(i, next[s]) << "shard " << s << ": lost, duplicated or reordered";
+        ASSERT_EQ(f, make_frame(id, 8 + (i * 31 + s) % 300));
+        ++next[s];
+    }
+}
+
+TEST(QueuedOutput, ShardsThatOverrunTheirLanesDropAndCountWithoutDuplicates) {
+    // Drop policy, a writer slower than the producers: every frame is either
+    // in the file once or counted as dropped.
+    constexpr std::uint32_t kShards = 3;
+    constexpr std::uint32_t kFrames = 5000;
+    auto script = std::make_shared<Script>();
+    auto settings = fast_settings();
+    settings.producers = kShards;
+    settings.queue_frames = 30;
+    settings.write_buffer = 1024;
+    output::QueuedOutput out(std::make_unique<ScriptedWriter>(script), settings);
+    std::vector<std::thread> shards;
+    std::array<std::uint64_t, kShards> dropped{};
+    for (std::uint32_t s = 0; s < kShards; ++s)
+        shards.emplace_back([&, s] {
+            for (std::uint32_t i = 0; i < kFrames; ++i)
+                if (out.producer(s).write(make_frame(s << 24 | i, 40)) == WriteResult::Dropped) ++dropped[s];
+        });
+    for (auto& t : shards) t.join();
+    out.close();
+    const auto stats = out.stats();
+    expect_exact_accounting(stats, kShards * kFrames);
+    EXPECT_EQ(stats.frames_dropped, dropped[0] + dropped[1] + dropped[2]);
+    std::lock_guard l(script->m);
+    EXPECT_EQ(script->frames.size(), stats.frames_written);
+    std::set<std::uint32_t> seen;
+    std::array<std::int64_t, kShards> last{-1, -1, -1};
+    for (const auto& f : script->frames) {
+        const std::uint32_t id = index_of(f);
+        EXPECT_TRUE(seen.insert(id).second) << "duplicate " << id;
+        const std::uint32_t s = id >> 24;
+        ASSERT_LT(s, kShards);
+        EXPECT_GT(static_cast<std::int64_t>(id & 0xffffff), last[s]) << "shard " << s << " out of order";
+        last[s] = id & 0xffffff;
+    }
 }
 
 // ===================================================================== SocketWriter / socket outputs
