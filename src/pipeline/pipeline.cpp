@@ -63,27 +63,34 @@ void Pipeline::handle_packet(const capture::Packet& packet) {
 // Each turn of the loop either ends or removes one tunnel, and the decoder
 // drops a packet beyond DecapConfig::max_depth tunnels, so it is bounded.
 void Pipeline::handle_ip(const decode::IpPacket& packet_ip, std::uint64_t timestamp_ns) {
-    decode::IpPacket ip = packet_ip;
-    decode::IpPacket next;
+    // A whole datagram outside any tunnel (the common case) is used where it
+    // is; only fragments and tunnels make a working copy.
+    const decode::IpPacket* ip = &packet_ip;
     bool in_defrag_buffer = false;
     for (;;) {
-        if (ip.is_fragment) {
+        if (ip->is_fragment) {
             if (in_defrag_buffer) {
                 // The defragmenter recycles the buffer of the datagram it
                 // returned when add() is called again. The fragment lies
                 // inside that datagram, so it is at most 65535 bytes.
-                std::memcpy(fragment_copy_.get(), ip.payload.data(), ip.payload.size());
-                ip.payload = {fragment_copy_.get(), ip.payload.size()};
+                std::memcpy(fragment_copy_.get(), ip->payload.data(), ip->payload.size());
+                ip_ = *ip;
+                ip_.payload = {fragment_copy_.get(), ip->payload.size()};
+                ip = &ip_;
             }
-            if (!defrag_.add(ip, now_, next)) return;
-            next.encap = ip.encap;
-            ip = next;
+            if (!defrag_.add(*ip, now_, next_ip_)) return;
+            next_ip_.encap = ip->encap;
+            ip_ = next_ip_;
+            ip = &ip_;
             in_defrag_buffer = true;
         }
-        switch (decoder_.decapsulate(ip, next)) {
-        case decode::Decap::None: handle_datagram(ip, timestamp_ns); return;
+        switch (decoder_.decapsulate(*ip, next_ip_)) {
+        case decode::Decap::None: handle_datagram(*ip, timestamp_ns); return;
         case decode::Decap::Dropped: return;
-        case decode::Decap::Inner: ip = next; break;
+        case decode::Decap::Inner:
+            ip_ = next_ip_;
+            ip = &ip_;
+            break;
         }
     }
 }

@@ -135,6 +135,8 @@ private:
     std::vector<Route> routes_;
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
+    decode::IpPacket ip_;       // handle_ip()'s working copy (fragments, tunnels)
+    decode::IpPacket next_ip_;  // ... and what the defragmenter or decapsulation made
     ExpiryClock clock_;
     std::uint64_t now_ = 0;  // clock_ after the current packet
     std::uint64_t last_timer_ns_ = 0;
