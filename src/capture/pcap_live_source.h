@@ -4,7 +4,8 @@
 // Setup (constructor; throws util::FatalError, exit code 1, or 2 for a
 // filter that does not compile):
 //  - one pcap handle per interface (`any` allowed): snap length 262144 (any
-//    DNS message), immediate mode, kernel buffer `buffer_bytes`, nanosecond
+//    DNS message), TPACKET_V3 blocks handed over when full or after 10 ms
+//    (not immediate mode), kernel buffer `buffer_bytes`, nanosecond
 //    timestamps where the platform offers them (microseconds otherwise),
 //    promiscuous mode only when asked, non-blocking;
 //  - the capture filter from capture_filter.h, built per handle (VLAN

@@ -42,8 +42,12 @@ FrameQueue::FrameQueue(const Options& options) : max_frame_(std::max<std::size_t
     const std::size_t two_frames = 2 * (max_frame_ + kFrameHeader);
     const std::size_t limit = std::max((options.max_bytes + lanes - 1) / lanes, two_frames);
     // An empty lane beyond this offset starts again at 0: what stays resident
-    // is about this much plus what the lane really held at its fullest.
-    const std::size_t low_water = std::min(limit, std::max<std::size_t>(two_frames, 256u << 10));
+    // is about this much plus what the lane really held at its fullest. Until
+    // the consumer has passed the padding, the lane holds at most this much
+    // (the ring beyond it is still before the consumer's head): a quarter
+    // of the lane at least.
+    const std::size_t low_water =
+        std::min(limit, std::max({two_frames, std::size_t{256} << 10, limit / 4}));
     const std::size_t wake_bytes = std::clamp<std::size_t>(options.wake_bytes, 1, std::max<std::size_t>(limit / 4, 1));
     const std::size_t wake_frames = options.wake_frames == 0 ? std::max<std::size_t>(frames / 4, 1)
                                                               : std::min(options.wake_frames, frames);
@@ -67,24 +71,37 @@ bool FrameQueue::try_reserve(Lane& l, std::size_t need) {
     const std::size_t offset = tail & l.mask;
     const std::size_t contiguous = l.ring_size - offset;
     std::size_t pad = contiguous < need ? contiguous : 0;
+    std::size_t floor = l.floor.load(std::memory_order_relaxed);
+    bool restart = false;
     if (pad == 0 && offset >= l.low_water && tail >= l.check_from) {
-        // Far into the ring: when the consumer has left the beginning of
-        // the ring free (what is queued lies between its head and here),
-        // go back there, so that the same pages are used again instead of
-        // the whole ring. Looked at once per quarter of the low-water mark.
+        // Far into the ring: when the consumer has taken everything, start
+        // again at the beginning, so that the same pages are used again
+        // instead of the whole ring. Only when empty: with data still
+        // queued, going back would leave the rest of the ring unused until
+        // the consumer passed it. Looked at once per quarter of the
+        // low-water mark, not per frame.
         l.cached_head = l.head.load(std::memory_order_acquire);
-        const std::size_t queued = tail - l.cached_head;
-        if ((l.cached_head & l.mask) >= need && queued <= offset && queued + contiguous + need <= l.byte_limit) {
+        if (l.cached_head == tail) {
             pad = contiguous;
+            restart = true;
+            floor = tail + pad;  // the padding is not data: it does not count
         } else {
             l.check_from = tail + l.low_water / 4;
         }
     }
-    if (tail + pad + need - l.cached_head > l.byte_limit) {
+    // Two bounds: the data queued (from the floor, after a restart) within
+    // byte_limit, and never a lap ahead of the consumer's head (which may
+    // still be before the restart's padding marker) in the ring.
+    const auto fits = [&] {
+        return tail + pad + need - std::max(l.cached_head, floor) <= l.byte_limit &&
+               tail + pad + need - l.cached_head <= l.ring_size;
+    };
+    if (!fits()) {
         l.cached_head = l.head.load(std::memory_order_acquire);
-        if (tail + pad + need - l.cached_head > l.byte_limit) return false;
+        if (!fits()) return false;
     }
     if (pad >= kFrameHeader) put_be32(l.ring.get() + offset, 0);
+    if (restart) l.floor.store(floor, std::memory_order_relaxed);
     l.reserved_at = tail + pad;
     l.unsignalled_bytes += pad;
     return true;
@@ -195,7 +212,8 @@ bool FrameQueue::over_threshold() const {
         if (l.pushed.load(std::memory_order_acquire) - popped >= l.wake_frames) return true;
         const std::size_t head = l.head.load(std::memory_order_acquire);
         const std::size_t tail = l.tail.load(std::memory_order_acquire);
-        if (tail - head >= l.wake_bytes) return true;
+        const std::size_t start = std::max(head, l.floor.load(std::memory_order_relaxed));
+        if (tail > start && tail - start >= l.wake_bytes) return true;
     }
     return false;
 }
@@ -310,7 +328,8 @@ std::size_t FrameQueue::bytes() const {
         // head first: the tail read afterwards can only be further ahead.
         const std::size_t head = l->head.load(std::memory_order_acquire);
         const std::size_t tail = l->tail.load(std::memory_order_acquire);
-        total += tail - head;
+        const std::size_t start = std::max(head, l->floor.load(std::memory_order_relaxed));
+        total += tail > start ? tail - start : 0;
     }
     return total;
 }

@@ -30,10 +30,10 @@
 //    counters; the ring size is a power of two.
 //  - Resident memory follows what is queued, not the ring size: pages are
 //    committed as the write position first passes them, and a producer
-//    beyond a low-water mark whose consumer has freed the beginning of the
-//    ring starts again there (padding the rest, as at the ring's end), so a
-//    ring that is drained about as fast as it is filled only touches its
-//    first pages.
+//    beyond a low-water mark that finds its lane empty starts again at the
+//    beginning of the ring (padding the rest, as at the ring's end, without
+//    counting it), so a ring that is often drained touches only its first
+//    pages; a lane that stays busy uses its whole ring.
 //  - Wake-ups are batched: a producer wakes a sleeping consumer only when it
 //    has queued wake_bytes or wake_frames since its last wake-up (one memory
 //    fence then, none per frame), or when its lane is full. The consumer
@@ -201,6 +201,7 @@ struct FrameQueue::Lane {
     // Producer-owned.
     alignas(64) std::atomic<std::size_t> tail{0};    // position (bytes, monotonic)
     std::atomic<std::size_t> pushed{0};              // frames added
+    std::atomic<std::size_t> floor{0};               // data starts here at the earliest (after a restart)
     std::size_t cached_head = 0;
     std::size_t cached_popped = 0;
     std::size_t check_from = 0;     // next position at which to look for an empty lane

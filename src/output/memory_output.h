@@ -6,6 +6,7 @@
 
 #include "output/output.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>

@@ -775,28 +775,76 @@ TEST(FrameQueue, WrapsAroundTheRingWithoutCorruptingFrames) {
     EXPECT_GT(two_pieces, 0u);
 }
 
-TEST(FrameQueue, AProducerGoesBackToTheStartOfItsRingOnceTheConsumerFreedIt) {
-    // 4 MiB ring; the consumer stays a few frames behind: the write
-    // position comes back to the start instead of walking the whole ring
-    // (resident memory), and every frame still comes out whole and in order.
+TEST(FrameQueue, AnEmptyLaneStartsAgainAtTheBeginningOfItsRing) {
+    // 4 MiB ring, drained after every frame: the write position comes back
+    // to the start instead of walking the whole ring (resident memory).
     output::FrameQueue q(queue_limits(1000, 4u << 20, 1, 1000));
     output::FrameQueue::Batch b;
     const std::uint8_t* lowest = nullptr;
     const std::uint8_t* highest = nullptr;
-    std::uint32_t next_out = 0;
     for (std::uint32_t i = 0; i < 20000; ++i) {
         ASSERT_EQ(push_drop(q, make_frame(i, 500)), Push::Queued);
-        if (q.size() < 4) continue;
-        ASSERT_EQ(q.collect(b, 504), 1u);
+        ASSERT_EQ(q.collect(b, SIZE_MAX), 1u);
         const auto* p = b.pieces()[0].data();
         if (!lowest || p < lowest) lowest = p;
         if (!highest || p > highest) highest = p;
-        ASSERT_EQ(frames_of(q, b)[0], make_frame(next_out++, 500));
+        ASSERT_EQ(frames_of(q, b)[0], make_frame(i, 500));
         q.release(b);
+        ASSERT_EQ(q.bytes(), 0u);
     }
     // 20000 frames of 504 bytes are 10 MB: without going back, the whole
-    // ring would have been used.
-    EXPECT_LT(static_cast<std::size_t>(highest - lowest), std::size_t{1} << 20);
+    // ring would have been used; with it, a quarter of it.
+    EXPECT_LE(static_cast<std::size_t>(highest - lowest), q.lane_byte_capacity() / 4 + 1024);
+}
+
+TEST(FrameQueue, AfterGoingBackToTheStartASlowConsumerStillGetsEveryFrameIntact) {
+    // The producer goes back to the start of an empty ring, then fills the
+    // lane while the consumer sleeps: it must not write over the padding
+    // marker the consumer has yet to read, and every frame comes out whole.
+    output::FrameQueue q(queue_limits(100000, 1u << 20, 1, 1000));
+    output::FrameQueue::Batch b;
+    std::uint32_t in = 0, out = 0;
+    // Walk past the low-water mark, draining as we go (the lane is empty at
+    // every check), until a frame lands back at the start of the ring.
+    const std::uint8_t* previous = nullptr;
+    for (;;) {
+        Push r = Push::Full;
+        std::uint8_t* dst = q.reserve(0, 300, OverflowPolicy::Drop, r);
+        ASSERT_NE(dst, nullptr);
+        const auto f = make_frame(in++, 300);
+        std::memcpy(dst, f.data(), f.size());
+        q.commit(0);
+        if (previous && dst < previous) break;  // went back; the consumer has not seen it yet
+        previous = dst;
+        ASSERT_EQ(q.collect(b, SIZE_MAX), 1u);
+        ASSERT_EQ(frames_of(q, b)[0], make_frame(out++, 300));
+        q.release(b);
+        ASSERT_LT(in, 100000u) << "never went back to the start";
+    }
+    // Now the consumer sleeps: fill until full.
+    std::size_t queued = 0;
+    while (push_drop(q, make_frame(in, 300)) == Push::Queued) {
+        ++in;
+        ++queued;
+    }
+    EXPECT_GE(queued * 304 + 1024, q.lane_byte_capacity() / 4) << "about a quarter of the lane at least";
+    while (q.collect(b, 4096) != 0) {
+        for (const auto& f : frames_of(q, b)) ASSERT_EQ(f, make_frame(out++, 300)) << "frame " << out;
+        q.release(b);
+    }
+    EXPECT_EQ(out, in);
+    // Past the marker, the whole lane is there again.
+    queued = 0;
+    while (push_drop(q, make_frame(in, 300)) == Push::Queued) {
+        ++in;
+        ++queued;
+    }
+    EXPECT_GE(queued * 304, q.lane_byte_capacity() * 9 / 10);
+    while (q.collect(b, 4096) != 0) {
+        for (const auto& f : frames_of(q, b)) ASSERT_EQ(f, make_frame(out++, 300)) << "frame " << out;
+        q.release(b);
+    }
+    EXPECT_EQ(out, in);
 }
 
 TEST(FrameQueue, BlockPolicyWaitsForRoomAndCloseReleasesWaitingProducers) {
