@@ -40,14 +40,18 @@ const volatile __u32 cfg_l2_len = 0;           /* tc: link header length (14 on 
 const volatile __u32 cfg_filter_addrs = 0;     /* "addrs" is consulted */
 const volatile __u32 cfg_skip_out_ifindex = 0; /* socket: drop outgoing copies on this device (loopback) */
 const volatile __u32 cfg_wakeup_bytes = 0;     /* wake the reader only when this much is waiting (0: always) */
+const volatile __u32 cfg_shards = 1;           /* capture --threads: rings are per shard and CPU */
+const volatile __u32 cfg_cpus = 1;             /* possible CPUs: the stride of a shard's rings */
+const volatile __u32 cfg_shard_seed = 0;       /* sidetap_shard_of() seed, random per run */
 
-/* One ring buffer per CPU (user space creates them and puts them in
- * "rings" at index = CPU): a single ring shared by all CPUs serialises
- * every packet on its spinlock and bounces its cache lines between CPUs,
- * which costs the DNS server several times what selecting the packet does. */
+/* One ring buffer per CPU and shard (user space creates them and puts them
+ * in "rings" at index = shard * CPUs + CPU): a single ring shared by all
+ * CPUs serialises every packet on its spinlock and bounces its cache lines
+ * between CPUs, which costs the DNS server several times what selecting the
+ * packet does. */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-    __uint(max_entries, 1); /* possible CPUs, set by user space */
+    __uint(max_entries, 1); /* shards x possible CPUs, set by user space */
     __uint(key_size, sizeof(__u32));
     __uint(value_size, sizeof(__u32));
     /* inner map: a BPF_MAP_TYPE_RINGBUF given by user space (bpf_map__set_inner_map_fd) */
@@ -163,7 +167,7 @@ static __always_inline __u64 wakeup_flags(void *ring, __u64 entry)
         return;                                                                           \
     }
 
-static __always_inline void emit(struct __sk_buff *skb, __u32 net, __u8 direction, __u64 now)
+static __always_inline void emit(struct __sk_buff *skb, __u32 net, __u8 direction, __u64 now, __u32 folded)
 {
     __u32 orig_len = skb->len > net ? skb->len - net : 0;
     __u32 caplen = orig_len;
@@ -175,8 +179,10 @@ static __always_inline void emit(struct __sk_buff *skb, __u32 net, __u8 directio
         count(SIDETAP_CTR_COPY_FAILED);
         return;
     }
-    __u32 cpu = bpf_get_smp_processor_id();
-    void *ring = bpf_map_lookup_elem(&rings, &cpu);
+    __u32 index = bpf_get_smp_processor_id();
+    if (cfg_shards > 1)
+        index += sidetap_shard_of(folded, cfg_shard_seed, cfg_shards) * cfg_cpus;
+    void *ring = bpf_map_lookup_elem(&rings, &index);
     if (!ring) {
         count(SIDETAP_CTR_RING_FULL); /* no ring for this CPU: cannot happen, counted all the same */
         return;
@@ -255,7 +261,21 @@ static __always_inline void handle_ipv4(struct __sk_buff *skb, __u32 net, __u8 d
         bpf_map_update_elem(&frags, &key, &now, BPF_ANY);
 wanted:
     count(SIDETAP_CTR_PASSED);
-    emit(skb, net, direction, now);
+    emit(skb, net, direction, now, bpf_ntohl(ip.saddr) ^ bpf_ntohl(ip.daddr));
+}
+
+/* The XOR of the eight big-endian words of two IPv6 addresses. */
+static __always_inline __u32 fold_ipv6(const __u8 *src, const __u8 *dst)
+{
+    __u32 folded = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        __u32 a, b;
+        __builtin_memcpy(&a, src + 4 * i, 4);
+        __builtin_memcpy(&b, dst + 4 * i, 4);
+        folded ^= bpf_ntohl(a) ^ bpf_ntohl(b);
+    }
+    return folded;
 }
 
 static __always_inline void handle_ipv6(struct __sk_buff *skb, __u32 net, __u8 direction, __u64 now)
@@ -313,7 +333,7 @@ static __always_inline void handle_ipv6(struct __sk_buff *skb, __u32 net, __u8 d
         bpf_map_update_elem(&frags, &key, &now, BPF_ANY);
 wanted:
     count(SIDETAP_CTR_PASSED);
-    emit(skb, net, direction, now);
+    emit(skb, net, direction, now, fold_ipv6(ip.saddr, ip.daddr));
 }
 
 static __always_inline void handle(struct __sk_buff *skb, __u32 net, __u8 direction)

@@ -39,10 +39,11 @@ struct sidetap_record {
     /* __u8 data[caplen] follows */
 };
 
-/* Map "rings": BPF_MAP_TYPE_ARRAY_OF_MAPS, key __u32 CPU, value a
- * BPF_MAP_TYPE_RINGBUF of struct sidetap_record entries; one ring per
- * possible CPU, all of one size, created and inserted by user space after
- * loading. A record goes into the ring of the CPU that saw the packet. */
+/* Map "rings": BPF_MAP_TYPE_ARRAY_OF_MAPS, key __u32 shard * CPUs + CPU,
+ * value a BPF_MAP_TYPE_RINGBUF of struct sidetap_record entries; one ring
+ * per shard and possible CPU, all of one size, created and inserted by user
+ * space after loading. A record goes into the ring of its shard (see
+ * below) and of the CPU that saw the packet. */
 
 /* Per-CPU counters: map "counters", BPF_MAP_TYPE_ARRAY with BPF_F_MMAPABLE,
  * value __u64, key cpu * SIDETAP_CTR_STRIDE + counter; max_entries is set
@@ -92,5 +93,32 @@ struct sidetap_frag_key {
     __u8 proto;    /* the upper-layer protocol (UDP, TCP) */
     __u8 pad[3];   /* zero */
 };
+
+/* Shards (capture --threads N): every packet goes to one of N shards, each
+ * with its own rings ("rings" holds N x CPUs rings: index shard * CPUs +
+ * CPU) and its own pipeline in user space. The shard depends only on the
+ * unordered pair of IP addresses, so a query and its response, both
+ * directions of a TCP connection and every fragment of a datagram (later
+ * fragments have no ports) land in the same shard:
+ *   folded = src word ^ dst word (IPv4: the two addresses as big-endian
+ *            32-bit numbers; IPv6: the XOR of all eight big-endian words)
+ *   shard  = sidetap_shard_of(folded, seed, N)
+ * XOR makes it symmetric. The same function is used by the eBPF programs,
+ * by the cBPF program of libpcap's PACKET_FANOUT_CBPF group
+ * (src/capture/shard.cpp builds it instruction by instruction, with the
+ * same constants) and by user space (tests). The seed is random per run. */
+#define SIDETAP_SHARD_MULTIPLIER 0x9E3779B1u /* 2^32 / golden ratio */
+#define SIDETAP_MAX_SHARDS 64
+
+static inline __u32 sidetap_shard_mix(__u32 folded, __u32 seed)
+{
+    __u32 h = (folded ^ seed) * SIDETAP_SHARD_MULTIPLIER;
+    return h ^ (h >> 16);
+}
+
+static inline __u32 sidetap_shard_of(__u32 folded, __u32 seed, __u32 shards)
+{
+    return shards <= 1 ? 0 : sidetap_shard_mix(folded, seed) % shards;
+}
 
 #endif /* SIDETAP_BPF_ABI_H */

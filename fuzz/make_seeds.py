@@ -375,6 +375,20 @@ def main():
     for _server, msg in dns_messages:
         seeds.add("dns", msg[:4096])
 
+    # encoder: every field shape (family, transport, direction, query time,
+    # extra set or per message, varint lengths of ports and times) around
+    # real DNS messages (fuzz_encoder.cpp's format).
+    for i, (server, msg) in enumerate(dns_messages[:48]):
+        flags = (i & 1) | (i & 2) | (4 if server else 0) | (8 if i % 3 else 0) | (16 if i % 4 == 1 else 0) | \
+            (32 if i % 8 == 5 else 0)
+        ports = [(40000 + i, 53), (1, 127), (128, 16384), (65535, 0)][i % 4]
+        times = [(1_700_000_000_123_456_789, 1_700_000_000_000_000_001), (0, 2**64 - 1), (999_999_999, 1)][i % 3]
+        addrs = bytes(range(i, i + 32))
+        ident = (b"ns%d.example" % i)[: (i * 7) % 40]
+        seed = bytes([flags, 1 + i % 14]) + struct.pack("!HHQQ", *ports, *times) + addrs
+        seed += bytes([len(ident)]) + ident + bytes([5]) + b"0.1.0" + bytes([i % 9]) + b"extra-xyz"[: i % 9] + msg
+        seeds.add("encoder", seed)
+
     # Synthetic defrag inputs: in order, reversed, overlapping, duplicate.
     def frag(family6, mf, ident, off8, length, pattern=0, step=0, proto=0):
         b0 = (1 if family6 else 0) | (2 if mf else 0) | (proto << 6)

@@ -27,8 +27,8 @@ PACKAGES=(
   unbound ethtool
   # root tests (read/listen vs real servers): BIND 9.18 and Knot Resolver 5.6 with dnstap, dig
   bind9 bind9-dnsutils knot-resolver
-  # bench: /usr/bin/time -v for peak RSS
-  time
+  # bench: /usr/bin/time -v for peak RSS; tcpreplay sends captures onto a veth pair (lossless rate)
+  time tcpreplay
   # package tests: build the .deb (dpkg-buildflags, dpkg-shlibdeps, fakeroot), check it (lintian),
   # install and purge it (adduser in postinst), render the man page (man-db, groff-base),
   # verify the systemd units (systemd-analyze), run the units' command lines (setpriv), build

@@ -118,7 +118,30 @@ std::string filter_text(const LiveCaptureOptions& options, const std::vector<std
 
 }  // namespace
 
-EbpfLiveSource::EbpfLiveSource(const LiveCaptureOptions& options) : frontend_(options.frontend) {
+struct EbpfLiveSource::Capture {
+    Capture(const LiveCaptureOptions& options, unsigned shards, std::uint32_t seed);
+    ~Capture() {
+        // Detach first (no new records), then the object goes.
+        socket_.reset();
+        tc_.clear();
+        cgroup_links_.clear();
+    }
+    Capture(const Capture&) = delete;
+    Capture& operator=(const Capture&) = delete;
+
+    Frontend frontend_;
+    std::string target_;       // interface, or cgroup path
+    std::string description_;  // for "capturing on"
+    std::string channel_;      // the stats channel's name
+    std::unique_ptr<ebpf::Object> object_;
+    ebpf::Fd socket_;
+    std::vector<std::unique_ptr<ebpf::TcAttachment>> tc_;
+    ebpf::Fd cgroup_dir_;
+    std::vector<ebpf::Fd> cgroup_links_;
+};
+
+EbpfLiveSource::Capture::Capture(const LiveCaptureOptions& options, unsigned shards, std::uint32_t seed)
+    : frontend_(options.frontend) {
     const std::string mode = frontend_name(frontend_);
     if (!options.filter.user_filter.empty())
         throw util::FatalError("--filter: a libpcap expression; --ebpf filters in the kernel by -p, --upstream-port and "
@@ -127,6 +150,8 @@ EbpfLiveSource::EbpfLiveSource(const LiveCaptureOptions& options) : frontend_(op
 
     ebpf::ObjectConfig config;
     config.ring_bytes = options.buffer_bytes;
+    config.shards = shards;
+    config.shard_seed = seed;
     for (auto p : options.filter.ports) {
         bool seen = false;
         for (auto q : config.ports) seen = seen || q == p;
@@ -237,19 +262,44 @@ EbpfLiveSource::EbpfLiveSource(const LiveCaptureOptions& options) : frontend_(op
         case Frontend::Pcap: break;
     }
 
+    const unsigned cpus = object_->cpus();
     description_ = (frontend_ == Frontend::EbpfCgroup ? "cgroup " : "") + target_ + " (ebpf " + hooks + " via " + via +
                    ", RAW, ns timestamps), rings " + std::to_string(object_->ring_count()) + " x " +
-                   mib(object_->ring_bytes()) + " (one per CPU), " +
-                   filter_text(options, config.ports);
+                   mib(object_->ring_bytes()) +
+                   (object_->shards() > 1 ? " (one per CPU and shard: " + std::to_string(object_->shards()) + " x " +
+                                                std::to_string(cpus) + ")"
+                                          : std::string(" (one per CPU)")) +
+                   ", " + filter_text(options, config.ports);
+    channel_ = std::string(frontend_ == Frontend::EbpfSocket ? "socket:" : frontend_ == Frontend::EbpfTc ? "tc:" : "cgroup:") +
+               target_;
+}
 
-    heads_.resize(object_->ring_count());
-    for (std::size_t i = 0; i < object_->ring_count(); ++i) pollfds_.push_back(pollfd{object_->ring_fd(i), POLLIN, 0});
+EbpfLiveSource::EbpfLiveSource(const LiveCaptureOptions& options)
+    : EbpfLiveSource(std::make_shared<Capture>(options, 1, 0), 0) {}
+
+std::vector<std::unique_ptr<LiveSource>> EbpfLiveSource::open_shards(const LiveCaptureOptions& options,
+                                                                     unsigned shards, std::uint32_t seed) {
+    if (shards == 0 || shards > SIDETAP_MAX_SHARDS)
+        throw util::FatalError("--threads: at most " + std::to_string(SIDETAP_MAX_SHARDS) + " with --ebpf",
+                               util::kExitUsage);
+    auto capture = std::make_shared<Capture>(options, shards, seed);
+    std::vector<std::unique_ptr<LiveSource>> out;
+    for (unsigned i = 0; i < shards; ++i) out.push_back(std::unique_ptr<LiveSource>(new EbpfLiveSource(capture, i)));
+    return out;
+}
+
+EbpfLiveSource::EbpfLiveSource(std::shared_ptr<Capture> capture, unsigned shard)
+    : capture_(std::move(capture)), shard_(shard) {
+    ebpf::Object& object = *capture_->object_;
+    const std::size_t cpus = object.cpus();
+    first_ring_ = shard_ * cpus;
+    heads_.resize(cpus);
+    for (std::size_t i = 0; i < cpus; ++i) pollfds_.push_back(pollfd{object.ring_fd(first_ring_ + i), POLLIN, 0});
     last_ring_ = heads_.size();
 
     LiveChannelStats s;
     s.kind = "ebpf";
-    s.name = std::string(frontend_ == Frontend::EbpfSocket ? "socket:" : frontend_ == Frontend::EbpfTc ? "tc:" : "cgroup:") +
-             target_;
+    s.name = capture_->channel_;
     s.counters = {{"kernel_seen", 0, false},       {"kernel_passed", 0, false},  {"fragments_followed", 0, false},
                   {"fragments_unknown", 0, false}, {"ring_full_dropped", 0, true}, {"truncated", 0, true},
                   {"copy_failed", 0, true},        {"bad_records", 0, true}};
@@ -257,16 +307,11 @@ EbpfLiveSource::EbpfLiveSource(const LiveCaptureOptions& options) : frontend_(op
     clock_.refresh();
 }
 
-EbpfLiveSource::~EbpfLiveSource() {
-    // Detach first (no new records), then the object goes.
-    socket_.reset();
-    tc_.clear();
-    cgroup_links_.clear();
-}
+EbpfLiveSource::~EbpfLiveSource() = default;
 
 bool EbpfLiveSource::refill(std::size_t ring) {
     std::span<const std::uint8_t> bytes;
-    while (object_->ring(ring).next(bytes)) {
+    while (capture_->object_->ring(first_ring_ + ring).next(bytes)) {
         if (ebpf::parse_record(bytes, heads_[ring].record)) {
             heads_[ring].valid = true;
             return true;
@@ -328,7 +373,7 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
         const int slice = std::min(remaining, kBatchWaitMs);
         const int n = ::poll(pollfds_.data(), pollfds_.size(), slice);
         if (n < 0 && errno != EINTR) {
-            error_ = "--ebpf " + target_ + ": waiting for the ring buffers: " + std::strerror(errno);
+            error_ = "--ebpf " + capture_->target_ + ": waiting for the ring buffers: " + std::strerror(errno);
             failed_ = true;
             return Read::Error;
         }
@@ -338,8 +383,10 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
 }
 
 void EbpfLiveSource::update_stats() {
-    const auto c = object_->counters();
     auto& counters = stats_[0].counters;
+    counters[7].value = bad_records_;
+    if (shard_ != 0) return;  // the kernel's counters are reported once, by shard 0
+    const auto c = capture_->object_->counters();
     counters[0].value = c[SIDETAP_CTR_SEEN];
     counters[1].value = c[SIDETAP_CTR_PASSED];
     counters[2].value = c[SIDETAP_CTR_FRAG_FOLLOWED];
@@ -347,12 +394,11 @@ void EbpfLiveSource::update_stats() {
     counters[4].value = c[SIDETAP_CTR_RING_FULL];
     counters[5].value = c[SIDETAP_CTR_TRUNCATED];
     counters[6].value = c[SIDETAP_CTR_COPY_FAILED];
-    counters[7].value = bad_records_;
 }
 
 std::vector<LiveChannelInfo> EbpfLiveSource::channels() const {
     // libpcap writes DLT_RAW as LINKTYPE_RAW.
-    return {{stats_[0].name, DLT_RAW, description_}};
+    return {{stats_[0].name, DLT_RAW, capture_->description_}};
 }
 
 }  // namespace sidetap::capture

@@ -41,12 +41,20 @@
 // waits in slices of 10 ms, so a record waits at most that long on a quiet
 // link (no wakeup, and no system call, per packet).
 //
+// Shards (capture --threads N, open_shards()): the programs are loaded and
+// attached once; the kernel puts each packet into the rings of one shard
+// (by the unordered address pair, bpf/sidetap_abi.h), and each shard's
+// source reads only its own rings (one per CPU). The object and the
+// attachments live until the last shard's source is gone.
+//
 // Counters (one channel, kind "ebpf", name "socket:IFACE|any",
 // "tc:IFACE", "cgroup:PATH"): kernel_seen, kernel_passed,
 // fragments_followed, fragments_unknown (not delivered: no wanted first
 // fragment), ring_full_dropped, truncated, copy_failed, bad_records (user
 // side). Delivered packets = kernel_passed - ring_full_dropped -
-// copy_failed.
+// copy_failed. The kernel's counters are the whole capture's: with shards,
+// shard 0's source reports them and the others report 0 (the sums over
+// shards are right; packets and bad_records are each shard's own).
 #pragma once
 
 #include "capture/ebpf_object.h"
@@ -64,6 +72,10 @@ class EbpfLiveSource final : public LiveSource {
 public:
     explicit EbpfLiveSource(const LiveCaptureOptions& options);
     ~EbpfLiveSource() override;
+    // `shards` sources (at most SIDETAP_MAX_SHARDS), shard i reading the
+    // rings the kernel fills with sidetap_shard_of(..., seed, shards) == i.
+    static std::vector<std::unique_ptr<LiveSource>> open_shards(const LiveCaptureOptions& options, unsigned shards,
+                                                                std::uint32_t seed);
     EbpfLiveSource(const EbpfLiveSource&) = delete;
     EbpfLiveSource& operator=(const EbpfLiveSource&) = delete;
 
@@ -75,14 +87,13 @@ public:
     [[nodiscard]] int snaplen() const override { return SIDETAP_MAX_CAPTURE; }
 
 private:
-    Frontend frontend_;
-    std::string target_;       // interface, or cgroup path
-    std::string description_;  // for "capturing on"
-    std::unique_ptr<ebpf::Object> object_;
-    ebpf::Fd socket_;
-    std::vector<std::unique_ptr<ebpf::TcAttachment>> tc_;
-    ebpf::Fd cgroup_dir_;
-    std::vector<ebpf::Fd> cgroup_links_;
+    struct Capture;  // the loaded object and its attachments, shared by the shards
+
+    EbpfLiveSource(std::shared_ptr<Capture> capture, unsigned shard);
+
+    std::shared_ptr<Capture> capture_;
+    unsigned shard_ = 0;
+    std::size_t first_ring_ = 0;       // this shard's rings: first_ring_ .. + heads_.size()
     ebpf::WallClock clock_;
     struct Head {
         bool valid = false;

@@ -172,14 +172,18 @@ Object::Object(const ObjectConfig& config) : capabilities_(config.capabilities) 
         const int cpus = libbpf_num_possible_cpus();
         if (cpus <= 0) throw util::FatalError(what + "cannot count the possible CPUs");
         cpus_ = static_cast<unsigned>(cpus);
-        ring_bytes_ = round_ring_size(config.ring_bytes / cpus_);
+        shards_ = std::max<unsigned>(config.shards, 1);
+        ring_bytes_ = round_ring_size(config.ring_bytes / (cpus_ * shards_));
+        skel_->rodata->cfg_shards = shards_;
+        skel_->rodata->cfg_cpus = cpus_;
+        skel_->rodata->cfg_shard_seed = config.shard_seed;
         skel_->rodata->cfg_wakeup_bytes =
             static_cast<__u32>(std::min<std::uint64_t>(kWakeupBytes, ring_bytes_ / 16));
         // The rings first: the one of CPU 0 is also the template that tells
         // the verifier what "rings" holds.
         create_rings(what);
         if (bpf_map__set_inner_map_fd(skel_->maps.rings, rings_[0].fd.get()) != 0 ||
-            bpf_map__set_max_entries(skel_->maps.rings, cpus_) != 0 ||
+            bpf_map__set_max_entries(skel_->maps.rings, cpus_ * shards_) != 0 ||
             bpf_map__set_max_entries(skel_->maps.counters, static_cast<__u32>(cpus_ * SIDETAP_CTR_STRIDE)) != 0)
             throw util::FatalError(what + "cannot size the maps");
 
@@ -212,11 +216,11 @@ Object::Object(const ObjectConfig& config) : capabilities_(config.capabilities) 
                 throw util::FatalError(what + "cannot fill the address map: " + std::strerror(errno) +
                                        " (at most " + std::to_string(SIDETAP_ADDRS_ENTRIES) + " addresses)");
 
-        for (unsigned cpu = 0; cpu < cpus_; ++cpu) {
-            const int fd = rings_[cpu].fd.get();
-            if (bpf_map_update_elem(bpf_map__fd(skel_->maps.rings), &cpu, &fd, BPF_ANY) != 0)
-                throw util::FatalError(what + "cannot install the ring buffer of CPU " + std::to_string(cpu) + ": " +
-                                       std::strerror(errno));
+        for (unsigned index = 0; index < rings_.size(); ++index) {
+            const int fd = rings_[index].fd.get();
+            if (bpf_map_update_elem(bpf_map__fd(skel_->maps.rings), &index, &fd, BPF_ANY) != 0)
+                throw util::FatalError(what + "cannot install the ring buffer of CPU " + std::to_string(index % cpus_) +
+                                       " (shard " + std::to_string(index / cpus_) + "): " + std::strerror(errno));
         }
         const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
         const std::size_t counter_bytes = (cpus_ * SIDETAP_CTR_STRIDE * sizeof(std::uint64_t) + page - 1) / page * page;
@@ -240,12 +244,12 @@ Object::~Object() {
 }
 
 void Object::create_rings(const std::string& what) {
-    // One ring per CPU: consumer page read-write, producer page + data
-    // (twice) read-only.
+    // One ring per shard and CPU: consumer page read-write, producer page +
+    // data (twice) read-only.
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-    rings_.resize(cpus_);
-    for (unsigned cpu = 0; cpu < cpus_; ++cpu) {
-        Ring& r = rings_[cpu];
+    rings_.resize(std::size_t{cpus_} * shards_);
+    for (std::size_t index = 0; index < rings_.size(); ++index) {
+        Ring& r = rings_[index];
         r.fd = Fd(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "sidetap_ring", 0, 0, static_cast<__u32>(ring_bytes_), nullptr));
         if (!r.fd.valid()) {
             const int err = errno;

@@ -81,7 +81,9 @@ enum class Program { Socket, TcIngress, TcEgress, CgroupIngress, CgroupEgress };
 
 struct ObjectConfig {
     std::vector<Program> programs;             // only these are loaded
-    std::uint64_t ring_bytes = 16ull << 20;    // all rings together; per CPU a power of two, at least 256 KiB
+    std::uint64_t ring_bytes = 16ull << 20;    // all rings together; per ring a power of two, at least 256 KiB
+    std::uint32_t shards = 1;                  // rings per CPU: one per shard (capture --threads)
+    std::uint32_t shard_seed = 0;              // sidetap_shard_of() seed
     std::uint32_t l2_len = 0;                  // tc: bytes before the IP header
     std::uint32_t skip_out_ifindex = 0;        // socket: loopback's ifindex (each packet once)
     std::vector<std::uint16_t> ports;          // server (and upstream) ports
@@ -92,7 +94,8 @@ struct ObjectConfig {
 class Object {
 public:
     // Opens, configures, loads (verifier) and fills the maps; creates one
-    // ring buffer per possible CPU and maps them and the counters.
+    // ring buffer per shard and possible CPU (index shard * cpus() + CPU)
+    // and maps them and the counters.
     explicit Object(const ObjectConfig& config);
     ~Object();
     Object(const Object&) = delete;
@@ -100,6 +103,8 @@ public:
 
     [[nodiscard]] int program_fd(Program program) const;
     [[nodiscard]] std::size_t ring_count() const { return rings_.size(); }
+    [[nodiscard]] unsigned cpus() const { return cpus_; }
+    [[nodiscard]] unsigned shards() const { return shards_; }
     [[nodiscard]] int ring_fd(std::size_t i) const { return rings_[i].fd.get(); }
     // Bytes of one ring.
     [[nodiscard]] std::uint64_t ring_bytes() const { return ring_bytes_; }
@@ -122,6 +127,7 @@ private:
     sidetap_bpf* skel_ = nullptr;
     std::uint64_t ring_bytes_ = 0;
     unsigned cpus_ = 0;
+    unsigned shards_ = 1;
     std::vector<Ring> rings_;
     Mapping counters_;
 };

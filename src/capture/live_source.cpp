@@ -30,6 +30,19 @@ PacketSource::Status LiveSource::next(Packet& out) {
     }
 }
 
+LiveSource::Read LiveSource::dispatch(PacketHandler& handler, int max_packets, int timeout_ms) {
+    Packet packet;
+    int delivered = 0;
+    while (delivered < max_packets) {
+        const Read r = read(packet, delivered == 0 ? timeout_ms : 0);
+        if (r == Read::Error) return delivered != 0 ? Read::Packet : Read::Error;
+        if (r == Read::Idle) break;
+        handler.on_packet(packet);
+        ++delivered;
+    }
+    return delivered != 0 ? Read::Packet : Read::Idle;
+}
+
 bool ebpf_supported() {
 #ifdef SIDETAP_HAVE_EBPF
     return true;
@@ -46,6 +59,24 @@ std::unique_ptr<LiveSource> open_live_source(const LiveCaptureOptions& options) 
     throw util::FatalError(std::string("--ebpf: this sidetap was built without eBPF support (-DSIDETAP_EBPF=OFF); "
                                        "use libpcap capture (-i IFACE without --ebpf)"),
                            util::kExitUsage);
+#endif
+}
+
+std::vector<std::unique_ptr<LiveSource>> open_live_sources(const LiveCaptureOptions& options, unsigned shards,
+                                                           std::uint32_t seed) {
+    if (shards == 0 || shards > kMaxShards)
+        throw util::FatalError("--threads: between 1 and " + std::to_string(kMaxShards), util::kExitUsage);
+    if (shards == 1) {
+        std::vector<std::unique_ptr<LiveSource>> one;
+        one.push_back(open_live_source(options));
+        return one;
+    }
+    if (options.frontend == Frontend::Pcap) return PcapLiveSource::open_shards(options, shards, seed);
+#ifdef SIDETAP_HAVE_EBPF
+    return EbpfLiveSource::open_shards(options, shards, seed);
+#else
+    (void)open_live_source(options);  // throws: no eBPF in this build
+    return {};
 #endif
 }
 

@@ -34,14 +34,23 @@
 // (exit 1; exit 2 for option errors such as a libpcap filter that does not
 // compile or an option the frontend does not support).
 //
-// Several capture threads (later): each thread gets its own LiveSource (and
-// pipeline); the factory would take a shard count and return one source per
-// shard. libpcap shards through PACKET_FANOUT; the eBPF frontends load and
-// attach their programs once and give each shard its own ring buffers: the
-// program already picks its ring from an array of rings (today by CPU); with
-// shards it would pick by a hash of the unordered address pair (so that a
-// query, its response and every fragment land in one shard), and each
-// shard's source would read its own rings.
+//  - dispatch(handler, max, timeout_ms) is read() for a batch: every packet
+//    is handed to the handler during the call, in place where the frontend
+//    allows it (libpcap with one interface: straight from the kernel's ring,
+//    no copy; the eBPF rings are read in place anyway).
+//
+// Shards (capture --threads N): open_live_sources() returns one source per
+// shard, each for one capture thread with its own pipeline, and the kernel
+// splits the traffic between them by the unordered pair of IP addresses
+// (capture/shard.h: a query, its response, both directions of a TCP
+// connection and every fragment of a datagram land in the same shard).
+// libpcap: every shard opens its own handle per interface, and the handles
+// of one interface join one AF_PACKET fanout group whose classic BPF
+// program picks the shard (PACKET_FANOUT_CBPF, Linux 4.2+); packets the
+// handles captured before every one of them had joined (dated before that
+// moment, within the first second) are discarded and counted
+// (startup_discarded), so that none is seen by two shards. eBPF: the
+// programs are loaded once and write each packet into its shard's rings.
 #pragma once
 
 #include "capture/capture_filter.h"
@@ -93,11 +102,25 @@ struct LiveChannelInfo {
     std::string description;  // "lo (EN10MB, ns timestamps), filter: ..."
 };
 
+// Receives the packets of LiveSource::dispatch(), one call each; the
+// packet's bytes are valid only during the call.
+class PacketHandler {
+public:
+    virtual void on_packet(const Packet& packet) = 0;
+
+protected:
+    ~PacketHandler() = default;
+};
+
 class LiveSource : public PacketSource {
 public:
     enum class Read { Packet, Idle, Error };
 
     virtual Read read(Packet& out, int timeout_ms) = 0;
+    // Up to max_packets packets to `handler`; waits up to timeout_ms for the
+    // first. Packet when at least one was delivered, else Idle or Error.
+    // Default: read() in a loop.
+    virtual Read dispatch(PacketHandler& handler, int max_packets, int timeout_ms);
 
     // PacketSource: blocks (waking every 100 ms) until a packet arrives,
     // stop() was called (End) or the source failed (Error).
@@ -117,6 +140,12 @@ private:
 // Opens the frontend named by options.frontend. eBPF frontends throw a
 // FatalError (exit 2) in a build without eBPF support.
 std::unique_ptr<LiveSource> open_live_source(const LiveCaptureOptions& options);
+
+// One source per shard (see above); shards == 1 is open_live_source().
+// At most kMaxShards shards. `seed` picks the hash (capture/shard.h).
+inline constexpr unsigned kMaxShards = 64;
+std::vector<std::unique_ptr<LiveSource>> open_live_sources(const LiveCaptureOptions& options, unsigned shards,
+                                                           std::uint32_t seed);
 
 // Whether this build has the eBPF frontends (SIDETAP_EBPF).
 bool ebpf_supported();

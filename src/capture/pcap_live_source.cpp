@@ -1,12 +1,17 @@
 #include "capture/pcap_live_source.h"
 
+#include "capture/shard.h"
 #include "util/error.h"
 
+#include <linux/if_packet.h>
 #include <pcap/pcap.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <limits>
 
 namespace sidetap::capture {
@@ -56,7 +61,10 @@ PcapLiveSource::PcapLiveSource(const LiveCaptureOptions& options) : snaplen_(opt
         LiveChannelStats s;
         s.kind = "interface";
         s.name = h.name;
-        s.counters = {{"received", 0, false}, {"kernel_dropped", 0, true}, {"interface_dropped", 0, true}};
+        s.counters = {{"received", 0, false},
+                      {"kernel_dropped", 0, true},
+                      {"interface_dropped", 0, true},
+                      {"startup_discarded", 0, false}};
         stats_.push_back(std::move(s));
     }
 }
@@ -146,10 +154,12 @@ PcapLiveSource::Read PcapLiveSource::read(Packet& out, int timeout_ms) {
             const u_char* data = nullptr;
             const int rc = pcap_next_ex(h.handle, &header, &data);
             if (rc == 1) {
-                h.pending = true;
                 const auto frac = static_cast<std::uint64_t>(header->ts.tv_usec);
-                h.pending_ts = static_cast<std::uint64_t>(header->ts.tv_sec) * kNanosPerSecond +
-                               (h.nano ? frac : frac * 1000);
+                const std::uint64_t ts = static_cast<std::uint64_t>(header->ts.tv_sec) * kNanosPerSecond +
+                                         (h.nano ? frac : frac * 1000);
+                if (discarding_ && discarded(static_cast<std::size_t>(&h - handles_.data()), ts)) continue;
+                h.pending = true;
+                h.pending_ts = ts;
                 h.pending_caplen = header->caplen;
                 h.pending_len = header->len;
                 h.pending_data = data;
@@ -180,6 +190,123 @@ PcapLiveSource::Read PcapLiveSource::read(Packet& out, int timeout_ms) {
         if (n <= 0) return Read::Idle;  // timeout, or EINTR (a signal: let the caller look)
     }
     return Read::Idle;
+}
+
+namespace {
+std::uint64_t clock_ns(clockid_t clock) {
+    timespec t{};
+    ::clock_gettime(clock, &t);
+    return static_cast<std::uint64_t>(t.tv_sec) * kNanosPerSecond + static_cast<std::uint64_t>(t.tv_nsec);
+}
+
+struct DispatchContext {
+    PcapLiveSource* self;
+    std::size_t handle;
+};
+}  // namespace
+
+void PcapLiveSource::discard_before(std::uint64_t wall_ns) {
+    discarding_ = true;
+    discard_before_ns_ = wall_ns;
+    discard_until_ns_ = clock_ns(CLOCK_MONOTONIC) + kNanosPerSecond;
+}
+
+bool PcapLiveSource::discarded(std::size_t handle, std::uint64_t timestamp_ns) {
+    // The window closes after a second (looked at every 64 packets), so a
+    // wall clock stepped back later cannot make it drop anything.
+    if (++since_clock_check_ >= 64) {
+        since_clock_check_ = 0;
+        if (clock_ns(CLOCK_MONOTONIC) >= discard_until_ns_) {
+            discarding_ = false;
+            return false;
+        }
+    }
+    if (timestamp_ns >= discard_before_ns_) return false;
+    ++stats_[handle].counters[3].value;
+    return true;
+}
+
+void PcapLiveSource::on_pcap_packet(unsigned char* user, const ::pcap_pkthdr* header, const unsigned char* data) {
+    auto* ctx = reinterpret_cast<DispatchContext*>(user);
+    PcapLiveSource& self = *ctx->self;
+    const Handle& h = self.handles_[ctx->handle];
+    const auto frac = static_cast<std::uint64_t>(header->ts.tv_usec);
+    Packet packet;
+    packet.timestamp_ns = static_cast<std::uint64_t>(header->ts.tv_sec) * kNanosPerSecond + (h.nano ? frac : frac * 1000);
+    if (self.discarding_ && self.discarded(ctx->handle, packet.timestamp_ns)) return;
+    packet.link_type = h.link_type;
+    packet.original_length = header->len < header->caplen ? header->caplen : header->len;
+    packet.data = std::span<const std::uint8_t>(data, header->caplen);
+    ++self.stats_[ctx->handle].packets;
+    self.handler_->on_packet(packet);
+}
+
+PcapLiveSource::Read PcapLiveSource::dispatch(PacketHandler& handler, int max_packets, int timeout_ms) {
+    // Several interfaces are merged by time, which needs one packet of each
+    // held back: read() (a copy per packet).
+    if (handles_.size() != 1) return LiveSource::dispatch(handler, max_packets, timeout_ms);
+    if (failed_) return Read::Error;
+    Handle& h = handles_[0];
+    DispatchContext ctx{this, 0};
+    handler_ = &handler;
+    for (int round = 0; round < 2; ++round) {
+        const std::uint64_t before = stats_[0].packets;
+        const int rc = pcap_dispatch(h.handle, max_packets, &PcapLiveSource::on_pcap_packet,
+                                     reinterpret_cast<unsigned char*>(&ctx));
+        if (rc == PCAP_ERROR) {
+            error_ = "capture on " + h.name + ": " + pcap_geterr(h.handle);
+            failed_ = true;
+            return Read::Error;
+        }
+        if (stats_[0].packets != before) {
+            last_ = 0;
+            return Read::Packet;
+        }
+        if (round == 1 || timeout_ms < 0) break;
+        const int n = ::poll(pollfds_.data(), pollfds_.size(), timeout_ms);
+        if (n <= 0) return Read::Idle;  // timeout, or EINTR (a signal: let the caller look)
+    }
+    return Read::Idle;
+}
+
+std::vector<std::unique_ptr<LiveSource>> PcapLiveSource::open_shards(const LiveCaptureOptions& options,
+                                                                     unsigned shards, std::uint32_t seed) {
+    std::vector<std::unique_ptr<PcapLiveSource>> sources;
+    for (unsigned i = 0; i < shards; ++i) sources.push_back(std::make_unique<PcapLiveSource>(options));
+    const auto program = fanout_program(seed, shards);
+    sock_fprog fprog{};
+    fprog.len = static_cast<unsigned short>(program.size());
+    fprog.filter = const_cast<sock_filter*>(program.data());
+    for (std::size_t i = 0; i < sources[0]->handles_.size(); ++i) {
+        const std::string& name = sources[0]->handles_[i].name;
+        const std::string what = "capture on " + name + " (--threads " + std::to_string(shards) + "): ";
+        // The first handle creates the group; the kernel picks an unused id.
+        const int first = pcap_fileno(sources[0]->handles_[i].handle);
+        int arg = (PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_UNIQUEID) << 16;
+        if (::setsockopt(first, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0)
+            throw util::FatalError(what + "cannot create an AF_PACKET fanout group (PACKET_FANOUT_CBPF, Linux 4.2+): " +
+                                   std::strerror(errno));
+        if (::setsockopt(first, SOL_PACKET, PACKET_FANOUT_DATA, &fprog, sizeof fprog) != 0)
+            throw util::FatalError(what + "cannot set the fanout program: " + std::strerror(errno));
+        int group = 0;
+        socklen_t length = sizeof group;
+        if (::getsockopt(first, SOL_PACKET, PACKET_FANOUT, &group, &length) != 0)
+            throw util::FatalError(what + "cannot read the fanout group id: " + std::strerror(errno));
+        // Members join in shard order: the program's result is the index.
+        const int join = (group & 0xffff) | (PACKET_FANOUT_CBPF << 16);
+        for (unsigned s = 1; s < shards; ++s)
+            if (::setsockopt(pcap_fileno(sources[s]->handles_[i].handle), SOL_PACKET, PACKET_FANOUT, &join, sizeof join) != 0)
+                throw util::FatalError(what + "cannot join the fanout group " + std::to_string(group & 0xffff) + ": " +
+                                       std::strerror(errno));
+    }
+    // Until the last handle joined, each one got every packet.
+    const std::uint64_t joined = clock_ns(CLOCK_REALTIME);
+    std::vector<std::unique_ptr<LiveSource>> out;
+    for (auto& source : sources) {
+        source->discard_before(joined);
+        out.push_back(std::move(source));
+    }
+    return out;
 }
 
 void PcapLiveSource::update_stats() {

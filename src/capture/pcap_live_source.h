@@ -4,7 +4,8 @@
 // Setup (constructor; throws util::FatalError, exit code 1, or 2 for a
 // filter that does not compile):
 //  - one pcap handle per interface (`any` allowed): snap length 262144 (any
-//    DNS message), immediate mode, kernel buffer `buffer_bytes`, nanosecond
+//    DNS message), TPACKET_V3 blocks handed over when full or after 10 ms
+//    (not immediate mode), kernel buffer `buffer_bytes`, nanosecond
 //    timestamps where the platform offers them (microseconds otherwise),
 //    promiscuous mode only when asked, non-blocking;
 //  - the capture filter from capture_filter.h, built per handle (VLAN
@@ -29,10 +30,25 @@
 //  - A libpcap read error (interface gone) ends the source: Read::Error,
 //    error() names the interface.
 //
+// dispatch(): with one interface, pcap_dispatch() hands each packet from
+// the kernel's ring to the handler in place (pcap_next_ex() copies every
+// packet out of a memory-mapped ring first); with several, read() merges
+// them by time (one copy per packet).
+//
+// Shards (open_shards()): N sources, each with a handle per interface; the
+// handles of one interface form an AF_PACKET fanout group
+// (PACKET_FANOUT_CBPF with capture/shard.h's program, group id chosen by
+// the kernel: PACKET_FANOUT_FLAG_UNIQUEID). Until every handle has joined,
+// each one receives every packet; those packets (dated before the moment
+// the last one joined, and within a second of it) are discarded and
+// counted as startup_discarded, so that no packet reaches two shards.
+//
 // Counters (LiveSource::stats(), one channel per interface, kind
 // "interface"): packets delivered and libpcap's pcap_stats: received
 // (ps_recv), kernel_dropped (ps_drop: the kernel ring was full),
-// interface_dropped (ps_ifdrop: dropped by the interface/driver).
+// interface_dropped (ps_ifdrop: dropped by the interface/driver),
+// startup_discarded (shards: see above). With shards, pcap_stats counts
+// what the fanout gave each shard's handle.
 // update_stats() calls pcap_stats (a system call per handle): call it at
 // most about once a second.
 #pragma once
@@ -43,11 +59,13 @@
 #include <poll.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 struct pcap;
 struct pcap_dumper;
+struct pcap_pkthdr;
 
 namespace sidetap::capture {
 
@@ -61,6 +79,11 @@ public:
     PcapLiveSource& operator=(const PcapLiveSource&) = delete;
 
     Read read(Packet& out, int timeout_ms) override;
+    Read dispatch(PacketHandler& handler, int max_packets, int timeout_ms) override;
+    // `shards` sources in fanout groups (see above); throws FatalError
+    // naming the interface when the kernel refuses the group.
+    static std::vector<std::unique_ptr<LiveSource>> open_shards(const LiveCaptureOptions& options, unsigned shards,
+                                                                std::uint32_t seed);
     [[nodiscard]] const std::string& error() const override { return error_; }
 
     [[nodiscard]] std::size_t interface_count() const { return handles_.size(); }
@@ -94,12 +117,22 @@ private:
 
     void open_handle(const std::string& name, const LiveCaptureOptions& options);
     void close_all();
+    // Drops packets dated before `wall_ns` for the next second (shards).
+    void discard_before(std::uint64_t wall_ns);
+    // True when a packet with this time is to be dropped (startup).
+    bool discarded(std::size_t handle, std::uint64_t timestamp_ns);
+    static void on_pcap_packet(unsigned char* user, const ::pcap_pkthdr* header, const unsigned char* data);
 
     std::vector<Handle> handles_;
     std::vector<LiveChannelStats> stats_;
     std::vector<struct pollfd> pollfds_;
     std::size_t last_ = 0;
     int snaplen_ = 262144;
+    bool discarding_ = false;
+    std::uint64_t discard_before_ns_ = 0;   // wall clock
+    std::uint64_t discard_until_ns_ = 0;    // CLOCK_MONOTONIC
+    unsigned since_clock_check_ = 0;
+    PacketHandler* handler_ = nullptr;      // during dispatch()
     std::string error_;
     bool failed_ = false;
 };

@@ -1,13 +1,18 @@
-// `sidetap capture`: one capture thread (this one) reads a live source
-// (libpcap or an eBPF frontend, picked by capture::open_live_source from the
-// options), feeds one pipeline, and between packets (at most every 16
-// packets or every 100 ms when the network is quiet) looks at the stop flag,
-// SIGHUP, the periodic stats line and the metrics snapshot. Nothing here
+// `sidetap capture`: N capture threads (shards; --threads), each reading its
+// own live source (libpcap or an eBPF frontend, picked by
+// capture::open_live_sources from the options; the kernel splits the
+// traffic by address pair) into its own pipeline, with no lock between them
+// on the packet path. Every pipeline writes into every output through its
+// own producer lane; the outputs belong to this command, which closes them
+// once, after every shard has finished. This thread coordinates: SIGHUP,
+// the periodic stats line and the metrics snapshot, from the counters each
+// shard publishes about every 100 ms (summed over shards). Nothing here
 // depends on the frontend.
 #include "cli/capture_command.h"
 
 #include "capture/live_source.h"
 #include "capture/pcap_live_source.h"
+#include "capture/shard.h"
 #include "cli/common_options.h"
 #include "cli/output_stats.h"
 #include "cli/privileges.h"
@@ -18,11 +23,17 @@
 #include "util/units.h"
 
 #include <pcap/pcap.h>
+#include <sched.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 namespace sidetap::cli {
 
@@ -42,6 +53,7 @@ struct CaptureCommandOptions {
     std::string stats_interval;
     std::string metrics;
     std::string user;
+    std::string threads = "1";
 };
 
 using Clock = std::chrono::steady_clock;
@@ -57,16 +69,178 @@ std::uint64_t buffer_bytes(const std::string& text) {
     return value;
 }
 
-std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
-                                             const capture::LiveSource& source,
-                                             const capture::PcapDumpFile* dump) {
+// The default is one capture thread: it keeps up with several hundred
+// thousand messages a second, and every further one costs its own kernel
+// buffer (-B) and tables. --threads auto: one per four CPUs this process
+// may run on, at least 1, at most 4 (the rest of the CPUs are the DNS
+// server's).
+unsigned default_threads() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int cpus = 1;
+    if (::sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
+    return static_cast<unsigned>(std::clamp(cpus / 4, 1, 4));
+}
+
+unsigned threads_option(const std::string& text) {
+    if (text == "auto") return default_threads();
+    const auto n = size_option("--threads", text, 1, capture::kMaxShards);
+    return static_cast<unsigned>(n);
+}
+
+// Channels of several shards with the same name (one interface, one eBPF
+// hook) become one: packets and counters summed.
+void add_channels(std::vector<capture::LiveChannelStats>& sum, const std::vector<capture::LiveChannelStats>& more) {
+    for (const auto& c : more) {
+        auto it = std::find_if(sum.begin(), sum.end(),
+                               [&](const auto& s) { return s.kind == c.kind && s.name == c.name; });
+        if (it == sum.end()) {
+            sum.push_back(c);
+            continue;
+        }
+        it->packets += c.packets;
+        for (std::size_t i = 0; i < c.counters.size() && i < it->counters.size(); ++i)
+            it->counters[i].value += c.counters[i].value;
+    }
+}
+
+// One capture thread: its source, its pipeline, its pcap copy.
+class Shard final : private capture::PacketHandler {
+public:
+    struct Published {
+        pipeline::CounterSnapshot counters;
+        std::vector<capture::LiveChannelStats> channels;
+        std::uint64_t dump_packets = 0;
+    };
+
+    Shard(unsigned index, const pipeline::PipelineConfig& config, const std::vector<output::OutputRoute>& routes,
+          std::unique_ptr<capture::LiveSource> source, std::unique_ptr<capture::PcapDumpFile> dump)
+        : index_(index), source_(std::move(source)), dump_(std::move(dump)), pipeline_(config, routes, index) {
+        publish();
+    }
+
+    // The thread's body: until a stop signal or `stop_all`.
+    void run(std::atomic<bool>& stop_all, bool quiet) {
+        const auto publish_every = std::chrono::milliseconds(100);
+        const auto tick = std::chrono::seconds(1);
+        auto next_publish = Clock::now() + publish_every;
+        auto next_tick = Clock::now() + tick;
+        while (!stop_requested() && !stop_all.load(std::memory_order_relaxed)) {
+            const auto r = source_->dispatch(*this, 64, 100);
+            if (r == capture::LiveSource::Read::Error) {
+                error_ = source_->error();
+                input_failed_ = true;
+                stop_all.store(true);
+                break;
+            }
+            const auto now = Clock::now();
+            if (r == capture::LiveSource::Read::Idle) {
+                // Idle link: timers still run (unanswered queries, held
+                // responses, TCP/fragment timeouts).
+                pipeline_.advance_idle(static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()));
+            }
+            if (now < next_publish) continue;
+            next_publish = now + publish_every;
+            if (now >= next_tick) {
+                next_tick = now + tick;
+                source_->update_stats();
+                if (dump_ && !dump_->flush()) {
+                    error_ = dump_->error();
+                    input_failed_ = true;
+                    stop_all.store(true);
+                    break;
+                }
+            }
+            publish();
+        }
+        // Drain: what the kernel already captured before the stop signal is
+        // part of the run (bounded, so a flood cannot keep us from exiting).
+        if (!input_failed_) {
+            const auto drain_until = Clock::now() + std::chrono::seconds(2);
+            const std::uint64_t before = packets_;
+            while (Clock::now() < drain_until &&
+                   source_->dispatch(*this, 64, 20) == capture::LiveSource::Read::Packet) {
+            }
+            if (packets_ != before && !quiet)
+                std::fprintf(stderr, "sidetap: drained %llu packets captured before the stop\n", u64(packets_ - before));
+        }
+        pipeline_.finish();
+        source_->update_stats();
+        if (dump_ && !dump_->close()) {
+            error_ = dump_->error();
+            dump_failed_ = true;
+        }
+        publish();
+    }
+
+    void read(Published& out) const {
+        std::lock_guard lock(mutex_);
+        out = published_;
+    }
+    [[nodiscard]] unsigned index() const { return index_; }
+    [[nodiscard]] capture::LiveSource& source() { return *source_; }
+    [[nodiscard]] bool input_failed() const { return input_failed_; }
+    [[nodiscard]] bool dump_failed() const { return dump_failed_; }
+    [[nodiscard]] const std::string& error() const { return error_; }
+
+private:
+    void on_packet(const capture::Packet& packet) override {
+        ++packets_;
+        pipeline_.process(packet);
+        if (dump_) dump_->write(packet);
+    }
+
+    void publish() {
+        pipeline_.snapshot(scratch_.counters);
+        scratch_.channels = source_->stats();
+        scratch_.dump_packets = dump_ ? dump_->packets() : 0;
+        std::lock_guard lock(mutex_);
+        std::swap(published_, scratch_);
+    }
+
+    unsigned index_;
+    std::unique_ptr<capture::LiveSource> source_;
+    std::unique_ptr<capture::PcapDumpFile> dump_;
+    pipeline::Pipeline pipeline_;
+    std::uint64_t packets_ = 0;
+    bool input_failed_ = false;
+    bool dump_failed_ = false;
+    std::string error_;
+    Published scratch_;
+    mutable std::mutex mutex_;
+    Published published_;
+};
+
+// What the shards published, summed (and each shard's own totals).
+struct Totals {
+    pipeline::CounterSnapshot counters;
+    std::vector<capture::LiveChannelStats> channels;
+    std::uint64_t dump_packets = 0;
+    std::vector<pipeline::CounterSnapshot> per_shard;
+};
+
+void sum_shards(const std::vector<std::unique_ptr<Shard>>& shards, Totals& out) {
+    out = Totals{};
+    Shard::Published p;
+    for (const auto& shard : shards) {
+        shard->read(p);
+        out.counters.add(p.counters);
+        add_channels(out.channels, p.channels);
+        out.dump_packets += p.dump_packets;
+        out.per_shard.push_back(p.counters);
+    }
+}
+
+std::vector<metrics::Sample> collect_samples(const Totals& totals, const std::vector<output::OutputRoute>& routes,
+                                             bool dump) {
     using metrics::Kind;
     std::vector<metrics::Sample> samples;
-    samples.reserve(96);
+    samples.reserve(128);
     // Two stages may use the same counter name (the pipeline's and the TCP
     // reassembler's tcp_segments): a repeated name gets _2, _3... so that no
     // series appears twice in the exposition.
-    pipeline.for_each_counter([&](std::string_view name, std::uint64_t value) {
+    for (const auto& [name, value] : totals.counters.counters) {
         std::string unique(name);
         for (int n = 2;; ++n) {
             bool seen = false;
@@ -75,15 +249,22 @@ std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
             unique = std::string(name) + "_" + std::to_string(n);
         }
         samples.push_back({std::move(unique), Kind::Counter, {}, value});
-    });
-    append_output_samples(pipeline.outputs(), samples);
-    for (const auto& s : source.stats()) {
+    }
+    append_output_samples(routes, samples);
+    for (const auto& s : totals.channels) {
         const std::vector<std::pair<std::string, std::string>> label{{s.kind, s.name}};
         samples.push_back({"capture_packets", Kind::Counter, label, s.packets});
         for (const auto& c : s.counters)
             samples.push_back({std::string("capture_") + c.name, Kind::Counter, label, c.value});
     }
-    if (dump) samples.push_back({"pcap_dump_packets", Kind::Counter, {}, dump->packets()});
+    if (totals.per_shard.size() > 1) {
+        for (std::size_t i = 0; i < totals.per_shard.size(); ++i) {
+            const std::vector<std::pair<std::string, std::string>> label{{"shard", std::to_string(i)}};
+            samples.push_back({"shard_packets", Kind::Counter, label, totals.per_shard[i].get("packets")});
+            samples.push_back({"shard_frames", Kind::Counter, label, totals.per_shard[i].get("frames")});
+        }
+    }
+    if (dump) samples.push_back({"pcap_dump_packets", Kind::Counter, {}, totals.dump_packets});
     return samples;
 }
 
@@ -91,19 +272,22 @@ void print_counters(const capture::LiveChannelStats& s) {
     for (const auto& c : s.counters) std::fprintf(stderr, " %s=%llu", c.name, u64(c.value));
 }
 
-void print_stats_line(const pipeline::Pipeline& pipeline, const capture::LiveSource& source) {
-    const auto& st = pipeline.stats();
-    std::uint64_t unanswered = 0;
-    pipeline.for_each_counter([&](std::string_view name, std::uint64_t v) {
-        if (name == "unanswered_queries" || name == "unanswered_evicted") unanswered += v;
-    });
+void print_stats_line(const Totals& totals, const std::vector<output::OutputRoute>& routes) {
+    const auto& c = totals.counters;
+    const std::uint64_t unanswered = c.get("unanswered_queries") + c.get("unanswered_evicted");
     std::fprintf(stderr, "sidetap: stats packets=%llu dns_queries=%llu dns_responses=%llu frames=%llu unanswered=%llu",
-                 u64(st.packets), u64(st.dns_queries), u64(st.dns_responses), u64(st.frames_encoded), u64(unanswered));
-    for (const auto& s : source.stats()) {
+                 u64(c.get("packets")), u64(c.get("dns_queries")), u64(c.get("dns_responses")), u64(c.get("frames")),
+                 u64(unanswered));
+    if (totals.per_shard.size() > 1) {
+        std::fprintf(stderr, " shard_packets=");
+        for (std::size_t i = 0; i < totals.per_shard.size(); ++i)
+            std::fprintf(stderr, "%s%llu", i ? "/" : "", u64(totals.per_shard[i].get("packets")));
+    }
+    for (const auto& s : totals.channels) {
         std::fprintf(stderr, " | %s", s.name.c_str());
         print_counters(s);
     }
-    print_output_stats(stderr, pipeline.outputs());
+    print_output_stats(stderr, routes);
     std::fprintf(stderr, "\n");
 }
 
@@ -128,6 +312,7 @@ capture::Frontend frontend_option(const CaptureCommandOptions& o) {
 
 int run_capture(const CaptureCommandOptions& o) {
     auto config = make_pipeline_config(o.capture, o.output);  // usage errors first
+    const unsigned threads = threads_option(o.threads);
 
     capture::LiveCaptureOptions live;
     live.frontend = frontend_option(o);
@@ -153,11 +338,13 @@ int run_capture(const CaptureCommandOptions& o) {
     install_stop_handlers();
     // Before any thread starts (bounding set and no_new_privs are per thread).
     if (account) lock_down(o.user);
-    const auto source_handle = capture::open_live_source(live);
-    capture::LiveSource& source = *source_handle;
-    const auto channels = source.channels();
+    // Every shard's source is open before privileges go (--user).
+    auto sources = capture::open_live_sources(live, threads, capture::random_shard_seed());
+    const auto channels = sources.front()->channels();
 
-    std::unique_ptr<capture::PcapDumpFile> dump;
+    // --write-pcap: one file per shard (FILE.0, FILE.1 ...: no lock between
+    // the capture threads; mergecap joins them), FILE itself with one.
+    std::vector<std::unique_ptr<capture::PcapDumpFile>> dumps(threads);
     if (!o.write_pcap.empty()) {
         for (std::size_t i = 1; i < channels.size(); ++i)
             if (channels[i].dlt != channels[0].dlt)
@@ -167,7 +354,10 @@ int run_capture(const CaptureCommandOptions& o) {
                                            ") have different link types; one pcap file holds one (capture them "
                                            "separately, or use -i any)",
                                        util::kExitUsage);
-        dump = std::make_unique<capture::PcapDumpFile>(o.write_pcap, channels[0].dlt, source.snaplen());
+        for (unsigned i = 0; i < threads; ++i)
+            dumps[i] = std::make_unique<capture::PcapDumpFile>(
+                threads == 1 ? o.write_pcap : o.write_pcap + "." + std::to_string(i), channels[0].dlt,
+                sources[i]->snaplen());
     }
 
     // The metrics socket before the outputs, so that a bad address leaves no
@@ -177,95 +367,101 @@ int run_capture(const CaptureCommandOptions& o) {
     std::unique_ptr<metrics::HttpServer> server;
     if (!o.metrics.empty()) server = std::make_unique<metrics::HttpServer>(o.metrics, board);
 
-    pipeline::Pipeline pipeline(config, open_outputs(o.output));
-    if (server) board.publish(collect_samples(pipeline, source, dump.get()));
+    // The outputs are the command's: opened once with a producer lane per
+    // shard, closed once after every shard has finished.
+    const auto routes = open_outputs(o.output, threads);
+    std::vector<std::unique_ptr<Shard>> shards;
+    for (unsigned i = 0; i < threads; ++i)
+        shards.push_back(std::make_unique<Shard>(i, config, routes, std::move(sources[i]), std::move(dumps[i])));
+    Totals totals;
+    sum_shards(shards, totals);
+    if (server) board.publish(collect_samples(totals, routes, !o.write_pcap.empty()));
     if (account) switch_user(o.user, *account);
 
     if (!o.output.quiet) {
         for (const auto& c : channels) std::fprintf(stderr, "sidetap: capturing on %s\n", c.description.c_str());
+        if (threads > 1)
+            std::fprintf(stderr, "sidetap: %u capture threads, traffic split by IP address pair%s\n", threads,
+                         o.write_pcap.empty() ? "" : (", raw packets in " + o.write_pcap + ".0 ... ." +
+                                                      std::to_string(threads - 1)).c_str());
         if (server) std::fprintf(stderr, "sidetap: metrics on port %u (GET /metrics)\n", unsigned{server->port()});
     }
 
-    bool input_failed = false;
-    capture::Packet packet;
-    unsigned since_check = 0;
+    std::atomic<bool> stop_all{false};
+    std::atomic<unsigned> running{threads};
+    std::mutex done_mutex;
+    std::condition_variable done_cv;
+    std::vector<std::thread> workers;
+    for (auto& shard : shards)
+        workers.emplace_back([&, s = shard.get()] {
+            s->run(stop_all, o.output.quiet);
+            {
+                std::lock_guard lock(done_mutex);
+                running.fetch_sub(1);
+            }
+            done_cv.notify_all();
+        });
+
+    // This thread: SIGHUP, stats line, metrics, until every shard is done.
     const auto tick = std::chrono::seconds(1);
     auto next_tick = Clock::now() + tick;
     auto next_stats = stats_every ? Clock::now() + *stats_every : Clock::time_point::max();
-    while (!stop_requested()) {
-        const auto r = source.read(packet, 100);
-        if (r == capture::LiveSource::Read::Packet) {
-            pipeline.process(packet);
-            if (dump) dump->write(packet);
-            if (++since_check < 16) continue;
-        } else if (r == capture::LiveSource::Read::Error) {
-            std::fprintf(stderr, "sidetap: %s\n", source.error().c_str());
-            input_failed = true;
-            break;
-        } else {
-            // Idle link: timers still run (unanswered queries, held responses, TCP/fragment timeouts).
-            pipeline.advance_idle(static_cast<std::uint64_t>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count()));
+    for (;;) {
+        {
+            std::unique_lock lock(done_mutex);
+            done_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return running.load() == 0; });
+            if (running.load() == 0) break;
         }
-        since_check = 0;
         if (take_reopen_request())
-            for (const auto& route : pipeline.outputs()) route.output->request_reopen();
+            for (const auto& route : routes) route.output->request_reopen();
         const auto now = Clock::now();
         if (now < next_tick && now < next_stats) continue;
-        source.update_stats();
+        sum_shards(shards, totals);
         if (now >= next_tick) {
             next_tick = now + tick;
-            if (server) board.publish(collect_samples(pipeline, source, dump.get()));
-            if (dump && !dump->flush()) {
-                std::fprintf(stderr, "sidetap: %s\n", dump->error().c_str());
-                input_failed = true;
-                break;
-            }
+            if (server) board.publish(collect_samples(totals, routes, !o.write_pcap.empty()));
         }
         if (now >= next_stats) {
             next_stats = now + *stats_every;
-            print_stats_line(pipeline, source);
+            print_stats_line(totals, routes);
         }
     }
+    for (auto& w : workers) w.join();
+    for (const auto& route : routes) route.output->close();
 
-    // Drain: what the kernel already captured before the stop signal is part
-    // of the run (bounded, so a flood cannot keep us from exiting).
-    if (!input_failed) {
-        const auto drain_until = Clock::now() + std::chrono::seconds(2);
-        std::uint64_t drained = 0;
-        while (Clock::now() < drain_until) {
-            const auto r = source.read(packet, 20);
-            if (r != capture::LiveSource::Read::Packet) break;
-            pipeline.process(packet);
-            if (dump) dump->write(packet);
-            ++drained;
-        }
-        if (drained != 0 && !o.output.quiet)
-            std::fprintf(stderr, "sidetap: drained %llu packets captured before the stop\n",
-                         static_cast<unsigned long long>(drained));
-    }
-    pipeline.finish();
-    source.update_stats();
+    bool input_failed = false;
     bool dump_failed = false;
-    if (dump && !dump->close()) {
-        std::fprintf(stderr, "sidetap: %s\n", dump->error().c_str());
-        dump_failed = true;
+    for (const auto& shard : shards) {
+        if (!shard->error().empty()) std::fprintf(stderr, "sidetap: %s\n", shard->error().c_str());
+        input_failed = input_failed || shard->input_failed();
+        dump_failed = dump_failed || shard->dump_failed();
     }
+    sum_shards(shards, totals);
     if (server) {
-        board.publish(collect_samples(pipeline, source, dump.get()));
+        board.publish(collect_samples(totals, routes, !o.write_pcap.empty()));
         server->stop();
     }
     if (!o.output.quiet) {
-        pipeline.report(stderr);
-        for (const auto& s : source.stats()) {
+        pipeline::report(stderr, totals.counters);
+        if (shards.size() > 1)
+            for (std::size_t i = 0; i < totals.per_shard.size(); ++i) {
+                const auto& c = totals.per_shard[i];
+                std::fprintf(stderr, "sidetap: shard %zu packets=%llu dns_queries=%llu dns_responses=%llu frames=%llu\n",
+                             i, u64(c.get("packets")), u64(c.get("dns_queries")), u64(c.get("dns_responses")),
+                             u64(c.get("frames")));
+            }
+        output::report_routes(stderr, routes);
+        for (const auto& s : totals.channels) {
             std::fprintf(stderr, "sidetap: %s %s packets=%llu", s.kind.c_str(), s.name.c_str(), u64(s.packets));
             print_counters(s);
             std::fprintf(stderr, "\n");
         }
-        if (dump) std::fprintf(stderr, "sidetap: pcap %s packets=%llu\n", o.write_pcap.c_str(), u64(dump->packets()));
+        if (!o.write_pcap.empty())
+            std::fprintf(stderr, "sidetap: pcap %s packets=%llu\n",
+                         (threads == 1 ? o.write_pcap : o.write_pcap + ".*").c_str(), u64(totals.dump_packets));
     }
     // A clean stop (SIGINT/SIGTERM) is 0 only when no output failed.
-    return input_failed || dump_failed || pipeline.output_failed() ? util::kExitRuntime : util::kExitOk;
+    return input_failed || dump_failed || output::any_failed(routes) ? util::kExitRuntime : util::kExitOk;
 }
 
 }  // namespace
@@ -298,11 +494,17 @@ std::function<int()> add_capture_command(CLI::App& app) {
                   "filter; by default they are admitted whole and DNS inside them is decoded");
     cmd->add_option("--write-pcap", options->write_pcap,
                     "Also keep the raw packets in this pcap file (nanosecond pcap; all interfaces must have the same "
-                    "link type; written by the capture thread, buffered)");
+                    "link type; written by the capture thread, buffered; with --threads N > 1 one file per thread: "
+                    "FILE.0 ... FILE.N-1)");
     cmd->add_option("--stats-interval", options->stats_interval,
                     "One stats line on stderr every DUR (e.g. 10s; default off); a summary at exit always");
     cmd->add_option("--metrics", options->metrics,
                     "Serve every counter in the Prometheus text format on HOST:PORT (GET /metrics)");
+    cmd->add_option("--threads", options->threads,
+                    "Capture threads (shards), each with its own kernel buffer and pipeline; the kernel splits the "
+                    "traffic by IP address pair (each has its own -B buffer). 'auto': one per 4 CPUs this process "
+                    "may use, 1 to 4")
+        ->capture_default_str();
     cmd->add_option("--user", options->user,
                     "Drop privileges to this user once the capture handles, outputs and metrics socket are open");
     add_capture_options(*cmd, options->capture);

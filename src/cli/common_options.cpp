@@ -241,8 +241,8 @@ struct Params {
 
 }  // namespace
 
-std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
-    std::vector<pipeline::OutputRoute> outputs;
+std::vector<output::OutputRoute> open_outputs(const OutputOptions& options, std::size_t producers) {
+    std::vector<output::OutputRoute> outputs;
     for (const auto& text : options.destinations) {
         const auto dest = output::parse_destination(text);
         Params p{dest.params, "output " + output::to_string(dest)};
@@ -250,17 +250,18 @@ std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& options) {
             throw util::FatalError("refusing to write binary dnstap to a terminal: use -w FILE or redirect stdout",
                                    util::kExitUsage);
 
-        pipeline::OutputRoute route;
+        output::OutputRoute route;
         route.wire = !options.no_wire;
         if (auto wire = p.take("wire", ""); !wire.empty()) route.wire = yes_no(p.where + " wire=", wire);
         if (auto types = p.take("types", options.types); !types.empty()) {
             std::string error;
-            auto bits = pairing::parse_type_list(types, error);
+            auto bits = dnstap::parse_type_list(types, error);
             if (!bits) throw util::FatalError(p.where + ": " + error, util::kExitUsage);
             route.types = *bits;
         }
 
         output::QueueSettings q;
+        q.producers = producers;
         q.queue_frames = number_option(p.where + " queue", p.take("queue", std::to_string(options.queue)));
         if (q.queue_frames < 2) throw util::FatalError(p.where + ": queue must be at least 2", util::kExitUsage);
         // The ring's byte bound follows the frame bound (1 KiB a frame, at

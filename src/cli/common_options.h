@@ -3,6 +3,7 @@
 #pragma once
 
 #include "output/output.h"
+#include "output/route.h"
 #include "pipeline/pipeline.h"
 
 #include <CLI/CLI.hpp>
@@ -78,6 +79,7 @@ void add_output_options(CLI::App& cmd, OutputOptions& options, const char* defau
 
 // Throws util::FatalError (exit code 2) for values CLI11 cannot check.
 pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, const OutputOptions& output);
-std::vector<pipeline::OutputRoute> open_outputs(const OutputOptions& output);
+// `producers`: threads that write to every output at once (capture shards).
+std::vector<output::OutputRoute> open_outputs(const OutputOptions& output, std::size_t producers = 1);
 
 }  // namespace sidetap::cli

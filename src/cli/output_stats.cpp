@@ -5,7 +5,7 @@
 
 namespace sidetap::cli {
 
-void append_output_samples(const std::vector<pipeline::OutputRoute>& routes, std::vector<metrics::Sample>& samples) {
+void append_output_samples(const std::vector<output::OutputRoute>& routes, std::vector<metrics::Sample>& samples) {
     using metrics::Kind;
     for (const auto& route : routes) {
         const auto s = route.output->stats();
@@ -24,7 +24,7 @@ void append_output_samples(const std::vector<pipeline::OutputRoute>& routes, std
     }
 }
 
-void print_output_stats(std::FILE* out, const std::vector<pipeline::OutputRoute>& routes) {
+void print_output_stats(std::FILE* out, const std::vector<output::OutputRoute>& routes) {
     using u64 = unsigned long long;
     for (const auto& route : routes) {
         const auto s = route.output->stats();

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "metrics/metrics.h"
-#include "pipeline/pipeline.h"
+#include "output/route.h"
 
 #include <cstdio>
 #include <vector>
@@ -14,10 +14,10 @@ namespace sidetap::cli {
 // output_bytes_written, output_frames_dropped, output_frames_too_large,
 // output_write_errors, output_reconnects, output_open_failures (counters);
 // output_queue_depth, output_connected, output_failed (gauges).
-void append_output_samples(const std::vector<pipeline::OutputRoute>& routes, std::vector<metrics::Sample>& samples);
+void append_output_samples(const std::vector<output::OutputRoute>& routes, std::vector<metrics::Sample>& samples);
 
 // Per output: " | output NAME queue=N dropped=N written=N" plus " FAILED"
 // or " disconnected"; no newline.
-void print_output_stats(std::FILE* out, const std::vector<pipeline::OutputRoute>& routes);
+void print_output_stats(std::FILE* out, const std::vector<output::OutputRoute>& routes);
 
 }  // namespace sidetap::cli

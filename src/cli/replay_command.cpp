@@ -51,12 +51,13 @@ private:
 
 int run_replay(const ReplayOptions& options) {
     auto config = make_pipeline_config(options.capture, options.output);
-    pipeline::Pipeline pipeline(config, open_outputs(options.output));
+    // The outputs outlive the pipeline that writes into them.
+    const auto routes = open_outputs(options.output);
+    pipeline::Pipeline pipeline(config, routes);
     install_stop_handlers();
 
     // Every output gave up (stdout into `| head`): reading on is wasted.
-    const auto all_outputs_failed = [&pipeline] {
-        const auto& routes = pipeline.outputs();
+    const auto all_outputs_failed = [&routes] {
         return !routes.empty() &&
                std::all_of(routes.begin(), routes.end(), [](const auto& r) { return r.output->stats().failed; });
     };
@@ -80,7 +81,7 @@ int run_replay(const ReplayOptions& options) {
             progress.update(file, *source, ++packets);
             if (stop_requested() || ((packets & 0xfff) == 0 && all_outputs_failed())) break;
             if (take_reopen_request())
-                for (const auto& route : pipeline.outputs()) route.output->request_reopen();
+                for (const auto& route : routes) route.output->request_reopen();
         }
         progress.clear();
         if (status == capture::PacketSource::Status::Error) {
@@ -89,9 +90,13 @@ int run_replay(const ReplayOptions& options) {
         }
     }
     pipeline.finish();
-    if (!options.output.quiet) pipeline.report(stderr);
+    for (const auto& route : routes) route.output->close();
+    if (!options.output.quiet) {
+        pipeline.report(stderr);
+        output::report_routes(stderr, routes);
+    }
     // A clean stop (SIGINT/SIGTERM) is 0 only when no output failed.
-    if (pipeline.output_failed()) return util::kExitRuntime;
+    if (output::any_failed(routes)) return util::kExitRuntime;
     return input_failed && !stop_requested() ? util::kExitRuntime : util::kExitOk;
 }
 

@@ -167,7 +167,13 @@ struct Server::Conn final : framestream::BufferBudget {
 
     bool deliver(std::span<const std::uint8_t> frame) {
         shielded.store(true);
-        const bool queued = server->queue_.push(Frame(frame.begin(), frame.end()));
+        // Connection threads share the queue's one lane: their pushes are
+        // serialised here (a copy into the ring; a wait when it is full).
+        bool queued = false;
+        {
+            std::lock_guard lock(server->push_mutex_);
+            queued = server->queue_.push(0, frame, output::OverflowPolicy::Block) == output::FrameQueue::Push::Queued;
+        }
         shielded.store(false);
         if (!queued) return false;
         server->counters_->add(kFrames);
@@ -188,12 +194,25 @@ ServerOptions normalized(ServerOptions o) {
     o.read_chunk = std::clamp<std::size_t>(o.read_chunk, 64, o.max_frame_size + 4);
     return o;
 }
+
+output::FrameQueue::Options queue_options(const ServerOptions& o) {
+    output::FrameQueue::Options q;
+    q.lanes = 1;
+    q.max_frames = o.queue_frames;
+    q.max_bytes = std::max(o.queue_bytes, 2 * (o.max_frame_size + output::FrameQueue::kFrameHeader));
+    q.max_frame = o.max_frame_size;
+    // Every frame wakes the relay thread if it sleeps: a listener forwards
+    // at once (the connection threads take a lock per frame anyway).
+    q.wake_bytes = 1;
+    q.wake_frames = 1;
+    return q;
+}
 }  // namespace
 
 Server::Server(ServerOptions options, LogFn log)
     : options_(normalized(std::move(options))),
       log_(std::move(log)),
-      queue_(options_.queue_frames, std::max(options_.queue_bytes, 2 * options_.max_frame_size + 8)),
+      queue_(queue_options(options_)),
       memory_(options_.max_receive_memory, options_.max_connections * options_.read_chunk),
       counters_(std::make_unique<Counters>()) {
     if (options_.endpoints.empty()) throw util::FatalError("listen: nothing to listen on (give -u PATH or -l HOST:PORT)",
@@ -479,12 +498,17 @@ void Server::serve(Conn& conn) {
 
 void Server::run(const Sink& sink, const std::function<bool()>& tick, const std::function<void()>& idle) {
     start();
-    std::deque<Frame> batch;
+    output::FrameQueue::Batch batch;
     bool delivered = false;
     for (;;) {
-        batch.clear();
-        const std::size_t n = queue_.pop_all(batch, std::chrono::milliseconds(100));
-        for (const auto& f : batch) sink(f);
+        if (queue_.size() == 0)
+            queue_.wait(std::chrono::steady_clock::now() + std::chrono::milliseconds(100), true,
+                        [&] { return queue_.closed(); });
+        // In slices, so that connection threads waiting for room get it
+        // while the relay works.
+        const std::size_t n = queue_.collect(batch, std::size_t{1} << 20);
+        queue_.for_each_frame(batch, [&](std::span<const std::uint8_t> f) { sink(f); });
+        queue_.release(batch);
         if (n != 0) {
             delivered = true;
         } else if (delivered) {

@@ -8,7 +8,8 @@
 //    finished connection threads;
 //  - one thread per connection (small stack) runs listen::run_session()
 //    (handshake, frames; see session.h for the protocol and what each
-//    ending means) and pushes copies of the frames into the FrameQueue;
+//    ending means) and copies the frames into the FrameQueue (one lane,
+//    taken in turns under a mutex);
 //  - the caller's thread runs run(): it pops frames and hands them to the
 //    sink (Relay::on_frame) one at a time.
 //
@@ -63,9 +64,9 @@
 #pragma once
 
 #include "listen/endpoint.h"
-#include "listen/frame_queue.h"
 #include "listen/receive_memory.h"
 #include "listen/session.h"
+#include "output/frame_queue.h"
 
 #include <atomic>
 #include <chrono>
@@ -140,7 +141,7 @@ struct ServerStats {
     std::uint64_t refused_client_certificate = 0;  // TLS client without a valid certificate
     std::uint64_t frames = 0;             // data frames received and queued
     std::uint64_t bytes = 0;
-    FrameQueueStats queue;
+    output::FrameQueueStats queue;
     ReceiveMemoryStats memory;
 };
 
@@ -213,7 +214,8 @@ private:
     std::vector<Endpoint> bound_;
     std::unique_ptr<TlsServerContext> tls_;
     output::UniqueFd cancel_;                 // eventfd, readable once shutting down
-    FrameQueue queue_;
+    output::FrameQueue queue_;  // one lane, shared by the connection threads
+    std::mutex push_mutex_;     // ... which take turns with it
     ReceiveMemory memory_;
     SessionOptions session_;
     std::unique_ptr<Counters> counters_;

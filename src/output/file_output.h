@@ -36,7 +36,8 @@ public:
     FileOutput(const FileOutput&) = delete;
     FileOutput& operator=(const FileOutput&) = delete;
 
-    WriteResult write(std::span<const std::uint8_t> frame) override { return queue_->write(frame); }
+    [[nodiscard]] std::size_t producers() const override { return queue_->producers(); }
+    FrameSink& producer(std::size_t index) override { return queue_->producer(index); }
     void flush() override { queue_->flush(); }
     void close() override { queue_->close(); }
     [[nodiscard]] OutputStats stats() const override { return queue_->stats(); }

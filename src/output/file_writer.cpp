@@ -3,6 +3,7 @@
 #include "framestream/codec.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <vector>
 
@@ -370,11 +372,40 @@ void FileWriter::release_reservation() {
 }
 
 bool FileWriter::write_all(const std::uint8_t* data, std::size_t size, std::string& error) {
-    while (size > 0) {
-        const ssize_t n = ::write(fd_, data, size);
+    const std::span<const std::uint8_t> piece(data, size);
+    return write_pieces({&piece, 1}, error);
+}
+
+bool FileWriter::write_pieces(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) {
+    // writev() straight from the queue's rings: no copy into a buffer.
+    std::array<iovec, 64> iov{};
+    std::size_t i = 0;    // first piece not completely written
+    std::size_t off = 0;  // bytes of piece i already written
+    while (i < pieces.size() && pieces[i].empty()) ++i;
+    while (i < pieces.size()) {
+        std::size_t count = 0;
+        for (std::size_t k = i; k < pieces.size() && count < iov.size(); ++k, ++count) {
+            const std::size_t skip = k == i ? off : 0;
+            iov[count].iov_base = const_cast<std::uint8_t*>(pieces[k].data() + skip);
+            iov[count].iov_len = pieces[k].size() - skip;
+        }
+        const ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(count));
         if (n > 0) {
-            data += n;
-            size -= static_cast<std::size_t>(n);
+            std::size_t left = static_cast<std::size_t>(n);
+            while (left > 0 && i < pieces.size()) {
+                const std::size_t rest = pieces[i].size() - off;
+                if (left < rest) {
+                    off += left;
+                    break;
+                }
+                left -= rest;
+                off = 0;
+                ++i;
+            }
+            while (i < pieces.size() && pieces[i].size() == off) {  // empty pieces
+                off = 0;
+                ++i;
+            }
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
@@ -403,14 +434,16 @@ bool FileWriter::write_stop() {
     return write_all(stop.data(), stop.size(), ignored);
 }
 
-bool FileWriter::write(std::span<const std::uint8_t> framed, std::string& error) {
+bool FileWriter::write(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) {
+    std::size_t size = 0;
+    for (const auto& piece : pieces) size += piece.size();
     if (fd_ < 0) {
         error = options_.path + " is not open";
         return false;
     }
     const std::uint64_t end = stream_end();
     bool no_space = false;
-    if (regular_ && !reserve(end + framed.size() + kStopSize, no_space)) {
+    if (regular_ && !reserve(end + size + kStopSize, no_space)) {
         // Not written at all: the file ends with STOP after the last whole
         // batch (its room was reserved with that batch).
         error = "write to " + options_.path + " failed: " + std::strerror(ENOSPC) +
@@ -420,7 +453,7 @@ bool FileWriter::write(std::span<const std::uint8_t> framed, std::string& error)
         final_error_ = !rotatable_;
         return false;
     }
-    if (!write_all(framed.data(), framed.size(), error)) {
+    if (!write_pieces(pieces, error)) {
         const int err = errno;
         if (regular_) {
             // Cut a half-written batch off so that STOP follows whole frames;
@@ -433,11 +466,11 @@ bool FileWriter::write(std::span<const std::uint8_t> framed, std::string& error)
         final_error_ = !rotatable_;
         return false;
     }
-    file_bytes_ += framed.size();
+    file_bytes_ += size;
     if (stop_written_) {
         // The batch went over the STOP of a resumed file.
         stop_written_ = false;
-        if (framed.size() < kStopSize) (void)::ftruncate(fd_, static_cast<off_t>(stream_end()));
+        if (size < kStopSize) (void)::ftruncate(fd_, static_cast<off_t>(stream_end()));
     }
     return true;
 }

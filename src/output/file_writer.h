@@ -87,7 +87,7 @@ public:
     FileWriter& operator=(const FileWriter&) = delete;
 
     bool open(std::string& error) override;
-    bool write(std::span<const std::uint8_t> framed, std::string& error) override;
+    bool write(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) override;
     bool close() override;
     bool wants_reopen(std::chrono::steady_clock::time_point now) override;
     bool reopen_on_request() override { return rotatable_; }
@@ -105,6 +105,7 @@ private:
     Resume resume(std::string& error);
     bool write_start(std::string& error);
     bool write_all(const std::uint8_t* data, std::size_t size, std::string& error);
+    bool write_pieces(std::span<const std::span<const std::uint8_t>> pieces, std::string& error);
     bool write_stop();
     bool reserve(std::uint64_t end, bool& no_space);
     bool room_on_file_system(int fd, std::uint64_t bytes) const;

@@ -1,10 +1,16 @@
 // Output: where encoded dnstap frames go.
 //
 // Contract:
-//  - write() takes one serialized Dnstap message (the data-frame payload,
-//    without the length prefix) and never blocks the packet path for long:
-//    implementations either buffer (files) or queue (sockets, issue 4).
-//  - The frame bytes are only borrowed for the call.
+//  - Frames come in through producer handles (FrameSink): producers() of
+//    them, fixed when the output is made, so that several capture threads
+//    (shards) feed one output without sharing a lock: each handle is used
+//    by one thread at a time, different handles by different threads at
+//    once. write() is producer(0).write().
+//  - FrameSink::write() takes one serialized Dnstap message (the data-frame
+//    payload, without the length prefix), copies it and never blocks the
+//    packet path for long (the queue's overflow policy decides). The frame
+//    bytes are only borrowed for the call. reserve()/commit() are the same
+//    without the copy: the caller encodes straight into the output's queue.
 //  - stats() may be called from any thread (periodic stats, metrics).
 //  - close() ends the stream properly (STOP for files; STOP/FINISH for
 //    sockets) and is idempotent; destructors call it.
@@ -50,10 +56,25 @@ struct OutputStats {
     bool failed = false;                 // gave up or lost frames: the exit code reports it
 };
 
+// One producer's handle on an output (see the contract above).
+class FrameSink {
+public:
+    virtual ~FrameSink() = default;
+    virtual WriteResult write(std::span<const std::uint8_t> frame) = 0;
+    // Room for one frame of exactly `size` bytes in the output's own memory,
+    // for the caller to fill and then publish with commit(). nullptr when
+    // the frame is not taken, with `result` saying why (counted as for
+    // write(): Dropped, Failed or TooLarge).
+    virtual std::uint8_t* reserve(std::size_t size, WriteResult& result) = 0;
+    virtual void commit() = 0;
+};
+
 class Output {
 public:
     virtual ~Output() = default;
-    virtual WriteResult write(std::span<const std::uint8_t> frame) = 0;
+    [[nodiscard]] virtual std::size_t producers() const { return 1; }
+    virtual FrameSink& producer(std::size_t index) = 0;
+    WriteResult write(std::span<const std::uint8_t> frame) { return producer(0).write(frame); }
     virtual void flush() = 0;
     virtual void close() = 0;
     // A consistent snapshot; safe to call from any thread.

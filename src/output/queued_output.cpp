@@ -1,11 +1,9 @@
 #include "output/queued_output.h"
 
 #include "framestream/codec.h"
-#include "output/frame_queue.h"
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -22,10 +20,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// The ring always holds at least two of the largest frames, whatever
-// queue_bytes says, so one big frame can never wedge the queue.
-constexpr std::size_t kMinRingBytes = 2 * (kMaxFrameSize + FrameQueue::kFrameHeader);
-
 std::string format_elapsed(Clock::duration d) {
     const auto ms = std::chrono::duration_cast<milliseconds>(d).count();
     char text[32];
@@ -36,25 +30,57 @@ std::string format_elapsed(Clock::duration d) {
     }
     return text;
 }
+
+FrameQueue::Options queue_options(const QueueSettings& s) {
+    FrameQueue::Options o;
+    o.lanes = std::max<std::size_t>(s.producers, 1);
+    o.max_frames = s.queue_frames;
+    o.max_bytes = s.queue_bytes;
+    o.max_frame = kMaxFrameSize;
+    o.wake_bytes = std::max<std::size_t>(s.write_buffer, 1);
+    return o;
+}
 }  // namespace
 
 struct QueuedOutput::Impl {
+    // One producer's handle: its lane of the queue.
+    struct Producer final : FrameSink {
+        Impl* impl = nullptr;
+        std::size_t lane = 0;
+        WriteResult write(std::span<const std::uint8_t> frame) override {
+            WriteResult result = WriteResult::Written;
+            std::uint8_t* dst = reserve(frame.size(), result);
+            if (!dst) return result;
+            std::memcpy(dst, frame.data(), frame.size());
+            commit();
+            return WriteResult::Written;
+        }
+        std::uint8_t* reserve(std::size_t size, WriteResult& result) override { return impl->reserve(lane, size, result); }
+        void commit() override { impl->queue.commit(lane); }
+    };
+
     Impl(std::unique_ptr<FrameWriter> w, const QueueSettings& s)
         : settings(s),
           writer(std::move(w)),
           name(writer->describe()),
-          queue(s.queue_frames, std::max(s.queue_bytes, kMinRingBytes)),
-          buffer(std::max(s.write_buffer, kMaxFrameSize + FrameQueue::kFrameHeader)),
+          queue(queue_options(s)),
+          producers(queue.lanes()),
           batch_bytes(std::max<std::size_t>(s.write_buffer, 1)),
-          wake_bytes(std::max<std::size_t>(std::min(s.write_buffer, queue.byte_capacity() / 2), 1)),
-          wake_frames(std::max<std::size_t>(queue.capacity() / 2, 1)),
-          rng(std::random_device{}()) {}
+          wake_bytes(std::max<std::size_t>(std::min(batch_bytes, queue.lane_byte_capacity() / 4), 1)),
+          wake_frames(std::max<std::size_t>(queue.lane_frame_capacity() / 4, 1)),
+          rng(std::random_device{}()) {
+        for (std::size_t i = 0; i < producers.size(); ++i) {
+            producers[i].impl = this;
+            producers[i].lane = i;
+        }
+    }
 
     // ---- shared ----
     const QueueSettings settings;
     const std::unique_ptr<FrameWriter> writer;
     const std::string name;
     FrameQueue queue;
+    std::vector<Producer> producers;
 
     std::atomic<std::uint64_t> frames_written{0};
     std::atomic<std::uint64_t> bytes_written{0};
@@ -71,20 +97,13 @@ struct QueuedOutput::Impl {
 
     std::atomic<bool> flush_requested{false};
     std::atomic<bool> reopen_requested{false};
-    std::atomic<bool> space_wanted{false};      // a Block producer waits for room
-    std::atomic<bool> io_waiting{false};
-    std::atomic<bool> producer_waiting{false};
-
-    std::mutex mutex;                 // only for the condition variables
-    std::condition_variable io_cv;
-    std::condition_variable space_cv;
 
     std::mutex close_mutex;
     bool closed = false;
     std::thread thread;
 
     // ---- I/O thread only ----
-    std::vector<std::uint8_t> buffer;
+    FrameQueue::Batch batch;
     const std::size_t batch_bytes;
     const std::size_t wake_bytes;
     const std::size_t wake_frames;
@@ -102,93 +121,56 @@ struct QueuedOutput::Impl {
     Clock::time_point last_drop_log{};
     std::minstd_rand rng;
 
-    [[nodiscard]] bool over_threshold() const {
-        return queue.bytes() >= wake_bytes || queue.size() >= wake_frames;
-    }
+    [[nodiscard]] bool over_threshold() const { return queue.bytes() >= wake_bytes || queue.size() >= wake_frames; }
 
-    void notify_io() {
-        { std::lock_guard lock(mutex); }
-        io_cv.notify_one();
-    }
-
-    // Producer side: wake a sleeping I/O thread once a batch is worth writing.
-    void after_push() {
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (io_waiting.load(std::memory_order_relaxed) && over_threshold()) notify_io();
-    }
-
-    WriteResult write(std::span<const std::uint8_t> frame) {
-        if (frame.empty() || frame.size() > kMaxFrameSize) {
+    // Producer side (lane `lane`).
+    std::uint8_t* reserve(std::size_t lane, std::size_t size, WriteResult& result) {
+        if (size == 0 || size > kMaxFrameSize) {
             frames_too_large.fetch_add(1, std::memory_order_relaxed);
-            return WriteResult::TooLarge;
+            result = WriteResult::TooLarge;
+            return nullptr;
         }
+        // After giving up or closing, the queue refuses too; looking here
+        // first keeps the common "failed" case off the queue's lines.
         if (failed.load(std::memory_order_acquire) || closing.load(std::memory_order_acquire)) {
             frames_dropped.fetch_add(1, std::memory_order_relaxed);
-            return WriteResult::Failed;
+            result = WriteResult::Failed;
+            return nullptr;
         }
-        if (queue.push(frame)) {
-            after_push();
-            return WriteResult::Written;
-        }
-        if (settings.overflow == OverflowPolicy::Drop) {
-            frames_dropped.fetch_add(1, std::memory_order_relaxed);
-            return WriteResult::Dropped;
-        }
-        return write_blocking(frame);
-    }
-
-    WriteResult write_blocking(std::span<const std::uint8_t> frame) {
-        std::unique_lock lock(mutex);
-        producer_waiting.store(true, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        for (;;) {
-            // Checked before pushing: giving up empties the queue, and the
-            // room that makes must not look like success.
-            if (failed.load(std::memory_order_acquire) || closing.load(std::memory_order_acquire)) {
-                producer_waiting.store(false, std::memory_order_relaxed);
+        FrameQueue::Push push = FrameQueue::Push::Queued;
+        std::uint8_t* dst = queue.reserve(lane, size, settings.overflow, push);
+        switch (push) {
+            case FrameQueue::Push::Queued: result = WriteResult::Written; return dst;
+            case FrameQueue::Push::Full:
                 frames_dropped.fetch_add(1, std::memory_order_relaxed);
-                return WriteResult::Failed;
-            }
-            if (queue.push(frame)) {
-                producer_waiting.store(false, std::memory_order_relaxed);
-                lock.unlock();
-                after_push();
-                return WriteResult::Written;
-            }
-            space_wanted.store(true, std::memory_order_relaxed);
-            io_cv.notify_one();
-            // The timeout is only a safety net; pops and give-ups notify.
-            space_cv.wait_for(lock, milliseconds(100));
+                result = WriteResult::Dropped;
+                return nullptr;
+            case FrameQueue::Push::Closed:
+                // Gave up or closing while waiting for room (Block).
+                frames_dropped.fetch_add(1, std::memory_order_relaxed);
+                result = WriteResult::Failed;
+                return nullptr;
+            case FrameQueue::Push::TooLarge: break;
         }
+        frames_too_large.fetch_add(1, std::memory_order_relaxed);
+        result = WriteResult::TooLarge;
+        return nullptr;
     }
 
     // ---- I/O thread ----
     enum class Wake { ClosingOnly, Any };
 
     void wait_until(Clock::time_point deadline, Wake mode) {
-        std::unique_lock lock(mutex);
         const bool was_closing = closing.load(std::memory_order_acquire);
-        io_waiting.store(true, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        io_cv.wait_until(lock, deadline, [&] {
+        queue.wait(deadline, mode == Wake::Any, [&] {
             if (!was_closing && closing.load(std::memory_order_acquire)) return true;
             if (mode == Wake::ClosingOnly) return false;
-            return flush_requested.load(std::memory_order_relaxed) || reopen_requested.load(std::memory_order_relaxed) ||
-                   space_wanted.load(std::memory_order_relaxed) || over_threshold();
+            return flush_requested.load(std::memory_order_relaxed) || reopen_requested.load(std::memory_order_relaxed);
         });
-        io_waiting.store(false, std::memory_order_relaxed);
     }
 
     [[nodiscard]] Clock::time_point deadline_of_drain() const {
         return Clock::time_point(Clock::duration(drain_deadline.load(std::memory_order_acquire)));
-    }
-
-    void notify_producers() {
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (producer_waiting.load(std::memory_order_relaxed)) {
-            std::lock_guard lock(mutex);
-            space_cv.notify_all();
-        }
     }
 
     Clock::duration backoff_delay() {
@@ -217,11 +199,8 @@ struct QueuedOutput::Impl {
     }
 
     void drop_queued() {
-        const std::size_t n = queue.size();
-        if (n == 0) return;
-        queue.pop(n);
-        frames_dropped.fetch_add(n, std::memory_order_relaxed);
-        notify_producers();
+        const std::size_t n = queue.discard_all();
+        if (n != 0) frames_dropped.fetch_add(n, std::memory_order_relaxed);
     }
 
     // Ends the writer's stream; false when it could not be ended properly.
@@ -242,9 +221,8 @@ struct QueuedOutput::Impl {
     void fail(const std::string& line) {
         std::fprintf(stderr, "sidetap: %s; further messages are dropped\n", line.c_str());
         failed.store(true, std::memory_order_release);
+        queue.close();  // producers waiting for room (Block) give up too
         drop_queued();
-        std::lock_guard lock(mutex);
-        space_cv.notify_all();
     }
 
     void give_up(const std::string& error) {
@@ -264,8 +242,8 @@ struct QueuedOutput::Impl {
             last_error.clear();
             // An open proves nothing while frames wait: the series of
             // failures ends with the first batch that gets through.
-            proving = queue.size() != 0;
-            if (!proving) {
+            proving = true;
+            if (queue.size() == 0) {
                 consecutive_failures = 0;
                 backoff_level = 0;
             }
@@ -302,7 +280,11 @@ struct QueuedOutput::Impl {
             fail(name + " failed: " + reason);
             return;
         }
-        if (proving) {
+        // A stream that fails with frames waiting before any batch got
+        // through since it was opened is one more failure in the series
+        // (also when it was opened while nothing waited); a connection
+        // that closes while idle is not.
+        if (proving && queue.size() != 0) {
             ++consecutive_failures;
             if (settings.reconnect_attempts && consecutive_failures >= *settings.reconnect_attempts) {
                 give_up(reason);
@@ -320,30 +302,22 @@ struct QueuedOutput::Impl {
         try_open(now);
     }
 
-    // Writes one batch of at most batch_bytes (at least one frame).
-    // Returns the number of frames written, 0 after a failure.
+    // Writes one batch of at most batch_bytes (at least one frame), straight
+    // from the queue. Returns the number of frames written, 0 after a failure.
     std::size_t write_batch() {
-        std::size_t used = 0;
-        std::uint8_t* out = buffer.data();
-        const std::size_t n = queue.peek(std::numeric_limits<std::size_t>::max(), batch_bytes,
-                                         [&](std::span<const std::uint8_t> frame) {
-                                             framestream::put_be32(out + used, static_cast<std::uint32_t>(frame.size()));
-                                             std::memcpy(out + used + 4, frame.data(), frame.size());
-                                             used += frame.size() + 4;
-                                         });
+        const std::size_t n = queue.collect(batch, batch_bytes);
         if (n == 0) return 0;
         std::string error;
-        if (!writer->write({out, used}, error)) {
+        if (!writer->write(batch.pieces(), error)) {
             lost(error.empty() ? std::string("write failed") : error);
             return 0;
         }
         frames_written.fetch_add(n, std::memory_order_relaxed);
-        bytes_written.fetch_add(used, std::memory_order_relaxed);
+        bytes_written.fetch_add(batch.bytes(), std::memory_order_relaxed);
         proving = false;
         consecutive_failures = 0;
         backoff_level = 0;
-        queue.pop(n);
-        notify_producers();
+        queue.release(batch);
         return n;
     }
 
@@ -385,8 +359,9 @@ struct QueuedOutput::Impl {
                 reopen_now(now);
                 continue;
             }
-            const bool flush_now = flush_requested.exchange(false, std::memory_order_relaxed) |
-                                   space_wanted.exchange(false, std::memory_order_relaxed);
+            // A producer found its lane full (Block waits, Drop loses frames):
+            // everything goes out now, not at the next threshold.
+            const bool flush_now = flush_requested.exchange(false, std::memory_order_relaxed) | queue.take_starved();
             if (flush_now || is_closing || now >= next_flush) {
                 flush_frames = std::max(flush_frames, queue.size());
                 if (now >= next_flush) next_flush = now + settings.flush_interval;
@@ -426,22 +401,19 @@ struct QueuedOutput::Impl {
             failed.store(true, std::memory_order_release);
         }
         drop_queued();
-        std::lock_guard lock(mutex);
-        space_cv.notify_all();
+        queue.close();
     }
 
     void close() {
         std::lock_guard close_lock(close_mutex);
         if (closed) return;
         closed = true;
-        {
-            std::lock_guard lock(mutex);
-            drain_deadline.store((Clock::now() + settings.drain_timeout).time_since_epoch().count(),
-                                 std::memory_order_release);
-            closing.store(true, std::memory_order_release);
-        }
-        io_cv.notify_all();
-        space_cv.notify_all();
+        drain_deadline.store((Clock::now() + settings.drain_timeout).time_since_epoch().count(),
+                             std::memory_order_release);
+        closing.store(true, std::memory_order_release);
+        // Producers are refused from now on (Block waits end); the I/O
+        // thread drains what is queued.
+        queue.close();
         if (thread.joinable()) thread.join();
         // The I/O thread is gone: this thread is the consumer now. Anything a
         // racing producer pushed at the last moment is still accounted for.
@@ -465,18 +437,20 @@ QueuedOutput::QueuedOutput(std::unique_ptr<FrameWriter> writer, const QueueSetti
 
 QueuedOutput::~QueuedOutput() { close(); }
 
-WriteResult QueuedOutput::write(std::span<const std::uint8_t> frame) { return impl_->write(frame); }
+std::size_t QueuedOutput::producers() const { return impl_->producers.size(); }
+
+FrameSink& QueuedOutput::producer(std::size_t index) { return impl_->producers.at(index); }
 
 void QueuedOutput::flush() {
     impl_->flush_requested.store(true, std::memory_order_relaxed);
-    impl_->notify_io();
+    impl_->queue.wake_consumer();
 }
 
 void QueuedOutput::close() { impl_->close(); }
 
 void QueuedOutput::request_reopen() {
     impl_->reopen_requested.store(true, std::memory_order_relaxed);
-    impl_->notify_io();
+    impl_->queue.wake_consumer();
 }
 
 const std::string& QueuedOutput::name() const { return impl_->name; }

@@ -1,17 +1,21 @@
 // QueuedOutput: the Output every destination uses — a bounded FrameQueue
-// fed by the capture thread and drained by this output's own I/O thread
-// into a FrameWriter (a file, or a Frame Streams socket connection).
+// with one lane per producer (QueueSettings::producers: the capture shards)
+// drained by this output's own I/O thread into a FrameWriter (a file, or a
+// Frame Streams socket connection).
 //
 // Contract:
-//  - write() copies the frame into the queue and returns at once. When the
+//  - write() copies the frame into the producer's lane and returns at once;
+//    reserve()/commit() let the producer encode straight into it. When the
 //    queue is full: with OverflowPolicy::Drop (live capture, listen) the
 //    frame is dropped and counted; with OverflowPolicy::Block (replay: never
 //    lose data from a file) it waits for room — unless the output has given
 //    up (reconnect attempts exhausted), then it drops and counts.
 //  - Frames larger than kMaxFrameSize (96 KiB, golang-dnstap's limit) are
 //    refused and counted as too_large; they would stop golang-dnstap readers.
-//  - The I/O thread batches frames into a write buffer of `write_buffer`
-//    bytes and flushes when it is full and at least every `flush_interval`.
+//  - The I/O thread writes batches of up to `write_buffer` bytes straight
+//    from the queue's rings (FrameWriter::write gets the pieces: writev),
+//    when a lane holds a batch's worth or is full, and at least every
+//    `flush_interval`. Producers wake it once per batch, not per frame.
 //  - When the writer fails (collector absent, connection dropped, write
 //    error) the thread reopens it with exponential backoff and full jitter
 //    between reconnect_initial and reconnect_max; every new connection gets
@@ -47,14 +51,15 @@
 //  - close() drains the queue for at most drain_timeout, ends the stream
 //    (STOP; on sockets waits for FINISH, bounded), joins the thread; frames
 //    still queued after the timeout are counted as dropped. Idempotent;
-//    the destructor calls it. A write() in progress on the I/O thread cannot
+//    the destructor calls it. A write in progress on the I/O thread cannot
 //    be interrupted, so close() takes at most drain_timeout plus the
 //    transport's own write timeout plus finish_timeout.
 //  - Accounting: once close() has returned, every frame given to write() is
 //    counted exactly once in frames_written, frames_dropped or
 //    frames_too_large (empty frames count as too_large: they are not valid
-//    data frames). write() must not race with close() from another thread
-//    (single producer); write() after close() drops and counts.
+//    data frames). Producers must not race with close() from another
+//    thread (close() after every producer has finished); a write after
+//    close() drops and counts.
 //  - Return values: Written = queued; Dropped = queue full (Drop policy);
 //    Failed = the output gave up or is closed; TooLarge = over 96 KiB/empty.
 //  - Counters: write_errors counts failed writes and lost connections,
@@ -66,6 +71,7 @@
 //    failure, the first write error of a connection, drop counts.
 #pragma once
 
+#include "output/frame_queue.h"
 #include "output/output.h"
 
 #include <chrono>
@@ -78,13 +84,11 @@
 
 namespace sidetap::output {
 
-
-enum class OverflowPolicy : std::uint8_t { Drop, Block };
-
 struct QueueSettings {
-    std::size_t queue_frames = 10000;           // --queue (CoreDNS's default)
-    std::size_t queue_bytes = 64u << 20;         // hard memory bound of the ring
-    std::size_t write_buffer = 64u << 10;        // --write-buffer
+    std::size_t producers = 1;                  // threads that write at once (capture shards): one lane each
+    std::size_t queue_frames = 10000;           // --queue (CoreDNS's default), all lanes together
+    std::size_t queue_bytes = 64u << 20;         // hard memory bound of the rings, all lanes together
+    std::size_t write_buffer = 64u << 10;        // --write-buffer: bytes per write (batch)
     std::chrono::milliseconds flush_interval{1000};
     std::chrono::milliseconds reconnect_initial{100};
     std::chrono::milliseconds reconnect_max{30000};
@@ -105,8 +109,9 @@ public:
     // connected and does READY → ACCEPT (checked) → START. On failure returns
     // false with `error` set; the caller retries with backoff.
     virtual bool open(std::string& error) = 0;
-    // Writes already framed bytes (4-byte length + payload, repeated).
-    virtual bool write(std::span<const std::uint8_t> framed, std::string& error) = 0;
+    // Writes already framed bytes (4-byte length + payload, repeated), in
+    // pieces that each hold whole frames (one writev).
+    virtual bool write(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) = 0;
     // Ends the stream: STOP (and FINISH for sockets), then closes. Returns
     // false when the stream could not be ended as it must be (a file without
     // its STOP): the output then counts as failed.
@@ -137,7 +142,8 @@ public:
     QueuedOutput(const QueuedOutput&) = delete;
     QueuedOutput& operator=(const QueuedOutput&) = delete;
 
-    WriteResult write(std::span<const std::uint8_t> frame) override;
+    [[nodiscard]] std::size_t producers() const override;
+    FrameSink& producer(std::size_t index) override;
     void flush() override;   // asks the I/O thread to flush now
     void close() override;
     [[nodiscard]] OutputStats stats() const override;

@@ -97,19 +97,20 @@ bool SocketWriter::open(std::string& error) {
     return true;
 }
 
-bool SocketWriter::write(std::span<const std::uint8_t> framed, std::string& error) {
+bool SocketWriter::write(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) {
     if (!connection_) {
         error = describe() + " is not connected";
         return false;
     }
     note_reads();
-    if (!connection_->write_all(framed)) {
+    if (!connection_->writev_all(pieces)) {
         error = "write to " + describe() + ": " + connection_->error();
         healthy_ = false;
         return false;
     }
-    for (std::size_t pos = 0; pos + 4 <= framed.size(); pos += 4 + framestream::get_be32(framed.data() + pos))
-        ++data_frames_;
+    for (const auto& framed : pieces)
+        for (std::size_t pos = 0; pos + 4 <= framed.size(); pos += 4 + framestream::get_be32(framed.data() + pos))
+            ++data_frames_;
     return true;
 }
 

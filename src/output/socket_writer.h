@@ -53,7 +53,7 @@ public:
     SocketWriter& operator=(const SocketWriter&) = delete;
 
     bool open(std::string& error) override;
-    bool write(std::span<const std::uint8_t> framed, std::string& error) override;
+    bool write(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) override;
     bool close() override;  // always true: losses show as unconfirmed_frames()
     bool broken() override;
     [[nodiscard]] std::uint64_t unconfirmed_frames() const override { return unconfirmed_; }

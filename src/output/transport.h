@@ -49,6 +49,13 @@ class Connection {
 public:
     virtual ~Connection() = default;
     virtual bool write_all(std::span<const std::uint8_t> bytes) = 0;
+    // The pieces one after the other, as one write where the transport can
+    // (sendmsg with an iovec on plain sockets); by default piece by piece.
+    virtual bool writev_all(std::span<const std::span<const std::uint8_t>> pieces) {
+        for (const auto& piece : pieces)
+            if (!write_all(piece)) return false;
+        return true;
+    }
     virtual bool read_exact(std::span<std::uint8_t> out, std::chrono::milliseconds timeout) = 0;
     // True when the peer has closed or reset the connection, checked without
     // blocking (a collector that went away while we had nothing to send).

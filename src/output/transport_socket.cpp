@@ -7,6 +7,7 @@
 #include "util/error.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 namespace sidetap::output {
@@ -168,6 +170,52 @@ public:
             const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
             if (n >= 0) {
                 bytes = bytes.subspan(static_cast<std::size_t>(n));
+                continue;
+            }
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) return fail("write to", errno_text());
+            switch (net::wait_fd(fd_.get(), POLLOUT, deadline)) {
+            case Wait::Ready: break;
+            case Wait::Timeout: return fail("write to", net::timed_out(write_timeout_));
+            case Wait::Error: return fail("write to", errno_text());
+            }
+        }
+        return true;
+    }
+
+    bool writev_all(std::span<const std::span<const std::uint8_t>> pieces) override {
+        const auto deadline = Clock::now() + write_timeout_;
+        std::array<iovec, 64> iov{};
+        std::size_t i = 0;    // first piece not completely sent
+        std::size_t off = 0;  // bytes of piece i already sent
+        while (i < pieces.size() && pieces[i].empty()) ++i;
+        while (i < pieces.size()) {
+            std::size_t count = 0;
+            for (std::size_t k = i; k < pieces.size() && count < iov.size(); ++k, ++count) {
+                const std::size_t skip = k == i ? off : 0;
+                iov[count].iov_base = const_cast<std::uint8_t*>(pieces[k].data() + skip);
+                iov[count].iov_len = pieces[k].size() - skip;
+            }
+            msghdr msg{};
+            msg.msg_iov = iov.data();
+            msg.msg_iovlen = count;
+            const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+            if (n >= 0) {
+                std::size_t left = static_cast<std::size_t>(n);
+                while (left > 0 && i < pieces.size()) {
+                    const std::size_t rest = pieces[i].size() - off;
+                    if (left < rest) {
+                        off += left;
+                        break;
+                    }
+                    left -= rest;
+                    off = 0;
+                    ++i;
+                }
+                while (i < pieces.size() && pieces[i].size() == off) {
+                    off = 0;
+                    ++i;
+                }
                 continue;
             }
             if (errno == EINTR) continue;

@@ -5,6 +5,11 @@
 //  - At most `capacity` entries. Storage is reserved at construction
 //    (address space only: pages are touched as entries are first used) and
 //    recycled through a free list, so inserting allocates nothing.
+//  - The index starts small and doubles (rehashing in place, within the
+//    reserved storage) while more than half full, up to twice the capacity:
+//    a table that holds a few hundred entries keeps them in a few cache
+//    lines instead of spreading them over the whole index (lookups on a
+//    live capture find the index cold after every sleep).
 //  - Keys are compared in full with operator==; the hash only picks the
 //    probe start (open addressing, linear probing, backward-shift delete).
 //    Several entries may share a key (insert() does not look): find()
@@ -17,9 +22,11 @@
 //  - Entry indices stay valid until the entry is erased.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -40,9 +47,11 @@ public:
 
     explicit BoundedTable(std::size_t capacity, Hash hash = Hash{})
         : hash_(std::move(hash)), capacity_(capacity == 0 ? 1 : capacity) {
-        std::size_t slots = 1;
-        while (slots < capacity_ * 2) slots <<= 1;
-        index_.assign(slots, kNone);
+        while (max_slots_ < capacity_ * 2) max_slots_ <<= 1;
+        // Not zeroed: only the part in use is initialised (and resident).
+        index_ = std::make_unique_for_overwrite<std::uint32_t[]>(max_slots_);
+        const std::size_t slots = std::min<std::size_t>(max_slots_, kInitialSlots);
+        std::fill_n(index_.get(), slots, kNone);
         mask_ = slots - 1;
         entries_.reserve(capacity_);
         free_.reserve(capacity_);
@@ -78,6 +87,7 @@ public:
     // Inserts a new entry (the caller checked full()). Returns its index.
     std::uint32_t insert(const Key& key, const Value& value) { return insert(key, value, hash_(key)); }
     std::uint32_t insert(const Key& key, const Value& value, std::size_t hash) {
+        if ((size_ + 1) * 2 > mask_ + 1 && mask_ + 1 < max_slots_) grow();
         std::uint32_t i;
         if (!free_.empty()) {
             i = free_.back();
@@ -127,10 +137,25 @@ public:
     }
 
 private:
+    static constexpr std::size_t kInitialSlots = 256;
+
+    // Doubles the index and puts every entry back (oldest first).
+    void grow() {
+        const std::size_t slots = (mask_ + 1) * 2;
+        std::fill_n(index_.get(), slots, kNone);
+        mask_ = slots - 1;
+        for (std::uint32_t i = head_; i != kNone; i = entries_[i].next) {
+            std::size_t slot = entries_[i].hash & mask_;
+            while (index_[slot] != kNone) slot = (slot + 1) & mask_;
+            index_[slot] = i;
+        }
+    }
+
     Hash hash_;
     std::size_t capacity_;
+    std::size_t max_slots_ = 1;
     std::size_t mask_ = 0;
-    std::vector<std::uint32_t> index_;
+    std::unique_ptr<std::uint32_t[]> index_;
     std::vector<Entry> entries_;
     std::vector<std::uint32_t> free_;
     std::uint32_t head_ = kNone;

@@ -29,35 +29,16 @@
 #pragma once
 
 #include "decode/packet.h"
+#include "dnstap/message_type.h"
 #include "dns/message.h"
 #include "util/counters.h"
 
 #include <bitset>
-#include <optional>
-#include <string>
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
 namespace sidetap::pairing {
-
-// Values are the dnstap Message.Type numbers.
-enum class MessageType : std::uint8_t {
-    AuthQuery = 1,
-    AuthResponse = 2,
-    ResolverQuery = 3,
-    ResolverResponse = 4,
-    ClientQuery = 5,
-    ClientResponse = 6,
-    ForwarderQuery = 7,
-    ForwarderResponse = 8,
-    StubQuery = 9,
-    StubResponse = 10,
-    ToolQuery = 11,
-    ToolResponse = 12,
-    UpdateQuery = 13,
-    UpdateResponse = 14,
-};
 
 enum class Role : std::uint8_t { Client, Auth, Resolver };
 
@@ -96,7 +77,7 @@ public:
     bool classify(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns,
                   dns::DnsMessage& out);
 
-    [[nodiscard]] MessageType type_of(const dns::DnsMessage& message) const;
+    [[nodiscard]] dnstap::MessageType type_of(const dns::DnsMessage& message) const;
 
     [[nodiscard]] const SkipCounters& skipped() const { return skipped_; }
     [[nodiscard]] std::uint64_t bad_question() const { return bad_question_; }
@@ -114,13 +95,5 @@ private:
     std::uint64_t bad_question_ = 0;
     std::uint64_t malformed_kept_ = 0;
 };
-
-std::string_view to_string(MessageType type);
-std::string_view short_name(MessageType type);
-
-// Parses a comma-separated list of message types — full names
-// (CLIENT_QUERY) or golang-dnstap's mnemonics (CQ), any case — into a bit
-// set (bit 1 << type value). nullopt with `error` set for an unknown name.
-std::optional<std::uint32_t> parse_type_list(std::string_view text, std::string& error);
 
 }  // namespace sidetap::pairing

@@ -22,27 +22,17 @@ decode::DecapConfig decap_config(const PipelineConfig& config) {
 }
 }  // namespace
 
-Pipeline::Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes)
+Pipeline::Pipeline(const PipelineConfig& config, const std::vector<output::OutputRoute>& routes, std::size_t producer)
     : decoder_(decap_config(config)),
       defrag_(config.defrag),
       tcp_(config.tcp),
       classifier_(config.classifier),
       pairer_(config.pairing),
       encoder_(config.envelope),
-      routes_(std::move(routes)),
       clock_(config.max_time_jump_ns),
-      fragment_copy_(std::make_unique<std::uint8_t[]>(65535)) {}
-
-namespace {
-std::vector<OutputRoute> route_all(std::vector<std::unique_ptr<output::Output>> outputs) {
-    std::vector<OutputRoute> routes;
-    for (auto& out : outputs) routes.push_back(OutputRoute{std::move(out)});
-    return routes;
+      fragment_copy_(std::make_unique<std::uint8_t[]>(65535)) {
+    for (const auto& r : routes) routes_.push_back(Route{&r.output->producer(producer), r.types, r.wire});
 }
-}  // namespace
-
-Pipeline::Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs)
-    : Pipeline(config, route_all(std::move(outputs))) {}
 
 Pipeline::~Pipeline() { finish(); }
 
@@ -73,27 +63,34 @@ void Pipeline::handle_packet(const capture::Packet& packet) {
 // Each turn of the loop either ends or removes one tunnel, and the decoder
 // drops a packet beyond DecapConfig::max_depth tunnels, so it is bounded.
 void Pipeline::handle_ip(const decode::IpPacket& packet_ip, std::uint64_t timestamp_ns) {
-    decode::IpPacket ip = packet_ip;
-    decode::IpPacket next;
+    // A whole datagram outside any tunnel (the common case) is used where it
+    // is; only fragments and tunnels make a working copy.
+    const decode::IpPacket* ip = &packet_ip;
     bool in_defrag_buffer = false;
     for (;;) {
-        if (ip.is_fragment) {
+        if (ip->is_fragment) {
             if (in_defrag_buffer) {
                 // The defragmenter recycles the buffer of the datagram it
                 // returned when add() is called again. The fragment lies
                 // inside that datagram, so it is at most 65535 bytes.
-                std::memcpy(fragment_copy_.get(), ip.payload.data(), ip.payload.size());
-                ip.payload = {fragment_copy_.get(), ip.payload.size()};
+                std::memcpy(fragment_copy_.get(), ip->payload.data(), ip->payload.size());
+                ip_ = *ip;
+                ip_.payload = {fragment_copy_.get(), ip->payload.size()};
+                ip = &ip_;
             }
-            if (!defrag_.add(ip, now_, next)) return;
-            next.encap = ip.encap;
-            ip = next;
+            if (!defrag_.add(*ip, now_, next_ip_)) return;
+            next_ip_.encap = ip->encap;
+            ip_ = next_ip_;
+            ip = &ip_;
             in_defrag_buffer = true;
         }
-        switch (decoder_.decapsulate(ip, next)) {
-        case decode::Decap::None: handle_datagram(ip, timestamp_ns); return;
+        switch (decoder_.decapsulate(*ip, next_ip_)) {
+        case decode::Decap::None: handle_datagram(*ip, timestamp_ns); return;
         case decode::Decap::Dropped: return;
-        case decode::Decap::Inner: ip = next; break;
+        case decode::Decap::Inner:
+            ip_ = next_ip_;
+            ip = &ip_;
+            break;
         }
     }
 }
@@ -151,13 +148,17 @@ void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t>
         ++stats_.filtered;
         return;
     }
-    // The encoder reuses one buffer: finish with one variant before the other.
-    for (const bool wire : {true, false}) {
-        if (wire ? !want_wire : !want_bare) continue;
-        const auto frame = encoder_.encode(message, type, query_time_ns, wire);
-        ++stats_.frames_encoded;
-        for (auto& r : routes_)
-            if ((r.types & bit) != 0 && r.wire == wire) r.output->write(frame);
+    // One encoding for every output: each gets its variant (with or
+    // without the DNS bytes) written straight into its queue.
+    encoder_.prepare(message, type, query_time_ns);
+    stats_.frames_encoded += static_cast<std::uint64_t>(want_wire) + static_cast<std::uint64_t>(want_bare);
+    for (auto& r : routes_) {
+        if ((r.types & bit) == 0) continue;
+        output::WriteResult result = output::WriteResult::Written;
+        if (std::uint8_t* dst = r.sink->reserve(encoder_.size(r.wire), result)) {
+            encoder_.write(dst, r.wire);
+            r.sink->commit();
+        }
     }
 }
 
@@ -190,54 +191,66 @@ void Pipeline::finish() {
     defrag_.finish();
     tcp_.finish(*this);
     pairer_.finish(*this);
-    for (auto& r : routes_) r.output->close();
 }
 
-bool Pipeline::output_failed() const {
-    return std::any_of(routes_.begin(), routes_.end(), [](const auto& r) {
-        // Failed: gave up, or ended with frames it could not deliver. A
-        // connection that dropped and came back is not a failure, but it
-        // may have lost what the collector accepted and never read (Frame
-        // Streams has no acknowledgements): that shows as unconfirmed.
-        return r.output->stats().failed;
-    });
+void Pipeline::snapshot(CounterSnapshot& out) const {
+    out.counters.clear();
+    out.link_types.clear();
+    for_each_counter([&](std::string_view name, std::uint64_t n) { out.counters.emplace_back(name, n); });
+    decoder_.for_each_link_type([&](std::string_view name, std::uint64_t n) { out.link_types.emplace_back(name, n); });
 }
 
 void Pipeline::report(std::FILE* out) const {
+    CounterSnapshot s;
+    snapshot(s);
+    pipeline::report(out, s);
+}
+
+void CounterSnapshot::add(const CounterSnapshot& other) {
+    // Same stages, same order: by position when the names agree.
+    for (std::size_t i = 0; i < other.counters.size(); ++i) {
+        const auto& [name, value] = other.counters[i];
+        if (i < counters.size() && counters[i].first == name) {
+            counters[i].second += value;
+            continue;
+        }
+        auto it = std::find_if(counters.begin(), counters.end(), [&](const auto& c) { return c.first == name; });
+        if (it != counters.end()) it->second += value;
+        else counters.emplace_back(name, value);
+    }
+    for (const auto& [name, value] : other.link_types) {
+        auto it = std::find_if(link_types.begin(), link_types.end(), [&](const auto& c) { return c.first == name; });
+        if (it != link_types.end()) it->second += value;
+        else link_types.emplace_back(name, value);
+    }
+}
+
+std::uint64_t CounterSnapshot::get(std::string_view name) const {
+    for (const auto& [n, v] : counters)
+        if (n == name) return v;
+    return 0;
+}
+
+void report(std::FILE* out, const CounterSnapshot& s) {
     auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
-    std::fprintf(out, "sidetap: packets=%llu bytes=%llu", u(stats_.packets), u(stats_.bytes));
-    decoder_.for_each_link_type([&](std::string_view name, std::uint64_t n) {
+    std::fprintf(out, "sidetap: packets=%llu bytes=%llu", u(s.get("packets")), u(s.get("bytes")));
+    for (const auto& [name, n] : s.link_types)
         std::fprintf(out, " link.%.*s=%llu", static_cast<int>(name.size()), name.data(), u(n));
-    });
     std::fprintf(out, "\nsidetap: udp=%llu tcp=%llu dns_queries=%llu dns_responses=%llu frames=%llu\n",
-                 u(stats_.udp_datagrams), u(stats_.tcp_segments), u(stats_.dns_queries), u(stats_.dns_responses),
-                 u(stats_.frames_encoded));
+                 u(s.get("udp_datagrams")), u(s.get("tcp_packets")), u(s.get("dns_queries")),
+                 u(s.get("dns_responses")), u(s.get("frames")));
     // Every non-zero counter of the inner stages, by name.
     static constexpr std::string_view kHeadline[] = {"packets", "bytes", "udp_datagrams", "tcp_packets",
                                                      "dns_queries", "dns_responses", "frames"};
     std::fprintf(out, "sidetap: counters:");
     bool any = false;
-    for_each_counter([&](std::string_view name, std::uint64_t n) {
-        if (n == 0 || std::find(std::begin(kHeadline), std::end(kHeadline), name) != std::end(kHeadline)) return;
+    for (const auto& [name, n] : s.counters) {
+        if (n == 0 || std::find(std::begin(kHeadline), std::end(kHeadline), name) != std::end(kHeadline)) continue;
         any = true;
         std::fprintf(out, " %.*s=%llu", static_cast<int>(name.size()), name.data(), u(n));
-    });
+    }
     if (!any) std::fprintf(out, " none");
     std::fprintf(out, "\n");
-    report_routes(out, routes_);
-}
-
-void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes) {
-    auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
-    for (const auto& r : routes) {
-        const auto s = r.output->stats();
-        std::fprintf(out,
-                     "sidetap: output %s frames_written=%llu bytes=%llu dropped=%llu too_large=%llu errors=%llu "
-                     "reconnects=%llu open_failures=%llu unconfirmed=%llu%s\n",
-                     r.output->name().c_str(), u(s.frames_written), u(s.bytes_written), u(s.frames_dropped),
-                     u(s.frames_too_large), u(s.write_errors), u(s.reconnects), u(s.open_failures),
-                     u(s.frames_unconfirmed), s.failed ? " FAILED" : "");
-    }
 }
 
 }  // namespace sidetap::pipeline

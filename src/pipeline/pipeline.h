@@ -8,7 +8,11 @@
 // Contract:
 //  - process() handles one packet completely; it does not allocate in the
 //    steady state, throw, or do I/O beyond handing frames to the outputs
-//    (which buffer or queue).
+//    (encoded straight into their queues).
+//  - Outputs belong to the caller: the pipeline writes through its own
+//    producer handle of each output (`producer`: one per capture shard) and
+//    never closes them; the caller closes them once every pipeline that
+//    writes to them has finished.
 //  - Everything that does not become a frame is counted by name.
 //  - Timers (query and reorder timeouts, TCP idle and close grace, IP
 //    fragment timeouts) run on an ExpiryClock driven by packet times, so a
@@ -16,15 +20,15 @@
 //    steps (time_discontinuities); advance_idle() moves it on a live source
 //    with no packets. Emitted messages keep their packets' own times.
 //  - finish() ends the input (flushes reassembly and pairing state, counts
-//    what stayed incomplete) and closes every output (STOP frames); it is
-//    idempotent.
-//  - Single-threaded: one pipeline per capture thread.
+//    what stayed incomplete, emits what was held); it is idempotent.
+//  - Single-threaded: one pipeline per capture thread. snapshot() copies
+//    every counter for another thread to read (several shards are summed).
 #pragma once
 
 #include "capture/packet_source.h"
 #include "decode/decoder.h"
 #include "dnstap/encoder.h"
-#include "output/output.h"
+#include "output/route.h"
 #include "pairing/classifier.h"
 #include "pairing/pairer.h"
 #include "pipeline/expiry_clock.h"
@@ -40,18 +44,6 @@
 
 namespace sidetap::pipeline {
 
-// One output and what it receives: a set of dnstap message types (bit
-// 1 << type; all by default) and whether frames carry the DNS message bytes.
-struct OutputRoute {
-    static constexpr std::uint32_t kAllTypes = 0xffffffffu;
-    std::unique_ptr<output::Output> output;
-    std::uint32_t types = kAllTypes;
-    bool wire = true;
-};
-
-// "sidetap: output <name> frames_written=… bytes=… dropped=…" per route.
-void report_routes(std::FILE* out, const std::vector<OutputRoute>& routes);
-
 struct PipelineConfig {
     pairing::ClassifierConfig classifier;
     pairing::PairingConfig pairing;
@@ -62,6 +54,20 @@ struct PipelineConfig {
     // the timers (see ExpiryClock).
     std::uint64_t max_time_jump_ns = 60'000'000'000ULL;
 };
+
+// Every counter of a pipeline (or the sum of several): names are the
+// stages' static names, in a fixed order.
+struct CounterSnapshot {
+    std::vector<std::pair<std::string_view, std::uint64_t>> counters;
+    std::vector<std::pair<std::string_view, std::uint64_t>> link_types;  // packets per link type
+
+    // Adds another snapshot's values (by name).
+    void add(const CounterSnapshot& other);
+    [[nodiscard]] std::uint64_t get(std::string_view name) const;
+};
+
+// The stats summary of a snapshot: "key=value" lines on `out`.
+void report(std::FILE* out, const CounterSnapshot& snapshot);
 
 struct PipelineStats {
     std::uint64_t packets = 0;
@@ -78,9 +84,9 @@ struct PipelineStats {
 
 class Pipeline final : private reassembly::TcpMessageSink, private pairing::PairSink {
 public:
-    Pipeline(const PipelineConfig& config, std::vector<OutputRoute> routes);
-    // Every output gets every message, with the wire bytes.
-    Pipeline(const PipelineConfig& config, std::vector<std::unique_ptr<output::Output>> outputs);
+    // Writes to the outputs of `routes` (not owned, must outlive the
+    // pipeline) through their producer handle `producer`.
+    Pipeline(const PipelineConfig& config, const std::vector<output::OutputRoute>& routes, std::size_t producer = 0);
     ~Pipeline() override;
     Pipeline(const Pipeline&) = delete;
     Pipeline& operator=(const Pipeline&) = delete;
@@ -92,15 +98,14 @@ public:
     void advance_idle(std::uint64_t monotonic_ns);
     void finish();
 
-    // True when any output failed (for the exit code).
-    [[nodiscard]] bool output_failed() const;
     [[nodiscard]] const PipelineStats& stats() const { return stats_; }
-    [[nodiscard]] const std::vector<OutputRoute>& outputs() const { return routes_; }
 
     // Calls fn(name, value) for every counter of every stage.
     template <typename Fn>
     void for_each_counter(Fn&& fn) const;
 
+    // Fills `out` with every counter (reusing its storage).
+    void snapshot(CounterSnapshot& out) const;
     // The stats summary: "key=value" lines on `out`.
     void report(std::FILE* out) const;
 
@@ -120,10 +125,18 @@ private:
     reassembly::TcpReassembler tcp_;
     pairing::Classifier classifier_;
     pairing::Pairer pairer_;
+    struct Route {
+        output::FrameSink* sink;
+        std::uint32_t types;
+        bool wire;
+    };
+
     dnstap::Encoder encoder_;
-    std::vector<OutputRoute> routes_;
+    std::vector<Route> routes_;
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
+    decode::IpPacket ip_;       // handle_ip()'s working copy (fragments, tunnels)
+    decode::IpPacket next_ip_;  // ... and what the defragmenter or decapsulation made
     ExpiryClock clock_;
     std::uint64_t now_ = 0;  // clock_ after the current packet
     std::uint64_t last_timer_ns_ = 0;

@@ -6,7 +6,7 @@
 #include <cctype>
 #include <cstring>
 
-#include "pairing/classifier.h"
+#include "dnstap/message_type.h"
 
 namespace sidetap::present {
 
@@ -134,7 +134,7 @@ std::optional<std::string> parse_name(std::string_view text, std::string& error)
 }
 
 bool Filter::add_types(std::string_view list, std::string& error) {
-    auto bits = pairing::parse_type_list(list, error);
+    auto bits = dnstap::parse_type_list(list, error);
     if (!bits) return false;
     types |= *bits;
     return true;

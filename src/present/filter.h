@@ -4,7 +4,7 @@
 //
 //     sidetap::present::Filter filter;
 //     std::string error;
-//     if (!filter.add_types("CQ,CLIENT_RESPONSE", error) ||    // --types (pairing::parse_type_list)
+//     if (!filter.add_types("CQ,CLIENT_RESPONSE", error) ||    // --types (dnstap::parse_type_list)
 //         !filter.add_qname_suffix("example.com", error) ||     // repeatable
 //         !filter.add_client("10.0.0.0/8", error) ||            // repeatable; also "2001:db8::/32", "192.0.2.1"
 //         ...)

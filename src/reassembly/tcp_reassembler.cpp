@@ -161,7 +161,7 @@ struct TcpReassembler::Impl {
     TcpCounters& ctr;
     TcpMessageSink* sink = nullptr;
 
-    std::vector<Conn> conns;  // max_streams slots
+    std::vector<Conn> conns;  // up to max_streams slots (capacity reserved)
     std::uint32_t free_conn = kNil;
     std::vector<std::uint32_t> buckets;
     std::uint64_t bucket_mask = 0;
@@ -230,11 +230,10 @@ TcpReassembler::Impl::Impl(const TcpConfig& config, TcpCounters& counters) : cfg
                                "max_stream_bytes >= 512",
                                util::kExitUsage);
     if (cfg.max_streams >= kNil / 2) throw util::FatalError("tcp reassembly: max_streams too large", util::kExitUsage);
-    conns.resize(cfg.max_streams);
-    for (std::size_t i = cfg.max_streams; i-- > 0;) {
-        conns[i].hash_next = free_conn;
-        free_conn = static_cast<std::uint32_t>(i);
-    }
+    // Address space for every slot, touched only as slots are first used:
+    // a capture with few TCP streams does not pay for max_streams of them
+    // (start-up time, resident memory of every capture shard).
+    conns.reserve(cfg.max_streams);
     std::size_t nb = 16;
     while (nb < cfg.max_streams * 2) nb <<= 1;
     buckets.assign(nb, kNil);
@@ -287,6 +286,10 @@ void TcpReassembler::Impl::lru_push(std::uint32_t idx) {
 }
 
 std::uint32_t TcpReassembler::Impl::open(const Key& k, std::uint64_t now) {
+    if (free_conn == kNil && conns.size() < cfg.max_streams) {
+        conns.emplace_back();  // within the reserved capacity: no allocation, no move
+        free_conn = static_cast<std::uint32_t>(conns.size() - 1);
+    }
     if (free_conn == kNil) {
         std::uint32_t victim = lru_head;
         if (victim == current) victim = conns[victim].lru_next;

@@ -7,7 +7,7 @@ namespace sidetap::relay {
 Relay::Relay(present::Filter filter, present::Format format, std::FILE* text)
     : filter_(std::move(filter)), formatter_(std::in_place, format), text_(text) {}
 
-Relay::Relay(present::Filter filter, std::vector<pipeline::OutputRoute> routes)
+Relay::Relay(present::Filter filter, std::vector<output::OutputRoute> routes)
     : filter_(std::move(filter)), routes_(std::move(routes)) {}
 
 Relay::~Relay() { finish(); }
@@ -30,7 +30,7 @@ void Relay::on_frame(std::span<const std::uint8_t> frame) {
         return;
     }
     const std::uint32_t bit =
-        message_.has_message() ? 1u << static_cast<unsigned>(message_.message().type()) : pipeline::OutputRoute::kAllTypes;
+        message_.has_message() ? 1u << static_cast<unsigned>(message_.message().type()) : output::OutputRoute::kAllTypes;
     bool bare_ready = false;
     for (auto& route : routes_) {
         if ((route.types & bit) == 0) continue;
@@ -59,20 +59,14 @@ void Relay::finish() {
 }
 
 bool Relay::output_failed() const {
-    return std::any_of(routes_.begin(), routes_.end(), [](const auto& r) {
-        // Failed: gave up, or ended with frames it could not deliver. A
-        // connection that dropped and came back is not a failure, but it
-        // may have lost what the collector accepted and never read (Frame
-        // Streams has no acknowledgements): that shows as unconfirmed.
-        return r.output->stats().failed;
-    });
+    return output::any_failed(routes_);
 }
 
 void Relay::report(std::FILE* out) const {
     auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
     std::fprintf(out, "sidetap: frames=%llu printed=%llu relayed=%llu filtered=%llu malformed=%llu\n",
                  u(stats_.frames), u(stats_.printed), u(stats_.relayed), u(stats_.filtered), u(stats_.malformed));
-    pipeline::report_routes(out, routes_);
+    output::report_routes(out, routes_);
 }
 
 }  // namespace sidetap::relay

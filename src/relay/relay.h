@@ -16,7 +16,7 @@
 //  - finish() flushes text and closes the routes (STOP on dnstap outputs).
 #pragma once
 
-#include "pipeline/pipeline.h"
+#include "output/route.h"
 #include "present/filter.h"
 #include "present/formatter.h"
 
@@ -44,7 +44,7 @@ public:
     // Text mode: `text` is where formatted records go (not owned).
     Relay(present::Filter filter, present::Format format, std::FILE* text);
     // dnstap mode: frames go to the routes.
-    Relay(present::Filter filter, std::vector<pipeline::OutputRoute> routes);
+    Relay(present::Filter filter, std::vector<output::OutputRoute> routes);
     ~Relay();
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
@@ -53,7 +53,7 @@ public:
     void finish();
 
     [[nodiscard]] const RelayStats& stats() const { return stats_; }
-    [[nodiscard]] const std::vector<pipeline::OutputRoute>& routes() const { return routes_; }
+    [[nodiscard]] const std::vector<output::OutputRoute>& routes() const { return routes_; }
     [[nodiscard]] bool output_failed() const;
     void report(std::FILE* out) const;
 
@@ -61,7 +61,7 @@ private:
     present::Filter filter_;
     std::optional<present::Formatter> formatter_;
     std::FILE* text_ = nullptr;
-    std::vector<pipeline::OutputRoute> routes_;
+    std::vector<output::OutputRoute> routes_;
     ::dnstap::Dnstap message_;
     std::string text_buffer_;
     std::vector<std::uint8_t> bare_;  // re-encoded frame without wire bytes

@@ -134,7 +134,8 @@ class LiveSidetap:
                 outputs[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)",
                                                                         m.group(2))}
                 continue
-            if line.startswith("sidetap: stats ") or line.startswith("sidetap: pcap "):
+            # Per-shard lines (--threads N) repeat what the totals already say.
+            if line.startswith(("sidetap: stats ", "sidetap: pcap ", "sidetap: shard ")):
                 continue
             if line.startswith("sidetap:"):
                 for k, v in re.findall(r"([A-Za-z_][\w.]*)=(\d+)", line):

@@ -1,5 +1,6 @@
 #include "dnstap.pb.h"
 #include "dnstap/encoder.h"
+#include "dnstap/reference_encoder.h"
 #include "pairing/classifier.h"
 
 #include <gtest/gtest.h>
@@ -39,7 +40,7 @@ TEST(Classifier, DatagramToServerPortIsAQueryFromTheClient) {
     EXPECT_EQ(m.client, seg.src);
     EXPECT_EQ(m.client_port, 40000);
     EXPECT_EQ(m.server_port, 53);
-    EXPECT_EQ(c.type_of(m), pairing::MessageType::ClientQuery);
+    EXPECT_EQ(c.type_of(m), sidetap::dnstap::MessageType::ClientQuery);
 }
 
 TEST(Classifier, DatagramFromServerPortIsAResponseToTheClient) {
@@ -53,7 +54,7 @@ TEST(Classifier, DatagramFromServerPortIsAResponseToTheClient) {
     EXPECT_TRUE(m.is_response);
     EXPECT_EQ(m.client, seg.dst);
     EXPECT_EQ(m.server, seg.src);
-    EXPECT_EQ(c.type_of(m), pairing::MessageType::AuthResponse);
+    EXPECT_EQ(c.type_of(m), sidetap::dnstap::MessageType::AuthResponse);
 }
 
 TEST(Classifier, BothServerPortsLetTheQrBitDecide) {
@@ -162,7 +163,7 @@ TEST(Encoder, QueryCarriesEnvelopeAddressesTimeAndWire) {
     const auto seg = udp_segment(40000, 53, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    const auto frame = enc.encode(m, pairing::MessageType::ClientQuery);
+    const auto frame = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery);
     ::dnstap::Dnstap d;
     ASSERT_TRUE(d.ParseFromArray(frame.data(), static_cast<int>(frame.size())));
     EXPECT_EQ(d.identity(), "id");
@@ -192,7 +193,7 @@ TEST(Encoder, ResponseCarriesResponseTimeAndOptionalQueryTime) {
     const auto seg = udp_segment(53, 40000, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    auto frame = enc.encode(m, pairing::MessageType::ClientResponse, 1'700'000'000'000'000'001ULL);
+    auto frame = enc.encode(m, sidetap::dnstap::MessageType::ClientResponse, 1'700'000'000'000'000'001ULL);
     ::dnstap::Dnstap d;
     ASSERT_TRUE(d.ParseFromArray(frame.data(), static_cast<int>(frame.size())));
     EXPECT_FALSE(d.has_extra());
@@ -209,9 +210,9 @@ TEST(Encoder, NoWireLeavesMessagesOutAndIsDeterministic) {
     const auto seg = udp_segment(40000, 53, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    const auto f1 = enc.encode(m, pairing::MessageType::ClientQuery, std::nullopt, false);
+    const auto f1 = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery, std::nullopt, false);
     const std::vector<std::uint8_t> first(f1.begin(), f1.end());
-    const auto f2 = enc.encode(m, pairing::MessageType::ClientQuery, std::nullopt, false);
+    const auto f2 = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery, std::nullopt, false);
     EXPECT_EQ(first, std::vector<std::uint8_t>(f2.begin(), f2.end()));
     ::dnstap::Dnstap d;
     ASSERT_TRUE(d.ParseFromArray(first.data(), static_cast<int>(first.size())));
@@ -225,7 +226,7 @@ TEST(Encoder, FieldsAreWrittenInFieldNumberOrderLikeNativeServers) {
     const auto seg = udp_segment(40000, 53, wire);
     dns::DnsMessage m;
     ASSERT_TRUE(c.classify(seg, wire, seg.timestamp_ns, m));
-    const auto f = enc.encode(m, pairing::MessageType::ClientQuery);
+    const auto f = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery);
     // identity (0x0a), version (0x12), message (0x72), type (0x78) last.
     EXPECT_EQ(f[0], 0x0a);
     EXPECT_EQ(f[4], 0x12);
@@ -234,16 +235,100 @@ TEST(Encoder, FieldsAreWrittenInFieldNumberOrderLikeNativeServers) {
     EXPECT_EQ(f[f.size() - 1], 0x01);
 }
 
+namespace {
+// A message with every shape of field: either family, transport, large and
+// small ports and times (varints of 1..10 bytes), empty to large DNS bytes.
+dns::DnsMessage varied_message(std::uint32_t seed, std::vector<std::uint8_t>& wire) {
+    dns::DnsMessage m;
+    std::uint64_t x = 0x9e3779b97f4a7c15ULL * (seed + 1);
+    auto next = [&] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x;
+    };
+    const bool v6 = seed & 1;
+    m.client.family = m.server.family = v6 ? 6 : 4;
+    for (auto& b : m.client.bytes) b = static_cast<std::uint8_t>(next());
+    for (auto& b : m.server.bytes) b = static_cast<std::uint8_t>(next());
+    const std::uint16_t ports[] = {0, 1, 53, 127, 128, 16383, 16384, 65535};
+    m.client_port = ports[next() % 8];
+    m.server_port = ports[next() % 8];
+    m.transport = seed & 2 ? decode::Transport::Tcp : decode::Transport::Udp;
+    m.is_response = seed & 4;
+    const std::uint64_t times[] = {0, 1, 999'999'999, 1'000'000'000, 1'700'000'000'123'456'789ULL,
+                                   UINT64_MAX, 127'000'000'000ULL, 128'999'999'999ULL};
+    m.timestamp_ns = times[next() % 8];
+    const std::size_t sizes[] = {0, 1, 12, 127, 128, 512, 16383, 16384, 65535};
+    wire.resize(sizes[next() % 9]);
+    for (auto& b : wire) b = static_cast<std::uint8_t>(next());
+    m.wire = wire;
+    return m;
+}
+}  // namespace
+
+TEST(Encoder, WritesTheSameBytesAsLibprotobufForEveryFieldShape) {
+    const std::vector<sidetap::dnstap::Envelope> envelopes = {
+        {"id", "ver", std::nullopt},
+        {"", "", std::nullopt},
+        {"host.example", "sidetap 0.1.0", std::string("extra bytes")},
+        {std::string(200, 'i'), "", std::string()},  // long identity, empty extra (still written)
+    };
+    std::vector<std::uint8_t> wire;
+    std::size_t checked = 0;
+    for (const auto& env : envelopes) {
+        sidetap::dnstap::Encoder enc(env);
+        sidetap::dnstap::ReferenceEncoder ref(env);
+        for (std::uint32_t seed = 0; seed < 400; ++seed) {
+            const auto m = varied_message(seed, wire);
+            const auto type = static_cast<sidetap::dnstap::MessageType>(1 + seed % 14);
+            std::optional<std::uint64_t> qt;
+            if (seed % 3 == 0) qt = m.timestamp_ns / 2;
+            if (seed % 5 == 0) qt = 0;
+            enc.prepare(m, type, qt);
+            for (const bool w : {true, false}) {
+                const auto expected = ref.encode(m, type, qt, w);
+                ASSERT_EQ(enc.size(w), expected.size()) << "seed " << seed << " wire " << w;
+                std::vector<std::uint8_t> got(enc.size(w) + 1, 0xee);
+                enc.write(got.data(), w);
+                EXPECT_EQ(got.back(), 0xee) << "wrote past size()";
+                got.pop_back();
+                ASSERT_EQ(got, std::vector<std::uint8_t>(expected.begin(), expected.end()))
+                    << "seed " << seed << " wire " << w;
+                ++checked;
+            }
+        }
+    }
+    EXPECT_EQ(checked, 4u * 400u * 2u);
+}
+
+TEST(Encoder, ExtraGivenPerMessageReplacesTheEnvelopes) {
+    sidetap::dnstap::Encoder enc({"id", "ver", std::string("default")});
+    std::vector<std::uint8_t> wire;
+    const auto m = varied_message(3, wire);
+    const std::string mine = "per-message";
+    enc.prepare(m, sidetap::dnstap::MessageType::ClientQuery, std::nullopt,
+                std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(mine.data()), mine.size()));
+    std::vector<std::uint8_t> out(enc.size(true));
+    enc.write(out.data(), true);
+    ::dnstap::Dnstap d;
+    ASSERT_TRUE(d.ParseFromArray(out.data(), static_cast<int>(out.size())));
+    EXPECT_EQ(d.extra(), mine);
+    const auto again = enc.encode(m, sidetap::dnstap::MessageType::ClientQuery);
+    ASSERT_TRUE(d.ParseFromArray(again.data(), static_cast<int>(again.size())));
+    EXPECT_EQ(d.extra(), "default");
+}
+
 TEST(MessageTypeList, AcceptsFullNamesAndMnemonicsInAnyCase) {
     std::string error;
-    const auto bits = pairing::parse_type_list("CLIENT_QUERY, cr,AQ", error);
+    const auto bits = sidetap::dnstap::parse_type_list("CLIENT_QUERY, cr,AQ", error);
     ASSERT_TRUE(bits) << error;
     EXPECT_EQ(*bits, (1u << 5) | (1u << 6) | (1u << 1));
 }
 
 TEST(MessageTypeList, RejectsUnknownNamesAndEmptyLists) {
     std::string error;
-    EXPECT_FALSE(pairing::parse_type_list("CQ,BOGUS", error));
+    EXPECT_FALSE(sidetap::dnstap::parse_type_list("CQ,BOGUS", error));
     EXPECT_NE(error.find("BOGUS"), std::string::npos);
-    EXPECT_FALSE(pairing::parse_type_list(" , ", error));
+    EXPECT_FALSE(sidetap::dnstap::parse_type_list(" , ", error));
 }

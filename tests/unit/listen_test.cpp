@@ -3,7 +3,6 @@
 // the framestream codec, frames through a real Relay into a MemoryOutput.
 #include "framestream/codec.h"
 #include "listen/endpoint.h"
-#include "listen/frame_queue.h"
 #include "listen/receive_memory.h"
 #include "listen/server.h"
 #include "output/memory_output.h"
@@ -208,7 +207,7 @@ public:
             if (e.kind != listen::Endpoint::Unix) port_ = e.port;
         auto memory = std::make_unique<output::MemoryOutput>();
         memory_ = memory.get();
-        std::vector<pipeline::OutputRoute> routes(1);
+        std::vector<output::OutputRoute> routes(1);
         routes[0].output = std::move(memory);
         relay_ = std::make_unique<relay::Relay>(present::Filter{}, std::move(routes));
         thread_ = std::thread([this] {
@@ -783,30 +782,6 @@ TEST(Listen, ShutdownDeliversEverythingReceived) {
     EXPECT_TRUE(w.closed_by_peer());
     EXPECT_EQ(h.frames().size(), 100u);
     EXPECT_EQ(h.server().stats().closed_at_shutdown, 1u);
-}
-
-TEST(ListenQueue, BoundsFramesAndBytesAndCloseReleasesProducers) {
-    listen::FrameQueue q(2, 100);
-    EXPECT_TRUE(q.push(listen::Frame(10)));
-    EXPECT_TRUE(q.push(listen::Frame(10)));
-    std::atomic<bool> pushed{false};
-    std::thread producer([&] { pushed = q.push(listen::Frame(10)); });
-    std::this_thread::sleep_for(50ms);
-    EXPECT_FALSE(pushed.load()) << "waits while full";
-    std::deque<listen::Frame> out;
-    EXPECT_EQ(q.pop_all(out, 0ms), 2u);
-    producer.join();
-    EXPECT_TRUE(pushed.load());
-    // A frame larger than the byte bound goes into an empty queue.
-    out.clear();
-    q.pop_all(out, 0ms);
-    EXPECT_TRUE(q.push(listen::Frame(500)));
-    std::thread blocked([&] { pushed = q.push(listen::Frame(1)); });
-    std::this_thread::sleep_for(20ms);
-    q.close();
-    blocked.join();
-    EXPECT_FALSE(pushed.load());
-    EXPECT_GE(q.stats().blocked_pushes, 2u);
 }
 
 TEST(ListenMemory, FirstChunkComesFromTheReserveAndSharedMemoryGoesBackFirst) {

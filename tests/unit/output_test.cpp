@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -31,6 +32,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <set>
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -207,6 +209,12 @@ bool wait_for(std::mutex& m, std::condition_variable& cv, std::chrono::milliseco
     return cv.wait_for(lock, timeout, pred);
 }
 
+// One piece of framed bytes, as the I/O thread hands them to a writer.
+bool write_framed(output::FrameWriter& writer, const Bytes& bytes, std::string& error) {
+    const std::span<const std::uint8_t> piece(bytes);
+    return writer.write({&piece, 1}, error);
+}
+
 // ------------------------------------------------- FrameWriter test double
 
 // Records what a QueuedOutput does to its writer; open/write can be made to
@@ -256,7 +264,9 @@ public:
         ++s_->opens;
         return true;
     }
-    bool write(std::span<const std::uint8_t> bytes, std::string& error) override {
+    bool write(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) override {
+        Bytes bytes;
+        for (const auto& piece : pieces) bytes.insert(bytes.end(), piece.begin(), piece.end());
         std::unique_lock l(s_->m);
         ++s_->writes;
         s_->inside_write = true;
@@ -627,111 +637,306 @@ std::vector<std::uint32_t> iota_n(std::uint32_t n) {
 
 // ===================================================================== FrameQueue
 
-TEST(FrameQueue, KeepsFramesInOrderAndPeekDoesNotRemoveThem) {
-    output::FrameQueue q(8, 1024);
-    for (std::uint32_t i = 0; i < 5; ++i) ASSERT_TRUE(q.push(make_frame(i, 10 + i)));
+namespace {
+
+// A queue of `frames` frames and `bytes` bytes per lane, frames up to
+// `max_frame` bytes.
+output::FrameQueue::Options queue_limits(std::size_t frames, std::size_t bytes, std::size_t lanes = 1,
+                                         std::size_t max_frame = 0) {
+    output::FrameQueue::Options o;
+    o.lanes = lanes;
+    o.max_frames = frames * lanes;
+    o.max_bytes = bytes * lanes;
+    o.max_frame = max_frame != 0 ? max_frame : bytes / 2 - output::FrameQueue::kFrameHeader;
+    return o;
+}
+
+using Push = output::FrameQueue::Push;
+
+Push push_drop(output::FrameQueue& q, const Bytes& frame, std::size_t lane = 0) {
+    return q.push(lane, frame, OverflowPolicy::Drop);
+}
+
+// Frames of one collected batch (payloads), and its pieces joined.
+std::vector<Bytes> frames_of(const output::FrameQueue& q, const output::FrameQueue::Batch& b) {
+    std::vector<Bytes> out;
+    q.for_each_frame(b, [&](std::span<const std::uint8_t> f) { out.emplace_back(f.begin(), f.end()); });
+    return out;
+}
+
+Bytes joined(const output::FrameQueue::Batch& b) {
+    Bytes out;
+    for (const auto& piece : b.pieces()) out.insert(out.end(), piece.begin(), piece.end());
+    return out;
+}
+
+}  // namespace
+
+TEST(FrameQueue, KeepsFramesInOrderAndCollectDoesNotRemoveThem) {
+    output::FrameQueue q(queue_limits(8, 1024));
+    for (std::uint32_t i = 0; i < 5; ++i) ASSERT_EQ(push_drop(q, make_frame(i, 10 + i)), Push::Queued);
     EXPECT_EQ(q.size(), 5u);
-    std::vector<Bytes> seen;
-    auto collect = [&](std::span<const std::uint8_t> f) { seen.emplace_back(f.begin(), f.end()); };
-    EXPECT_EQ(q.peek(3, SIZE_MAX, collect), 3u);
-    EXPECT_EQ(q.peek(3, SIZE_MAX, collect), 3u);  // a failed batch is visible again
-    ASSERT_EQ(seen.size(), 6u);
-    for (std::uint32_t i = 0; i < 3; ++i) {
-        EXPECT_EQ(seen[i], make_frame(i, 10 + i));
-        EXPECT_EQ(seen[i + 3], make_frame(i, 10 + i));
-    }
-    q.pop(3);
-    seen.clear();
-    EXPECT_EQ(q.peek(SIZE_MAX, SIZE_MAX, collect), 2u);
-    EXPECT_EQ(indexes(seen), (std::vector<std::uint32_t>{3, 4}));
-    q.pop(2);
+    output::FrameQueue::Batch b;
+    EXPECT_EQ(q.collect(b, 3 * 18), 3u);  // 3 framed frames of 14..16 bytes fit in 54
+    const auto first = frames_of(q, b);
+    EXPECT_EQ(q.collect(b, 3 * 18), 3u);  // a failed batch is visible again
+    EXPECT_EQ(frames_of(q, b), first);
+    for (std::uint32_t i = 0; i < 3; ++i) EXPECT_EQ(first[i], make_frame(i, 10 + i));
+    // The pieces are the Frame Streams bytes: length prefix + payload each.
+    EXPECT_EQ(joined(b), framed(first));
+    q.release(b);
+    EXPECT_EQ(q.collect(b, SIZE_MAX), 2u);
+    EXPECT_EQ(indexes(frames_of(q, b)), (std::vector<std::uint32_t>{3, 4}));
+    q.release(b);
     EXPECT_EQ(q.size(), 0u);
     EXPECT_EQ(q.bytes(), 0u);
-    EXPECT_EQ(q.peek(SIZE_MAX, SIZE_MAX, collect), 0u);
+    EXPECT_EQ(q.collect(b, SIZE_MAX), 0u);
 }
 
 TEST(FrameQueue, RefusesFramesBeyondTheFrameBoundOrTheByteBound) {
-    output::FrameQueue by_frames(3, 4096);
-    for (std::uint32_t i = 0; i < 3; ++i) EXPECT_TRUE(by_frames.push(make_frame(i)));
-    EXPECT_FALSE(by_frames.push(make_frame(3)));
-    by_frames.pop(1);
-    EXPECT_TRUE(by_frames.push(make_frame(3)));
+    output::FrameQueue by_frames(queue_limits(3, 4096));
+    for (std::uint32_t i = 0; i < 3; ++i) EXPECT_EQ(push_drop(by_frames, make_frame(i)), Push::Queued);
+    EXPECT_EQ(push_drop(by_frames, make_frame(3)), Push::Full);
+    output::FrameQueue::Batch b;
+    by_frames.collect(b, 1);
+    by_frames.release(b);
+    EXPECT_EQ(push_drop(by_frames, make_frame(3)), Push::Queued);
 
-    output::FrameQueue by_bytes(100, 100);  // 36 bytes per 32-byte frame
-    EXPECT_TRUE(by_bytes.push(make_frame(0)));
-    EXPECT_TRUE(by_bytes.push(make_frame(1)));
-    EXPECT_FALSE(by_bytes.push(make_frame(2)));
-    EXPECT_FALSE(by_bytes.push(make_frame(9, 200)));  // never fits
+    output::FrameQueue by_bytes(queue_limits(100, 100, 1, 40));  // 36 bytes per 32-byte frame
+    EXPECT_EQ(push_drop(by_bytes, make_frame(0)), Push::Queued);
+    EXPECT_EQ(push_drop(by_bytes, make_frame(1)), Push::Queued);
+    EXPECT_EQ(push_drop(by_bytes, make_frame(2)), Push::Full);
+    EXPECT_EQ(push_drop(by_bytes, make_frame(9, 200)), Push::TooLarge);  // never fits
     EXPECT_EQ(by_bytes.size(), 2u);
     EXPECT_EQ(by_bytes.bytes(), 72u);
 }
 
-TEST(FrameQueue, RefusesEmptyFrames) {
-    output::FrameQueue q(4, 64);
-    EXPECT_FALSE(q.push({}));
-    EXPECT_EQ(q.size(), 0u);
+TEST(FrameQueue, RefusesEmptyFramesAndFramesOverTheLargest) {
+    output::FrameQueue q(queue_limits(4, 4096, 1, 100));
+    EXPECT_EQ(push_drop(q, {}), Push::TooLarge);
+    EXPECT_EQ(push_drop(q, Bytes(101, 1)), Push::TooLarge);
+    EXPECT_EQ(push_drop(q, Bytes(100, 1)), Push::Queued);
+    EXPECT_EQ(q.size(), 1u);
 }
 
-TEST(FrameQueue, PeekStopsAtTheByteBudgetButAlwaysYieldsOneFrame) {
-    output::FrameQueue q(16, 4096);
-    for (std::uint32_t i = 0; i < 4; ++i) ASSERT_TRUE(q.push(make_frame(i, 96)));  // 100 bytes framed
-    int n = 0;
-    auto count = [&](std::span<const std::uint8_t>) { ++n; };
-    EXPECT_EQ(q.peek(SIZE_MAX, 250, count), 2u);
-    EXPECT_EQ(q.peek(SIZE_MAX, 200, count), 2u);
-    EXPECT_EQ(q.peek(SIZE_MAX, 10, count), 1u);
-    EXPECT_EQ(n, 5);
+TEST(FrameQueue, EachLaneHoldsTwoOfTheLargestFramesWhateverTheBoundSays) {
+    output::FrameQueue q(queue_limits(100, 10, 2, 1000));
+    EXPECT_GE(q.lane_byte_capacity(), 2 * (1000 + output::FrameQueue::kFrameHeader));
+    EXPECT_EQ(push_drop(q, Bytes(1000, 7), 0), Push::Queued);
+    EXPECT_EQ(push_drop(q, Bytes(1000, 7), 1), Push::Queued);
+}
+
+TEST(FrameQueue, CollectStopsAtTheByteBudgetButAlwaysYieldsOneFrame) {
+    output::FrameQueue q(queue_limits(16, 4096));
+    for (std::uint32_t i = 0; i < 4; ++i) ASSERT_EQ(push_drop(q, make_frame(i, 96)), Push::Queued);  // 100 framed
+    output::FrameQueue::Batch b;
+    EXPECT_EQ(q.collect(b, 250), 2u);
+    EXPECT_EQ(b.bytes(), 200u);
+    EXPECT_EQ(q.collect(b, 200), 2u);
+    EXPECT_EQ(q.collect(b, 10), 1u);
+}
+
+TEST(FrameQueue, ReserveAndCommitPublishOnlyWhatWasCommitted) {
+    output::FrameQueue q(queue_limits(8, 1024));
+    Push r = Push::Full;
+    std::uint8_t* dst = q.reserve(0, 5, OverflowPolicy::Drop, r);
+    ASSERT_NE(dst, nullptr);
+    EXPECT_EQ(r, Push::Queued);
+    std::memcpy(dst, "hello", 5);
+    EXPECT_EQ(q.size(), 0u) << "nothing before commit()";
+    q.commit(0);
+    output::FrameQueue::Batch b;
+    ASSERT_EQ(q.collect(b, SIZE_MAX), 1u);
+    EXPECT_EQ(joined(b), hex("00000005 68656c6c6f"));
 }
 
 TEST(FrameQueue, WrapsAroundTheRingWithoutCorruptingFrames) {
     // A ring of 100 bytes with frames of varying size: the write position
     // passes the end of the ring many times, with and without room for a
-    // padding marker.
-    output::FrameQueue q(4, 100);
+    // padding marker; batches then come out in two pieces.
+    output::FrameQueue q(queue_limits(4, 100, 1, 46));
     std::uint32_t next_in = 0, next_out = 0;
+    std::size_t two_pieces = 0;
     for (int round = 0; round < 2000; ++round) {
-        while (q.push(make_frame(next_in, 4 + (next_in * 13) % 40))) ++next_in;
-        std::vector<Bytes> seen;
-        const std::size_t n = q.peek(1 + round % 3, SIZE_MAX,
-                                     [&](std::span<const std::uint8_t> f) { seen.emplace_back(f.begin(), f.end()); });
+        while (push_drop(q, make_frame(next_in, 4 + (next_in * 13) % 40)) == Push::Queued) ++next_in;
+        output::FrameQueue::Batch b;
+        const std::size_t n = q.collect(b, 1 + (round % 3) * 40);
         ASSERT_GT(n, 0u);
+        const auto seen = frames_of(q, b);
+        ASSERT_EQ(joined(b), framed(seen));
+        two_pieces += b.pieces().size() > 1;
         for (const auto& f : seen) {
             ASSERT_EQ(f, make_frame(next_out, 4 + (next_out * 13) % 40)) << "frame " << next_out;
             ++next_out;
         }
-        q.pop(n);
+        q.release(b);
     }
     EXPECT_GT(next_in, 2000u);
+    EXPECT_GT(two_pieces, 0u);
 }
 
-TEST(FrameQueue, TwoThreadsDeliverEveryFrameOnceAndInOrder) {
-    // A small ring (many wraparounds); at most 200k frames or 500 ms of
-    // pushing, so that a loaded machine does not make the test slow.
-    output::FrameQueue q(64, 2048);
-    std::atomic<std::uint32_t> pushed_total{UINT32_MAX};
-    std::thread producer([&] {
-        const auto deadline = Clock::now() + 500ms;
-        std::uint32_t i = 0;
-        while (i < 200000 && Clock::now() < deadline) {
-            if (q.push(make_frame(i, 4 + i % 61))) ++i;
-            else std::this_thread::yield();
-        }
-        pushed_total = i;
-    });
-    std::uint32_t expected = 0;
-    bool ok = true;
-    while (ok && expected != pushed_total.load()) {
-        const std::size_t n = q.peek(7, 512, [&](std::span<const std::uint8_t> f) {
-            if (Bytes(f.begin(), f.end()) != make_frame(expected, 4 + expected % 61)) ok = false;
-            ++expected;
-        });
-        if (n == 0) std::this_thread::yield();
-        q.pop(n);
+TEST(FrameQueue, AnEmptyLaneStartsAgainAtTheBeginningOfItsRing) {
+    // 4 MiB ring, drained after every frame: the write position comes back
+    // to the start instead of walking the whole ring (resident memory).
+    output::FrameQueue q(queue_limits(1000, 4u << 20, 1, 1000));
+    output::FrameQueue::Batch b;
+    const std::uint8_t* lowest = nullptr;
+    const std::uint8_t* highest = nullptr;
+    for (std::uint32_t i = 0; i < 20000; ++i) {
+        ASSERT_EQ(push_drop(q, make_frame(i, 500)), Push::Queued);
+        ASSERT_EQ(q.collect(b, SIZE_MAX), 1u);
+        const auto* p = b.pieces()[0].data();
+        if (!lowest || p < lowest) lowest = p;
+        if (!highest || p > highest) highest = p;
+        ASSERT_EQ(frames_of(q, b)[0], make_frame(i, 500));
+        q.release(b);
+        ASSERT_EQ(q.bytes(), 0u);
     }
+    // 20000 frames of 504 bytes are 10 MB: without going back, the whole
+    // ring would have been used; with it, a quarter of it.
+    EXPECT_LE(static_cast<std::size_t>(highest - lowest), q.lane_byte_capacity() / 4 + 1024);
+}
+
+TEST(FrameQueue, AfterGoingBackToTheStartASlowConsumerStillGetsEveryFrameIntact) {
+    // The producer goes back to the start of an empty ring, then fills the
+    // lane while the consumer sleeps: it must not write over the padding
+    // marker the consumer has yet to read, and every frame comes out whole.
+    output::FrameQueue q(queue_limits(100000, 1u << 20, 1, 1000));
+    output::FrameQueue::Batch b;
+    std::uint32_t in = 0, out = 0;
+    // Walk past the low-water mark, draining as we go (the lane is empty at
+    // every check), until a frame lands back at the start of the ring.
+    const std::uint8_t* previous = nullptr;
+    for (;;) {
+        Push r = Push::Full;
+        std::uint8_t* dst = q.reserve(0, 300, OverflowPolicy::Drop, r);
+        ASSERT_NE(dst, nullptr);
+        const auto f = make_frame(in++, 300);
+        std::memcpy(dst, f.data(), f.size());
+        q.commit(0);
+        if (previous && dst < previous) break;  // went back; the consumer has not seen it yet
+        previous = dst;
+        ASSERT_EQ(q.collect(b, SIZE_MAX), 1u);
+        ASSERT_EQ(frames_of(q, b)[0], make_frame(out++, 300));
+        q.release(b);
+        ASSERT_LT(in, 100000u) << "never went back to the start";
+    }
+    // Now the consumer sleeps: fill until full.
+    std::size_t queued = 0;
+    while (push_drop(q, make_frame(in, 300)) == Push::Queued) {
+        ++in;
+        ++queued;
+    }
+    EXPECT_GE(queued * 304 + 1024, q.lane_byte_capacity() / 4) << "about a quarter of the lane at least";
+    while (q.collect(b, 4096) != 0) {
+        for (const auto& f : frames_of(q, b)) ASSERT_EQ(f, make_frame(out++, 300)) << "frame " << out;
+        q.release(b);
+    }
+    EXPECT_EQ(out, in);
+    // Past the marker, the whole lane is there again.
+    queued = 0;
+    while (push_drop(q, make_frame(in, 300)) == Push::Queued) {
+        ++in;
+        ++queued;
+    }
+    EXPECT_GE(queued * 304, q.lane_byte_capacity() * 9 / 10);
+    while (q.collect(b, 4096) != 0) {
+        for (const auto& f : frames_of(q, b)) ASSERT_EQ(f, make_frame(out++, 300)) << "frame " << out;
+        q.release(b);
+    }
+    EXPECT_EQ(out, in);
+}
+
+TEST(FrameQueue, BlockPolicyWaitsForRoomAndCloseReleasesWaitingProducers) {
+    output::FrameQueue q(queue_limits(2, 4096));
+    EXPECT_EQ(q.push(0, make_frame(0), OverflowPolicy::Block), Push::Queued);
+    EXPECT_EQ(q.push(0, make_frame(1), OverflowPolicy::Block), Push::Queued);
+    std::atomic<int> result{-1};
+    std::thread producer([&] { result = static_cast<int>(q.push(0, make_frame(2), OverflowPolicy::Block)); });
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(result.load(), -1) << "waits while full";
+    EXPECT_TRUE(q.take_starved()) << "a full lane asks the consumer to write now";
+    output::FrameQueue::Batch b;
+    EXPECT_EQ(q.collect(b, SIZE_MAX), 2u);
+    q.release(b);
     producer.join();
-    EXPECT_TRUE(ok) << "mismatch near frame " << expected;
-    EXPECT_EQ(expected, pushed_total.load());
-    EXPECT_GT(expected, 1000u);
+    EXPECT_EQ(result.load(), static_cast<int>(Push::Queued));
+    EXPECT_EQ(q.push(0, make_frame(3), OverflowPolicy::Block), Push::Queued);
+    std::thread blocked([&] { result = static_cast<int>(q.push(0, make_frame(4), OverflowPolicy::Block)); });
+    std::this_thread::sleep_for(20ms);
+    q.close();
+    blocked.join();
+    EXPECT_EQ(result.load(), static_cast<int>(Push::Closed));
+    EXPECT_EQ(q.push(0, make_frame(5), OverflowPolicy::Drop), Push::Closed);
+    EXPECT_EQ(q.size(), 2u) << "what was queued stays for the consumer";
+    EXPECT_GE(q.stats().blocked_pushes, 2u);
+}
+
+TEST(FrameQueue, ConsumerSleepsUntilALaneHoldsABatchOrItsDeadline) {
+    auto o = queue_limits(1000, 1u << 20);
+    o.wake_bytes = 1000;
+    output::FrameQueue q(o);
+    ASSERT_EQ(push_drop(q, make_frame(0, 100)), Push::Queued);
+    // Below the threshold: sleeps to the deadline.
+    auto t0 = Clock::now();
+    q.wait(t0 + 100ms, true, [] { return false; });
+    EXPECT_GE(Clock::now() - t0, 90ms);
+    // A producer reaching the threshold wakes it long before.
+    std::thread producer([&] {
+        std::this_thread::sleep_for(30ms);
+        for (std::uint32_t i = 1; i <= 10; ++i) (void)push_drop(q, make_frame(i, 100));
+    });
+    t0 = Clock::now();
+    q.wait(t0 + 5s, true, [] { return false; });
+    EXPECT_LT(Clock::now() - t0, 2s);
+    producer.join();
+}
+
+TEST(FrameQueue, SeveralProducersDeliverEveryFrameOnceAndEachLaneInOrder) {
+    // One lane per producer thread, one consumer; small rings (many
+    // wraparounds); at most 500 ms of pushing.
+    constexpr std::size_t kProducers = 4;
+    output::FrameQueue q(queue_limits(64, 2048, kProducers, 512));
+    std::atomic<std::uint32_t> done{0};
+    std::array<std::atomic<std::uint32_t>, kProducers> totals{};
+    std::vector<std::thread> producers;
+    for (std::size_t p = 0; p < kProducers; ++p) {
+        producers.emplace_back([&, p] {
+            const auto deadline = Clock::now() + 500ms;
+            std::uint32_t i = 0;
+            while (i < 100000 && Clock::now() < deadline) {
+                // Frame: 4-byte producer id, then make_frame's index.
+                Bytes f = make_frame(i, 4 + i % 61);
+                f.insert(f.begin(), {0, 0, 0, static_cast<std::uint8_t>(p)});
+                if (q.push(p, f, i % 2 ? OverflowPolicy::Block : OverflowPolicy::Drop) == Push::Queued) ++i;
+                else std::this_thread::yield();
+            }
+            totals[p] = i;
+            ++done;
+        });
+    }
+    std::array<std::uint32_t, kProducers> expected{};
+    bool ok = true;
+    output::FrameQueue::Batch b;
+    for (;;) {
+        const bool finished = done.load() == kProducers;
+        const std::size_t n = q.collect(b, 512);
+        q.for_each_frame(b, [&](std::span<const std::uint8_t> f) {
+            const std::size_t p = f[3];
+            const Bytes rest(f.begin() + 4, f.end());
+            if (p >= kProducers || rest != make_frame(expected[p], 4 + expected[p] % 61)) ok = false;
+            else ++expected[p];
+        });
+        q.release(b);
+        if (n == 0 && finished) break;
+        if (n == 0) q.wait(Clock::now() + 10ms, true, [] { return false; });
+    }
+    for (auto& t : producers) t.join();
+    EXPECT_TRUE(ok);
+    for (std::size_t p = 0; p < kProducers; ++p) {
+        EXPECT_EQ(expected[p], totals[p].load()) << "producer " << p;
+        EXPECT_GT(expected[p], 100u);
+    }
     EXPECT_EQ(q.size(), 0u);
     EXPECT_EQ(q.bytes(), 0u);
 }
@@ -744,7 +949,7 @@ TEST(FileWriter, WritesStartFramesAndStopBytes) {
     std::string error;
     ASSERT_TRUE(writer.open(error)) << error;
     const std::vector<Bytes> frames = {make_frame(1, 3), make_frame(2, 5000)};
-    ASSERT_TRUE(writer.write(framed(frames), error)) << error;
+    ASSERT_TRUE(write_framed(writer, framed(frames), error)) << error;
     writer.close();
     Bytes expected = hex("00000000 00000022 00000002 00000001 00000016");
     expected.insert(expected.end(), framestream::kDnstapContentType.begin(), framestream::kDnstapContentType.end());
@@ -754,6 +959,29 @@ TEST(FileWriter, WritesStartFramesAndStopBytes) {
     const Bytes stop = hex("00000000 00000004 00000003");
     expected.insert(expected.end(), stop.begin(), stop.end());
     EXPECT_EQ(read_file(path), expected);
+}
+
+TEST(FileWriter, WritesABatchGivenInManyPiecesAsOneStream) {
+    // The I/O thread hands over runs of several lanes and both ends of a
+    // ring: more pieces than one writev() takes, some empty.
+    const auto path = temp_dir() + "/pieces.dnstap";
+    output::FileWriter writer({path, 0, {}});
+    std::string error;
+    ASSERT_TRUE(writer.open(error)) << error;
+    std::vector<Bytes> frames;
+    for (std::uint32_t i = 0; i < 150; ++i) frames.push_back(make_frame(i, 3 + i % 50));
+    std::vector<Bytes> owned;
+    for (const auto& f : frames) owned.push_back(framed({f}));
+    std::vector<std::span<const std::uint8_t>> pieces;
+    for (std::size_t i = 0; i < owned.size(); ++i) {
+        pieces.emplace_back(owned[i]);
+        if (i % 40 == 0) pieces.emplace_back();  // empty pieces are skipped
+    }
+    ASSERT_TRUE(writer.write(pieces, error)) << error;
+    writer.close();
+    const Stream st = parse_stream(read_file(path));
+    ASSERT_TRUE(st.valid);
+    EXPECT_EQ(st.frames, frames);
 }
 
 TEST(FileWriter, UnopenablePathIsAnErrorWithTheReason) {
@@ -776,7 +1004,7 @@ TEST(FileWriter, RotatesBySizeIntoFilesThatEachEndWithStopAndKeepEveryFrameInOrd
             ASSERT_TRUE(writer.open(error)) << error;
             ++reopens;
         }
-        ASSERT_TRUE(writer.write(framed({make_frame(i, 40)}), error)) << error;
+        ASSERT_TRUE(write_framed(writer, framed({make_frame(i, 40)}), error)) << error;
     }
     writer.close();
     EXPECT_GE(reopens, 4);
@@ -802,11 +1030,11 @@ TEST(FileWriter, RotatesByIntervalAndNamesFilesByTheirUtcStartTime) {
     const std::time_t opened = std::time(nullptr);
     const auto now = Clock::now();
     EXPECT_FALSE(writer.wants_reopen(now));
-    ASSERT_TRUE(writer.write(framed({make_frame(0)}), error));
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(0)}), error));
     EXPECT_TRUE(writer.wants_reopen(now + 61s));
     writer.close();
     ASSERT_TRUE(writer.open(error)) << error;
-    ASSERT_TRUE(writer.write(framed({make_frame(1)}), error));
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(1)}), error));
     writer.close();
     const auto files = rotated_files(path);
     ASSERT_EQ(files.size(), 1u);
@@ -826,7 +1054,7 @@ TEST(FileWriter, ReopenNeverOverwritesAnExistingRotatedFile) {
     ASSERT_TRUE(writer.open(error));
     // Three reopens within (almost certainly) the same second.
     for (std::uint32_t i = 0; i < 4; ++i) {
-        ASSERT_TRUE(writer.write(framed({make_frame(i)}), error));
+        ASSERT_TRUE(write_framed(writer, framed({make_frame(i)}), error));
         writer.close();
         if (i < 3) {
             ASSERT_TRUE(writer.open(error)) << error;
@@ -850,12 +1078,12 @@ TEST(FileWriter, ReopenAfterLogrotateMovedTheFileStartsAFreshFile) {
     output::FileWriter writer({path, 0, {}});
     std::string error;
     ASSERT_TRUE(writer.open(error));
-    ASSERT_TRUE(writer.write(framed({make_frame(0)}), error));
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(0)}), error));
     ASSERT_EQ(std::rename(path.c_str(), (dir + "/lr.dnstap.1").c_str()), 0);  // logrotate
     EXPECT_TRUE(writer.reopen_on_request());
     writer.close();  // STOP goes to the moved file
     ASSERT_TRUE(writer.open(error));
-    ASSERT_TRUE(writer.write(framed({make_frame(1)}), error));
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(1)}), error));
     writer.close();
     const Stream old_file = parse_stream(read_file(dir + "/lr.dnstap.1"));
     const Stream new_file = parse_stream(read_file(path));
@@ -920,7 +1148,7 @@ TEST(FileWriter, AFifoIsWrittenInPlaceAndNeverRotatedRenamedOrReopened) {
     EXPECT_FALSE(writer.reopen_after_failure());
     for (std::uint32_t i = 0; i < 20; ++i) {
         EXPECT_FALSE(writer.wants_reopen(Clock::now() + 1h));
-        ASSERT_TRUE(writer.write(framed({make_frame(i, 60)}), error)) << error;
+        ASSERT_TRUE(write_framed(writer, framed({make_frame(i, 60)}), error)) << error;
     }
     EXPECT_TRUE(writer.close());
     const Stream s = parse_stream(reader.take());
@@ -943,7 +1171,7 @@ TEST(FileWriter, AFifoWhoseReaderWentAwayIsAFinalFailureAndStaysAFifo) {
     ASSERT_TRUE(writer.open(error)) << error;
     EXPECT_EQ(reader.take(), kStart);
     bool failed = false;
-    for (std::uint32_t i = 0; i < 100 && !failed; ++i) failed = !writer.write(framed({make_frame(i, 1000)}), error);
+    for (std::uint32_t i = 0; i < 100 && !failed; ++i) failed = !write_framed(writer, framed({make_frame(i, 1000)}), error);
     ASSERT_TRUE(failed);
     EXPECT_EQ(error, "write to " + path + " failed: Broken pipe (its reader went away)");
     EXPECT_FALSE(writer.reopen_after_failure());
@@ -966,7 +1194,7 @@ TEST(FileWriter, ASymlinkToDevNullIsNeverReplacedOrRotated) {
     EXPECT_FALSE(writer.reopen_on_request());  // SIGHUP: nothing to do
     for (std::uint32_t i = 0; i < 10; ++i) {
         EXPECT_FALSE(writer.wants_reopen(Clock::now()));
-        ASSERT_TRUE(writer.write(framed({make_frame(i, 40)}), error)) << error;
+        ASSERT_TRUE(write_framed(writer, framed({make_frame(i, 40)}), error)) << error;
     }
     EXPECT_TRUE(writer.close());
     char target[64] = {};
@@ -1009,7 +1237,7 @@ TEST(FileWriter, ARegularFileReachedThroughProcIsNeverRotated) {
         EXPECT_FALSE(writer.reopen_on_request());
         for (std::uint32_t i = 0; i < 10; ++i) {
             EXPECT_FALSE(writer.wants_reopen(Clock::now()));
-            ASSERT_TRUE(writer.write(framed({make_frame(i, 40)}), error)) << error;
+            ASSERT_TRUE(write_framed(writer, framed({make_frame(i, 40)}), error)) << error;
         }
         EXPECT_TRUE(writer.close());
     }
@@ -1036,7 +1264,7 @@ TEST(FileWriter, ASymlinkToARegularFileRotatesTheFileItPointsToAndKeepsTheLink) 
             ASSERT_TRUE(writer.open(error)) << error;
             ++reopens;
         }
-        ASSERT_TRUE(writer.write(framed({make_frame(i, 40)}), error)) << error;
+        ASSERT_TRUE(write_framed(writer, framed({make_frame(i, 40)}), error)) << error;
     }
     EXPECT_TRUE(writer.close());
     EXPECT_GE(reopens, 3);
@@ -1092,8 +1320,8 @@ TEST(FileWriter, AFullFileEndsWithStopAfterTheLastWholeBatchAndIsResumedWhenTher
     output::FileWriter writer({path, 0, {}});
     std::string error;
     ASSERT_TRUE(writer.open(error)) << error;
-    for (std::uint32_t i = 0; i < 3; ++i) ASSERT_TRUE(writer.write(framed({make_frame(i, 100)}), error)) << error;
-    EXPECT_FALSE(writer.write(framed({make_frame(3, 100)}), error));
+    for (std::uint32_t i = 0; i < 3; ++i) ASSERT_TRUE(write_framed(writer, framed({make_frame(i, 100)}), error)) << error;
+    EXPECT_FALSE(write_framed(writer, framed({make_frame(3, 100)}), error));
     EXPECT_NE(error.find("File too large"), std::string::npos) << error;
     EXPECT_TRUE(writer.reopen_after_failure());
     EXPECT_TRUE(writer.close());
@@ -1104,8 +1332,8 @@ TEST(FileWriter, AFullFileEndsWithStopAfterTheLastWholeBatchAndIsResumedWhenTher
     // Room again: the same file goes on (its STOP overwritten), no new file.
     limit.lift();
     ASSERT_TRUE(writer.open(error)) << error;
-    ASSERT_TRUE(writer.write(framed({make_frame(3, 100)}), error)) << error;
-    ASSERT_TRUE(writer.write(framed({make_frame(4, 3)}), error)) << error;  // shorter than STOP
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(3, 100)}), error)) << error;
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(4, 3)}), error)) << error;  // shorter than STOP
     EXPECT_TRUE(writer.close());
     s = parse_stream(read_file(path));
     EXPECT_TRUE(s.starts_and_stops());
@@ -1119,7 +1347,7 @@ TEST(FileWriter, ARotationThatCannotStartANewFileRemovesItAndPutsThePreviousOneB
     output::FileWriter writer({path, 0, {}});
     std::string error;
     ASSERT_TRUE(writer.open(error)) << error;
-    ASSERT_TRUE(writer.write(framed({make_frame(0, 100)}), error)) << error;
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(0, 100)}), error)) << error;
     EXPECT_TRUE(writer.close());
     {
         FileSizeLimit limit(20);  // not even START fits into a new file
@@ -1130,7 +1358,7 @@ TEST(FileWriter, ARotationThatCannotStartANewFileRemovesItAndPutsThePreviousOneB
     // The previous file is back at the path, whole, and is continued.
     EXPECT_EQ(indexes(parse_stream(read_file(path)).frames), iota_n(1));
     ASSERT_TRUE(writer.open(error)) << error;
-    ASSERT_TRUE(writer.write(framed({make_frame(1, 100)}), error)) << error;
+    ASSERT_TRUE(write_framed(writer, framed({make_frame(1, 100)}), error)) << error;
     EXPECT_TRUE(writer.close());
     EXPECT_EQ(entries_in(dir), 1u);
     const Stream s = parse_stream(read_file(path));
@@ -1545,6 +1773,99 @@ TEST(QueuedOutput, OpensThatNeverGetABatchThroughCountTowardGivingUp) {
     EXPECT_EQ(out.stats().frames_dropped, 5u);
 }
 
+// ===================================================================== several producers
+
+TEST(QueuedOutput, ShardsWritingIntoOneFileLoseAndDuplicateNothing) {
+    // Four capture shards, each with its own producer lane of one file
+    // output, write at once (block: nothing may be lost); half of them
+    // encode in place (reserve/commit). The file holds every frame exactly
+    // once, each shard's in its order.
+    constexpr std::uint32_t kShards = 4;
+    constexpr std::uint32_t kFrames = 20000;
+    const auto path = temp_dir() + "/shards.dnstap";
+    auto settings = fast_settings();
+    settings.producers = kShards;
+    settings.queue_frames = 64;  // small lanes: producers wait for room often
+    settings.queue_bytes = 64 << 10;
+    settings.write_buffer = 4096;
+    settings.overflow = OverflowPolicy::Block;
+    {
+        output::FileOutput out({path, 0, {}}, settings);
+        ASSERT_EQ(out.producers(), kShards);
+        std::vector<std::thread> shards;
+        for (std::uint32_t s = 0; s < kShards; ++s) {
+            shards.emplace_back([&, s] {
+                output::FrameSink& sink = out.producer(s);
+                for (std::uint32_t i = 0; i < kFrames; ++i) {
+                    const Bytes f = make_frame(s << 24 | i, 8 + (i * 31 + s) % 300);
+                    if (s % 2 == 0) {
+                        ASSERT_EQ(sink.write(f), WriteResult::Written);
+                        continue;
+                    }
+                    WriteResult r = WriteResult::Failed;
+                    std::uint8_t* dst = sink.reserve(f.size(), r);
+                    ASSERT_NE(dst, nullptr);
+                    std::memcpy(dst, f.data(), f.size());
+                    sink.commit();
+                }
+            });
+        }
+        for (auto& t : shards) t.join();
+        out.close();
+        expect_exact_accounting(out.stats(), kShards * kFrames);
+        EXPECT_EQ(out.stats().frames_written, kShards * kFrames);
+    }
+    const Stream st = parse_stream(read_file(path));
+    ASSERT_TRUE(st.valid);
+    ASSERT_EQ(st.frames.size(), kShards * kFrames);
+    std::array<std::uint32_t, kShards> next{};
+    for (const auto& f : st.frames) {
+        const std::uint32_t id = index_of(f);
+        const std::uint32_t s = id >> 24, i = id & 0xffffff;
+        ASSERT_LT(s, kShards);
+        ASSERT_EQ(i, next[s]) << "shard " << s << ": lost, duplicated or reordered";
+        ASSERT_EQ(f, make_frame(id, 8 + (i * 31 + s) % 300));
+        ++next[s];
+    }
+}
+
+TEST(QueuedOutput, ShardsThatOverrunTheirLanesDropAndCountWithoutDuplicates) {
+    // Drop policy, a writer slower than the producers: every frame is either
+    // in the file once or counted as dropped.
+    constexpr std::uint32_t kShards = 3;
+    constexpr std::uint32_t kFrames = 5000;
+    auto script = std::make_shared<Script>();
+    auto settings = fast_settings();
+    settings.producers = kShards;
+    settings.queue_frames = 30;
+    settings.write_buffer = 1024;
+    output::QueuedOutput out(std::make_unique<ScriptedWriter>(script), settings);
+    std::vector<std::thread> shards;
+    std::array<std::uint64_t, kShards> dropped{};
+    for (std::uint32_t s = 0; s < kShards; ++s)
+        shards.emplace_back([&, s] {
+            for (std::uint32_t i = 0; i < kFrames; ++i)
+                if (out.producer(s).write(make_frame(s << 24 | i, 40)) == WriteResult::Dropped) ++dropped[s];
+        });
+    for (auto& t : shards) t.join();
+    out.close();
+    const auto stats = out.stats();
+    expect_exact_accounting(stats, kShards * kFrames);
+    EXPECT_EQ(stats.frames_dropped, dropped[0] + dropped[1] + dropped[2]);
+    std::lock_guard l(script->m);
+    EXPECT_EQ(script->frames.size(), stats.frames_written);
+    std::set<std::uint32_t> seen;
+    std::array<std::int64_t, kShards> last{-1, -1, -1};
+    for (const auto& f : script->frames) {
+        const std::uint32_t id = index_of(f);
+        EXPECT_TRUE(seen.insert(id).second) << "duplicate " << id;
+        const std::uint32_t s = id >> 24;
+        ASSERT_LT(s, kShards);
+        EXPECT_GT(static_cast<std::int64_t>(id & 0xffffff), last[s]) << "shard " << s << " out of order";
+        last[s] = id & 0xffffff;
+    }
+}
+
 // ===================================================================== SocketWriter / socket outputs
 
 TEST(SocketWriter, HandshakeDataStopAndFinishBytesAreExact) {
@@ -1557,7 +1878,7 @@ TEST(SocketWriter, HandshakeDataStopAndFinishBytesAreExact) {
     std::string error;
     ASSERT_TRUE(writer.open(error)) << error;
     const std::vector<Bytes> frames = {make_frame(0, 10), make_frame(1, 300)};
-    ASSERT_TRUE(writer.write(framed(frames), error)) << error;
+    ASSERT_TRUE(write_framed(writer, framed(frames), error)) << error;
     EXPECT_FALSE(writer.broken());
     const auto start = Clock::now();
     writer.close();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -380,4 +381,56 @@ TEST(Pairer, EveryQueryEndsInExactlyOneOutcome) {
     EXPECT_EQ(c.get(E::Paired) + c.get(E::Unsolicited), responses);
     EXPECT_GT(c.get(E::Paired), 0u);
     EXPECT_GT(c.get(E::DuplicateQueries), 0u);
+}
+
+// ------------------------------------------------------------ bounded table
+
+namespace {
+struct IdentityHash {
+    std::size_t operator()(std::uint32_t k) const { return k * 0x9E3779B97F4A7C15ULL; }
+};
+struct CollidingHash {  // every key in one of 4 chains: growth must keep long clusters findable
+    std::size_t operator()(std::uint32_t k) const { return k % 4; }
+};
+}  // namespace
+
+template <typename Hash>
+void exercise_table(std::size_t capacity) {
+    pairing::BoundedTable<std::uint32_t, std::uint32_t, Hash> t(capacity);
+    std::map<std::uint32_t, std::uint32_t> model;  // key -> value, one entry per key
+    std::vector<std::uint32_t> order;              // insertion order of live keys
+    std::uint32_t next = 0;
+    for (int step = 0; step < 20000; ++step) {
+        if (!t.full() && (step % 7 != 0 || model.empty())) {
+            const std::uint32_t k = next++ * 2654435761u;
+            t.insert(k, k ^ 0x5555);
+            model[k] = k ^ 0x5555;
+            order.push_back(k);
+        } else {
+            // Erase the oldest (timeouts) or one in the middle.
+            const std::size_t pos = step % 3 == 0 ? 0 : order.size() / 2;
+            const std::uint32_t k = order[pos];
+            const auto i = t.find(k);
+            ASSERT_NE(i, t.kNone);
+            t.erase(i);
+            model.erase(k);
+            order.erase(order.begin() + static_cast<std::ptrdiff_t>(pos));
+        }
+        ASSERT_EQ(t.size(), model.size());
+        if (step % 97 == 0) {
+            for (const auto& [k, v] : model) {
+                const auto i = t.find(k);
+                ASSERT_NE(i, t.kNone) << "key " << k << " lost at step " << step;
+                ASSERT_EQ(t.at(i).value, v);
+            }
+            if (!order.empty()) ASSERT_EQ(t.at(t.oldest()).key, order.front());
+            ASSERT_EQ(t.find(0xFFFFFFFFu), t.kNone);
+        }
+    }
+}
+
+TEST(BoundedTable, GrowsItsIndexWithoutLosingEntriesAndKeepsFifoOrder) {
+    exercise_table<IdentityHash>(5000);
+    exercise_table<CollidingHash>(600);
+    exercise_table<IdentityHash>(1);
 }

@@ -40,6 +40,7 @@ std::string shared_pcap(const char* name) { return test_data::public_capture(nam
 std::string own_pcap(const char* name) { return std::string(SIDETAP_SOURCE_DIR) + "/pcaps/" + name; }
 
 struct Run {
+    std::vector<output::OutputRoute> routes;  // outlives the pipeline
     std::unique_ptr<pipeline::Pipeline> pipeline;
     output::MemoryOutput* out = nullptr;
 };
@@ -50,9 +51,8 @@ Run make_pipeline(pipeline::PipelineConfig config = {}, bool keep = true) {
     auto out = std::make_unique<output::MemoryOutput>(keep);
     Run run;
     run.out = out.get();
-    std::vector<std::unique_ptr<output::Output>> outputs;
-    outputs.push_back(std::move(out));
-    run.pipeline = std::make_unique<pipeline::Pipeline>(config, std::move(outputs));
+    run.routes.push_back({std::move(out)});
+    run.pipeline = std::make_unique<pipeline::Pipeline>(config, run.routes);
     return run;
 }
 
@@ -79,7 +79,7 @@ TEST(Pipeline, UdpQueriesAndResponsesBecomePairedFrames) {
     auto run = make_pipeline();
     feed(*run.pipeline, source);
     run.pipeline->finish();
-    EXPECT_TRUE(run.out->closed());
+    EXPECT_FALSE(run.out->closed()) << "the outputs are the caller's";
     ASSERT_EQ(run.out->frames().size(), 82u);
     ::dnstap::Dnstap first, second;
     ASSERT_TRUE(first.ParseFromArray(run.out->frames()[0].data(), static_cast<int>(run.out->frames()[0].size())));
@@ -162,7 +162,7 @@ TEST(Pipeline, EachOutputGetsItsTypesAndItsOwnWireSetting) {
     auto source = load("dnscap-dns.pcap");
     pipeline::PipelineConfig config;
     config.envelope.identity = "test";
-    std::vector<pipeline::OutputRoute> routes;
+    std::vector<output::OutputRoute> routes;
     auto queries = std::make_unique<output::MemoryOutput>();
     auto responses_bare = std::make_unique<output::MemoryOutput>();
     auto everything = std::make_unique<output::MemoryOutput>();
@@ -172,7 +172,7 @@ TEST(Pipeline, EachOutputGetsItsTypesAndItsOwnWireSetting) {
     routes.push_back({std::move(queries), 1u << 5, true});           // CLIENT_QUERY
     routes.push_back({std::move(responses_bare), 1u << 6, false});   // CLIENT_RESPONSE, no wire
     routes.push_back({std::move(everything)});
-    pipeline::Pipeline p(config, std::move(routes));
+    pipeline::Pipeline p(config, routes);
     feed(p, source);
     p.finish();
     ASSERT_EQ(q->frames().size(), 41u);
