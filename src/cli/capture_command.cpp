@@ -1,13 +1,18 @@
 // `sidetap capture`: one capture thread (this one) reads a live source
 // (libpcap or an eBPF frontend, picked by capture::open_live_source from the
-// options), feeds one pipeline, and between packets (at most every 16
-// packets or every 100 ms when the network is quiet) looks at the stop flag,
-// SIGHUP, the periodic stats line and the metrics snapshot. Nothing here
-// depends on the frontend.
+// options) and/or a stream source (the TLS probes: --tls-pid/--tls-process,
+// capture::open_tls_source), feeds one pipeline, and between packets (at
+// most every 16 packets or every 100 ms when the network is quiet) looks at
+// the stop flag, SIGHUP, the periodic stats line and the metrics snapshot.
+// Nothing here depends on the frontend. Stream chunks go to the pipeline of
+// the thread that polls the stream source (with several capture threads:
+// the first); a DoT/DoH exchange never pairs with a packet, and all of one
+// connection's chunks go there.
 #include "cli/capture_command.h"
 
 #include "capture/live_source.h"
 #include "capture/pcap_live_source.h"
+#include "capture/tls_source.h"
 #include "cli/common_options.h"
 #include "cli/output_stats.h"
 #include "cli/privileges.h"
@@ -42,6 +47,8 @@ struct CaptureCommandOptions {
     std::string stats_interval;
     std::string metrics;
     std::string user;
+    std::vector<int> tls_pids;
+    std::vector<std::string> tls_processes;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -57,8 +64,17 @@ std::uint64_t buffer_bytes(const std::string& text) {
     return value;
 }
 
+// The channels of both sources (packets, TLS streams), for stats and metrics.
+std::vector<capture::LiveChannelStats> channel_stats(const capture::LiveSource* source,
+                                                     const capture::StreamSource* streams) {
+    std::vector<capture::LiveChannelStats> all;
+    if (source) all = source->stats();
+    if (streams) all.insert(all.end(), streams->stats().begin(), streams->stats().end());
+    return all;
+}
+
 std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
-                                             const capture::LiveSource& source,
+                                             const std::vector<capture::LiveChannelStats>& channels,
                                              const capture::PcapDumpFile* dump) {
     using metrics::Kind;
     std::vector<metrics::Sample> samples;
@@ -77,7 +93,7 @@ std::vector<metrics::Sample> collect_samples(const pipeline::Pipeline& pipeline,
         samples.push_back({std::move(unique), Kind::Counter, {}, value});
     });
     append_output_samples(pipeline.outputs(), samples);
-    for (const auto& s : source.stats()) {
+    for (const auto& s : channels) {
         const std::vector<std::pair<std::string, std::string>> label{{s.kind, s.name}};
         samples.push_back({"capture_packets", Kind::Counter, label, s.packets});
         for (const auto& c : s.counters)
@@ -91,7 +107,7 @@ void print_counters(const capture::LiveChannelStats& s) {
     for (const auto& c : s.counters) std::fprintf(stderr, " %s=%llu", c.name, u64(c.value));
 }
 
-void print_stats_line(const pipeline::Pipeline& pipeline, const capture::LiveSource& source) {
+void print_stats_line(const pipeline::Pipeline& pipeline, const std::vector<capture::LiveChannelStats>& channels) {
     const auto& st = pipeline.stats();
     std::uint64_t unanswered = 0;
     pipeline.for_each_counter([&](std::string_view name, std::uint64_t v) {
@@ -99,7 +115,7 @@ void print_stats_line(const pipeline::Pipeline& pipeline, const capture::LiveSou
     });
     std::fprintf(stderr, "sidetap: stats packets=%llu dns_queries=%llu dns_responses=%llu frames=%llu unanswered=%llu",
                  u64(st.packets), u64(st.dns_queries), u64(st.dns_responses), u64(st.frames_encoded), u64(unanswered));
-    for (const auto& s : source.stats()) {
+    for (const auto& s : channels) {
         std::fprintf(stderr, " | %s", s.name.c_str());
         print_counters(s);
     }
@@ -115,7 +131,8 @@ const char* dlt_name(int dlt) {
 capture::Frontend frontend_option(const CaptureCommandOptions& o) {
     if (o.ebpf.empty()) {
         if (o.interfaces.empty())
-            throw util::FatalError("capture: -i IFACE is required (or --ebpf socket|tc|cgroup)", util::kExitUsage);
+            throw util::FatalError("capture: -i IFACE is required (or --ebpf socket|tc|cgroup, or --tls-pid/--tls-process)",
+                                   util::kExitUsage);
         if (!o.cgroup.empty())
             throw util::FatalError("--cgroup: only with --ebpf cgroup", util::kExitUsage);
         return capture::Frontend::Pcap;
@@ -129,8 +146,25 @@ capture::Frontend frontend_option(const CaptureCommandOptions& o) {
 int run_capture(const CaptureCommandOptions& o) {
     auto config = make_pipeline_config(o.capture, o.output);  // usage errors first
 
+    // The TLS probes alone, or beside a packet source.
+    const bool tls = !o.tls_pids.empty() || !o.tls_processes.empty();
+    const bool wire = !tls || !o.interfaces.empty() || !o.ebpf.empty();
+    capture::TlsCaptureOptions tls_options;
+    tls_options.pids = o.tls_pids;
+    tls_options.names = o.tls_processes;
+    if (o.ebpf == "cgroup") tls_options.cgroup = o.cgroup;
+    tls_options.ring_bytes = buffer_bytes(o.buffer_size);
+    tls_options.quiet = o.output.quiet;
+    if (!o.tls_processes.empty() && !o.user.empty())
+        throw util::FatalError("--tls-process follows processes started later, which needs CAP_BPF and CAP_PERFMON "
+                               "all along: not with --user (--tls-pid is)",
+                               util::kExitUsage);
+    if (tls && !wire && !o.write_pcap.empty())
+        throw util::FatalError("--write-pcap: needs a packet capture (-i or --ebpf); TLS plaintext has no packets",
+                               util::kExitUsage);
+
     capture::LiveCaptureOptions live;
-    live.frontend = frontend_option(o);
+    live.frontend = wire ? frontend_option(o) : capture::Frontend::Pcap;
     live.interfaces = o.interfaces;
     live.cgroup = o.cgroup;
     live.buffer_bytes = buffer_bytes(o.buffer_size);
@@ -153,9 +187,12 @@ int run_capture(const CaptureCommandOptions& o) {
     install_stop_handlers();
     // Before any thread starts (bounding set and no_new_privs are per thread).
     if (account) lock_down(o.user);
-    const auto source_handle = capture::open_live_source(live);
-    capture::LiveSource& source = *source_handle;
-    const auto channels = source.channels();
+    std::unique_ptr<capture::LiveSource> source_handle;
+    if (wire) source_handle = capture::open_live_source(live);
+    std::unique_ptr<capture::StreamSource> streams;
+    if (tls) streams = capture::open_tls_source(tls_options);
+    capture::LiveSource* source = source_handle.get();
+    const auto channels = source ? source->channels() : std::vector<capture::LiveChannelInfo>{};
 
     std::unique_ptr<capture::PcapDumpFile> dump;
     if (!o.write_pcap.empty()) {
@@ -167,7 +204,7 @@ int run_capture(const CaptureCommandOptions& o) {
                                            ") have different link types; one pcap file holds one (capture them "
                                            "separately, or use -i any)",
                                        util::kExitUsage);
-        dump = std::make_unique<capture::PcapDumpFile>(o.write_pcap, channels[0].dlt, source.snaplen());
+        dump = std::make_unique<capture::PcapDumpFile>(o.write_pcap, channels[0].dlt, source->snaplen());
     }
 
     // The metrics socket before the outputs, so that a bad address leaves no
@@ -178,28 +215,55 @@ int run_capture(const CaptureCommandOptions& o) {
     if (!o.metrics.empty()) server = std::make_unique<metrics::HttpServer>(o.metrics, board);
 
     pipeline::Pipeline pipeline(config, open_outputs(o.output));
-    if (server) board.publish(collect_samples(pipeline, source, dump.get()));
+    if (server) board.publish(collect_samples(pipeline, channel_stats(source, streams.get()), dump.get()));
     if (account) switch_user(o.user, *account);
 
     if (!o.output.quiet) {
         for (const auto& c : channels) std::fprintf(stderr, "sidetap: capturing on %s\n", c.description.c_str());
+        if (streams)
+            for (const auto& d : streams->descriptions()) std::fprintf(stderr, "sidetap: %s\n", d.c_str());
         if (server) std::fprintf(stderr, "sidetap: metrics on port %u (GET /metrics)\n", unsigned{server->port()});
     }
 
     bool input_failed = false;
     capture::Packet packet;
+    capture::StreamChunk chunk;
     unsigned since_check = 0;
+    // A few chunks per turn: one thread shares itself between both sources;
+    // the packet source waits less when the stream source is polled too.
+    auto read_streams = [&](int wait_ms) {
+        bool got = false;
+        for (int i = 0; streams && i < 64 && !input_failed; ++i) {
+            const auto r = streams->read(chunk, i == 0 ? wait_ms : 0);
+            if (r == capture::StreamSource::Read::Chunk) {
+                pipeline.process_stream(chunk);
+                got = true;
+                continue;
+            }
+            if (r == capture::StreamSource::Read::Error) {
+                std::fprintf(stderr, "sidetap: %s\n", streams->error().c_str());
+                input_failed = true;
+            }
+            break;
+        }
+        return got;
+    };
     const auto tick = std::chrono::seconds(1);
     auto next_tick = Clock::now() + tick;
     auto next_stats = stats_every ? Clock::now() + *stats_every : Clock::time_point::max();
     while (!stop_requested()) {
-        const auto r = source.read(packet, 100);
-        if (r == capture::LiveSource::Read::Packet) {
+        const bool got_chunks = read_streams(source ? 0 : 100);
+        if (input_failed) break;
+        const auto r = source ? source->read(packet, got_chunks ? 0 : streams ? 10 : 100)
+                              : (got_chunks ? capture::LiveSource::Read::Packet : capture::LiveSource::Read::Idle);
+        if (r == capture::LiveSource::Read::Packet && !source) {
+            if (++since_check < 16) continue;
+        } else if (r == capture::LiveSource::Read::Packet) {
             pipeline.process(packet);
             if (dump) dump->write(packet);
             if (++since_check < 16) continue;
         } else if (r == capture::LiveSource::Read::Error) {
-            std::fprintf(stderr, "sidetap: %s\n", source.error().c_str());
+            std::fprintf(stderr, "sidetap: %s\n", source->error().c_str());
             input_failed = true;
             break;
         } else {
@@ -212,10 +276,11 @@ int run_capture(const CaptureCommandOptions& o) {
             for (const auto& route : pipeline.outputs()) route.output->request_reopen();
         const auto now = Clock::now();
         if (now < next_tick && now < next_stats) continue;
-        source.update_stats();
+        if (source) source->update_stats();
+        if (streams) streams->update_stats();
         if (now >= next_tick) {
             next_tick = now + tick;
-            if (server) board.publish(collect_samples(pipeline, source, dump.get()));
+            if (server) board.publish(collect_samples(pipeline, channel_stats(source, streams.get()), dump.get()));
             if (dump && !dump->flush()) {
                 std::fprintf(stderr, "sidetap: %s\n", dump->error().c_str());
                 input_failed = true;
@@ -224,7 +289,7 @@ int run_capture(const CaptureCommandOptions& o) {
         }
         if (now >= next_stats) {
             next_stats = now + *stats_every;
-            print_stats_line(pipeline, source);
+            print_stats_line(pipeline, channel_stats(source, streams.get()));
         }
     }
 
@@ -234,8 +299,12 @@ int run_capture(const CaptureCommandOptions& o) {
         const auto drain_until = Clock::now() + std::chrono::seconds(2);
         std::uint64_t drained = 0;
         while (Clock::now() < drain_until) {
-            const auto r = source.read(packet, 20);
-            if (r != capture::LiveSource::Read::Packet) break;
+            const bool got_chunks = read_streams(0);
+            const auto r = source ? source->read(packet, 20) : capture::LiveSource::Read::Idle;
+            if (r != capture::LiveSource::Read::Packet) {
+                if (got_chunks) continue;
+                break;
+            }
             pipeline.process(packet);
             if (dump) dump->write(packet);
             ++drained;
@@ -245,20 +314,22 @@ int run_capture(const CaptureCommandOptions& o) {
                          static_cast<unsigned long long>(drained));
     }
     pipeline.finish();
-    source.update_stats();
+    if (source) source->update_stats();
+    if (streams) streams->update_stats();
     bool dump_failed = false;
     if (dump && !dump->close()) {
         std::fprintf(stderr, "sidetap: %s\n", dump->error().c_str());
         dump_failed = true;
     }
     if (server) {
-        board.publish(collect_samples(pipeline, source, dump.get()));
+        board.publish(collect_samples(pipeline, channel_stats(source, streams.get()), dump.get()));
         server->stop();
     }
     if (!o.output.quiet) {
         pipeline.report(stderr);
-        for (const auto& s : source.stats()) {
-            std::fprintf(stderr, "sidetap: %s %s packets=%llu", s.kind.c_str(), s.name.c_str(), u64(s.packets));
+        for (const auto& s : channel_stats(source, streams.get())) {
+            std::fprintf(stderr, "sidetap: %s %s %s=%llu", s.kind.c_str(), s.name.c_str(),
+                         s.kind == "tls" ? "chunks" : "packets", u64(s.packets));
             print_counters(s);
             std::fprintf(stderr, "\n");
         }
@@ -303,6 +374,20 @@ std::function<int()> add_capture_command(CLI::App& app) {
                     "One stats line on stderr every DUR (e.g. 10s; default off); a summary at exit always");
     cmd->add_option("--metrics", options->metrics,
                     "Serve every counter in the Prometheus text format on HOST:PORT (GET /metrics)");
+    cmd->add_option("--tls-pid", options->tls_pids,
+                    "Also read the DNS over TLS / HTTPS plaintext of this running server process at its TLS library "
+                    "(OpenSSL or GnuTLS, eBPF uprobes); repeatable. Alone (without -i/--ebpf) or beside a packet "
+                    "capture, into the same pipeline and outputs")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--tls-process", options->tls_processes,
+                    "The same for every process of this name (comm, as pgrep), also ones started later; with "
+                    "--ebpf cgroup only those of --cgroup ('*': all of them); repeatable")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cmd->add_option("--user", options->user,
                     "Drop privileges to this user once the capture handles, outputs and metrics socket are open");
     add_capture_options(*cmd, options->capture);

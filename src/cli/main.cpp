@@ -1,5 +1,6 @@
 // sidetap: dnstap for DNS servers that cannot emit it themselves.
 #include "capture/live_source.h"
+#include "capture/tls_source.h"
 #include "cli/capture_command.h"
 #include "cli/listen_command.h"
 #include "cli/read_command.h"
@@ -27,8 +28,12 @@ int main(int argc, char** argv) {
     CLI::App app{"sidetap: dnstap from observed DNS traffic (pcap files, live capture)", "sidetap"};
     app.set_version_flag("--version", std::string("sidetap ") + SIDETAP_VERSION +
                                           (sidetap::capture::ebpf_supported()
-                                               ? " (capture: libpcap, eBPF socket/tc/cgroup)"
-                                               : " (capture: libpcap; no eBPF: built with -DSIDETAP_EBPF=OFF)"));
+                                               ? " (capture: libpcap, eBPF socket/tc/cgroup"
+                                               : " (capture: libpcap; no eBPF: built with -DSIDETAP_EBPF=OFF") +
+                                          (sidetap::capture::tls_probes_supported()
+                                               ? std::string("; DoT/DoH: TLS probes)")
+                                               : std::string("; no TLS probes: ") +
+                                                     sidetap::capture::tls_probes_unsupported_reason() + ")"));
     app.require_subcommand(1);
     app.footer(kExitCodes);
     auto run_replay = sidetap::cli::add_replay_command(app);
