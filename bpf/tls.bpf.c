@@ -141,6 +141,24 @@ struct {
     __type(value, struct call_state);
 } calls SEC(".maps");
 
+/* A handshake call in progress, per thread (key: pid_tgid): the object,
+ * and the socket I/O seen inside it. */
+struct handshake_state {
+    __u64 object;
+    __u8 in_call;
+    __u8 have_last;
+    __u8 pad[6];
+    struct sidetap_tls_tuple tuple;  /* in_call: the socket of the I/O */
+    struct sidetap_tls_tuple last;   /* have_last: the thread's last receive when it began */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct handshake_state);
+} handshakes SEC(".maps");
+
 /* The TCP connection each thread last received data on. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -318,9 +336,11 @@ static __always_inline int leave(__u64 bytes) {
     } else if (obj->fd >= 0 && tuple_of_fd(obj->fd, &tuple)) {
         attr = SIDETAP_TLS_ATTR_FD;
     } else {
-        int exact = obj->attribution == SIDETAP_TLS_ATTR_IN_CALL || obj->attribution == SIDETAP_TLS_ATTR_FD;
+        /* What the handshake found beats a read-time guess: see tls_abi.h. */
+        int strong = obj->attribution == SIDETAP_TLS_ATTR_IN_CALL || obj->attribution == SIDETAP_TLS_ATTR_FD ||
+                     obj->attribution == SIDETAP_TLS_ATTR_HANDSHAKE;
         struct sidetap_tls_tuple *last = 0;
-        if (c.direction == SIDETAP_TLS_READ && !exact) last = bpf_map_lookup_elem(&last_recv, &id);
+        if (c.direction == SIDETAP_TLS_READ && !strong) last = bpf_map_lookup_elem(&last_recv, &id);
         if (last) {
             tuple = *last;
             attr = SIDETAP_TLS_ATTR_LAST_RECV;
@@ -390,7 +410,8 @@ static __always_inline int object_ends(void *object) {
         rec->tgid = id >> 32;
         rec->generation = obj->generation;
         rec->kind = SIDETAP_TLS_CLOSE;
-        rec->attribution = obj->attribution;
+        rec->attribution =
+            obj->attribution == SIDETAP_TLS_ATTR_HANDSHAKE ? SIDETAP_TLS_ATTR_OBJECT : obj->attribution;
         rec->tuple = obj->tuple;
         bpf_ringbuf_submit(rec, 0);
     } else {
@@ -401,14 +422,46 @@ static __always_inline int object_ends(void *object) {
     return 0;
 }
 
-/* A handshake before any data: the object is new (not one that was busy
- * before the probes were attached), so its streams start at a message
- * boundary. */
-static __always_inline int handshake(void *object) {
+/* Handshake entry: a handshake before any data means the object is new (not
+ * one that was busy before the probes were attached), so its streams start
+ * at a message boundary. The thread's last receive is noted, and the
+ * return probe attributes the object (tls_abi.h, HANDSHAKE). */
+static __always_inline int handshake_enter(void *object) {
     __u64 id = bpf_get_current_pid_tgid();
     if (!traced(id)) return 0;
     struct object_state *obj = object_of(id >> 32, (__u64)object);
     if (obj && obj->offset[0] == 0 && obj->offset[1] == 0) obj->flags |= SIDETAP_TLS_FLAG_HANDSHAKE;
+    struct handshake_state h;
+    __builtin_memset(&h, 0, sizeof(h));
+    h.object = (__u64)object;
+    struct sidetap_tls_tuple *last = bpf_map_lookup_elem(&last_recv, &id);
+    if (last) {
+        h.last = *last;
+        h.have_last = 1;
+    }
+    bpf_map_update_elem(&handshakes, &id, &h, BPF_ANY);
+    return 0;
+}
+
+static __always_inline int handshake_leave(void) {
+    __u64 id = bpf_get_current_pid_tgid();
+    struct handshake_state *h = bpf_map_lookup_elem(&handshakes, &id);
+    if (!h) return 0;
+    struct handshake_state hs = *h;
+    bpf_map_delete_elem(&handshakes, &id);
+    struct sidetap_tls_object_key key = {.tgid = id >> 32, .pad = 0, .object = hs.object};
+    struct object_state *obj = bpf_map_lookup_elem(&objects, &key);
+    if (!obj || obj->attribution == SIDETAP_TLS_ATTR_FD || obj->attribution == SIDETAP_TLS_ATTR_IN_CALL) return 0;
+    if (hs.in_call) {
+        obj->tuple = hs.tuple;
+        obj->attribution = SIDETAP_TLS_ATTR_IN_CALL;
+    } else if (hs.have_last) {
+        obj->tuple = hs.last;
+        obj->attribution = SIDETAP_TLS_ATTR_HANDSHAKE;
+    } else {
+        return 0;
+    }
+    count(SIDETAP_TLS_CTR_HANDSHAKES, 1);
     return 0;
 }
 
@@ -458,7 +511,10 @@ SEC("uprobe")
 int BPF_KPROBE(ssl_set_fd, void *ssl, int fd) { return set_fd(ssl, fd); }
 
 SEC("uprobe")
-int BPF_KPROBE(ssl_do_handshake, void *ssl) { return handshake(ssl); }
+int BPF_KPROBE(ssl_do_handshake_enter, void *ssl) { return handshake_enter(ssl); }
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_do_handshake_leave, int ret) { return handshake_leave(); }
 
 SEC("uprobe")
 int BPF_KPROBE(ssl_free, void *ssl) { return object_ends(ssl); }
@@ -512,7 +568,10 @@ SEC("uprobe")
 int BPF_KPROBE(gnutls_set_int2, void *session, int recv_fd, int send_fd) { return set_fd(session, recv_fd); }
 
 SEC("uprobe")
-int BPF_KPROBE(gnutls_handshake_enter, void *session) { return handshake(session); }
+int BPF_KPROBE(gnutls_handshake_enter, void *session) { return handshake_enter(session); }
+
+SEC("uretprobe")
+int BPF_KRETPROBE(gnutls_handshake_leave, int ret) { return handshake_leave(); }
 
 SEC("uprobe")
 int BPF_KPROBE(gnutls_deinit, void *session) { return object_ends(session); }
@@ -528,6 +587,11 @@ static __always_inline int socket_io(struct sock *sk, int ret, int receive) {
     if (call) {
         call->tuple = tuple;
         call->in_call = 1;
+    }
+    struct handshake_state *h = bpf_map_lookup_elem(&handshakes, &id);
+    if (h) {
+        h->tuple = tuple;
+        h->in_call = 1;
     }
     if (receive) bpf_map_update_elem(&last_recv, &id, &tuple, BPF_ANY);
     return 0;

@@ -17,9 +17,16 @@
  *              library reading or writing its socket): exact;
  *   FD         the descriptor given to SSL_set_fd / gnutls_transport_set_int2,
  *              looked up in the task's file table: exact;
- *   LAST_RECV  (reads only) the TCP socket this thread last received on
- *              (servers that feed the TLS library through memory BIOs or
- *              callbacks read the socket just before);
+ *   HANDSHAKE  found during the object's handshake: socket I/O inside
+ *              SSL_do_handshake / gnutls_handshake (exact), or else the TCP
+ *              socket the thread last received on when the handshake began
+ *              (servers that feed the library through memory BIOs or
+ *              callbacks call the handshake right after reading the socket,
+ *              while their first read of plaintext may come later, from a
+ *              job queue, after other sockets were read); kept on the object
+ *              and used by its later calls (they carry OBJECT);
+ *   LAST_RECV  (reads of objects without a handshake finding) the TCP socket
+ *              this thread last received on;
  *   OBJECT     what an earlier call on the same TLS object found;
  *   NONE       nothing known: the bytes cannot be given addresses.
  * The socket I/O is seen by tp_btf programs on sock_recv_length and
@@ -51,6 +58,7 @@
 #define SIDETAP_TLS_ATTR_FD 2
 #define SIDETAP_TLS_ATTR_LAST_RECV 3
 #define SIDETAP_TLS_ATTR_OBJECT 4
+#define SIDETAP_TLS_ATTR_HANDSHAKE 5 /* kept on the object only; records carry OBJECT */
 
 /* Record flags. */
 #define SIDETAP_TLS_FLAG_HANDSHAKE 1 /* the object's handshake was seen: its streams are seen from their first byte */
@@ -122,7 +130,8 @@ enum sidetap_tls_counter {
     SIDETAP_TLS_CTR_ATTR_LAST_RECV = 10, /* ... by the thread's last TCP receive */
     SIDETAP_TLS_CTR_ATTR_OBJECT = 11,   /* ... by an earlier call on the object */
     SIDETAP_TLS_CTR_CALLS_LOST = 12,    /* calls whose entry was not seen (probe attached mid-call) */
-    SIDETAP_TLS_CTR_COUNT = 13,
+    SIDETAP_TLS_CTR_HANDSHAKES = 13,    /* handshake calls that attributed their object */
+    SIDETAP_TLS_CTR_COUNT = 14,
 };
 
 #endif /* SIDETAP_TLS_ABI_H */

@@ -233,7 +233,9 @@ struct TlsProbeSource::Impl {
                     {p.ssl_read_ex_enter, "SSL_read_ex", false},  {p.ssl_read_ex_leave, "SSL_read_ex", true},
                     {p.ssl_write_enter, "SSL_write", false},      {p.ssl_write_leave, "SSL_write", true},
                     {p.ssl_write_ex_enter, "SSL_write_ex", false}, {p.ssl_write_ex_leave, "SSL_write_ex", true},
-                    {p.ssl_set_fd, "SSL_set_fd", false},          {p.ssl_do_handshake, "SSL_do_handshake", false},
+                    {p.ssl_set_fd, "SSL_set_fd", false},
+                    {p.ssl_do_handshake_enter, "SSL_do_handshake", false},
+                    {p.ssl_do_handshake_leave, "SSL_do_handshake", true},
                     {p.ssl_free, "SSL_free", false}};
         return {{p.gnutls_recv_enter, "gnutls_record_recv", false},
                 {p.gnutls_recv_leave, "gnutls_record_recv", true},
@@ -243,6 +245,7 @@ struct TlsProbeSource::Impl {
                 {p.gnutls_uncork_leave, "gnutls_record_uncork", true},
                 {p.gnutls_set_int2, "gnutls_transport_set_int2", false},
                 {p.gnutls_handshake_enter, "gnutls_handshake", false},
+                {p.gnutls_handshake_leave, "gnutls_handshake", true},
                 {p.gnutls_deinit, "gnutls_deinit", false}};
     }
 
@@ -474,6 +477,7 @@ TlsProbeSource::TlsProbeSource(const TlsCaptureOptions& options) : impl_(std::ma
                   {"attributed_fd", 0, false},
                   {"attributed_last_recv", 0, false},
                   {"attributed_object", 0, false},
+                  {"handshakes_attributed", 0, false},
                   {"uncork_skipped", 0, false},
                   {"closes", 0, false},
                   {"processes", 0, false},
@@ -537,7 +541,7 @@ void TlsProbeSource::update_stats() {
     for (const unsigned index :
          {SIDETAP_TLS_CTR_CALLS_LOST, SIDETAP_TLS_CTR_UNATTRIBUTED, SIDETAP_TLS_CTR_ATTR_IN_CALL,
           SIDETAP_TLS_CTR_ATTR_FD, SIDETAP_TLS_CTR_ATTR_LAST_RECV, SIDETAP_TLS_CTR_ATTR_OBJECT,
-          SIDETAP_TLS_CTR_UNCORK_SKIPPED, SIDETAP_TLS_CTR_CLOSES})
+          SIDETAP_TLS_CTR_HANDSHAKES, SIDETAP_TLS_CTR_UNCORK_SKIPPED, SIDETAP_TLS_CTR_CLOSES})
         c[i++].value = k[index];
     c[i++].value = m.targets.size();
     c[i++].value = m.processes_followed;
