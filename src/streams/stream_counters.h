@@ -17,6 +17,7 @@ enum class StreamEvent : std::size_t {
     ConnectionsClosed,     // ended by SSL_free / gnutls_deinit
     ConnectionsEvicted,    // dropped to make room (max connections / memory)
     ConnectionsTimedOut,   // idle longer than the idle timeout
+    ObjectReuses,          // connections on a TLS object (address) that an ended connection of the process had held
     DotConnections,        // decided DNS over TLS (length-prefixed messages)
     DohConnections,        // decided DNS over HTTPS (HTTP/2 preface)
     Http1Connections,      // HTTP/1.x: not decoded
@@ -43,6 +44,7 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(StreamEve
     "tls_connections_closed",
     "tls_connections_evicted",
     "tls_connections_timed_out",
+    "tls_object_reuses",
     "dot_connections",
     "doh_connections",
     "tls_http1_connections",

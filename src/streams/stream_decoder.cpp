@@ -3,6 +3,7 @@
 #include "reassembly/dns_tcp_framing.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <deque>
 #include <string_view>
@@ -113,6 +114,11 @@ struct StreamDecoder::Impl {
     std::uint32_t lru_tail = kNil;
     std::size_t active = 0;
     std::size_t total_memory = 0;
+    // The last connections closed (process, object), to count objects reused
+    // for new connections (servers free a TLS object and allocate the next at
+    // the same address): a fixed ring, searched when a connection opens.
+    std::array<std::pair<std::uint32_t, std::uint64_t>, 256> closed{};
+    std::size_t closed_next = 0;
 
     Impl(const StreamConfig& c, StreamCounters& counters) : cfg(c), ctr(counters) {
         if (cfg.max_connections == 0) cfg.max_connections = 1;
@@ -162,6 +168,11 @@ struct StreamDecoder::Impl {
         ++active;
         lru_push(i);
         ctr.add(StreamEvent::Connections);
+        for (const auto& [pid, object] : closed)
+            if (object == key.object && pid == key.pid && object != 0) {
+                ctr.add(StreamEvent::ObjectReuses);
+                break;
+            }
         return i;
     }
 
@@ -175,6 +186,10 @@ struct StreamDecoder::Impl {
             c.h2->finish();
         }
         ctr.add(why);
+        if (why == StreamEvent::ConnectionsClosed) {
+            closed[closed_next] = {c.key.pid, c.key.object};
+            closed_next = (closed_next + 1) % closed.size();
+        }
         for (auto& d : c.dir) {
             d.framer.release();
             std::vector<std::uint8_t>().swap(d.prelude);
