@@ -9,6 +9,8 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config clang
   libpcap-dev libprotobuf-dev protobuf-compiler libldns-dev libcli11-dev libgtest-dev libssl-dev
+  # build: HPACK (HTTP/2 header compression) for DNS over HTTPS read by the TLS probes
+  libnghttp2-dev
   # build (eBPF capture, -DSIDETAP_EBPF=ON): clang -target bpf compiles bpf/*.bpf.c against the
   # kernel UAPI headers (linux-libc-dev), bpftool generates the skeletons, libbpf loads them
   libbpf-dev bpftool linux-libc-dev
@@ -27,6 +29,9 @@ PACKAGES=(
   unbound ethtool
   # root tests (read/listen vs real servers): BIND 9.18 and Knot Resolver 5.6 with dnstap, dig
   bind9 bind9-dnsutils knot-resolver
+  # root tests (TLS probes): dnsdist 1.7 serving DoT/DoH with dnstap; curl multiplexes DoH
+  # requests on one HTTP/2 connection (kdig +tls/+https/+https-get make the others)
+  dnsdist curl
   # bench: /usr/bin/time -v for peak RSS
   time
 )

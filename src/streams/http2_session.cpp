@@ -425,7 +425,6 @@ struct Http2Session::Impl {
                 return;
             }
             st.query_sent = true;
-            ctr.add(StreamEvent::DohMessages);
             sink.on_doh_message(true, st.id, scratch);
         } else if (st.method == Stream::Method::Post && st.content_type_dns) {
             st.dns = true;
@@ -469,8 +468,7 @@ struct Http2Session::Impl {
                     st.dns = false;
                 } else {
                     st.query_sent = true;
-                    ctr.add(StreamEvent::DohMessages);
-                    sink.on_doh_message(true, st.id, st.request_body);
+                            sink.on_doh_message(true, st.id, st.request_body);
                 }
             }
         } else {
@@ -480,8 +478,7 @@ struct Http2Session::Impl {
                 if (st.response_body.empty()) {
                     undecodable(st);
                 } else {
-                    ctr.add(StreamEvent::DohMessages);
-                    sink.on_doh_message(false, st.id, st.response_body);
+                            sink.on_doh_message(false, st.id, st.response_body);
                 }
             }
         }

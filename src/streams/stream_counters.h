@@ -25,8 +25,8 @@ enum class StreamEvent : std::size_t {
     Gaps,                  // plaintext lost (ring buffer full, copy failed, call cut): the stream resynchronises
     UnattributedBytes,     // bytes of calls no TCP connection was found for
     UnattributedMessages,  // DNS messages not emitted: their connection's addresses are unknown
-    DotMessages,           // DNS messages from DoT connections
-    DohMessages,           // DNS messages from DoH streams
+    DotMessages,           // DNS messages from DoT connections (handed on: attributed)
+    DohMessages,           // DNS messages from DoH streams (handed on: attributed)
     DohStreamsUndecodable, // HTTP/2 streams whose DNS message could not be recovered (lost bytes, bad base64, too large)
     DohStreamsNotDns,      // HTTP/2 requests that are not DoH (other paths or methods) and non-200 answers
     DohStreamsReset,       // HTTP/2 streams reset (RST_STREAM) before they ended

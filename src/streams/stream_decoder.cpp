@@ -247,7 +247,7 @@ struct StreamDecoder::Impl {
         m.stream_id = stream_id;
         m.timestamp_ns = ts;
         m.wire = wire;
-        if (m.protocol == Protocol::Dot) ctr.add(StreamEvent::DotMessages);
+        ctr.add(m.protocol == Protocol::Dot ? StreamEvent::DotMessages : StreamEvent::DohMessages);
         sink.on_stream_message(m);
     }
 
