@@ -82,6 +82,9 @@ struct task_struct {
     struct files_struct *files;
 } __attribute__((preserve_access_index));
 
+/* Set by user space before loading. */
+const volatile __u32 cfg_wakeup_bytes = 0; /* wake the reader only when this much is waiting (0: always) */
+
 /* ---------------------------------------------------------------- maps */
 
 struct {
@@ -261,6 +264,20 @@ static __always_inline int enter(void *object, const void *buf, void *len_ptr, _
     return 0;
 }
 
+/* A wakeup per record costs the server's thread an irq_work and wakes the
+ * reader, which then competes with the server for a CPU, for every call.
+ * The record that makes the waiting data cross cfg_wakeup_bytes wakes it
+ * (once per batch); otherwise the reader finds records when its poll times
+ * out (every 10 ms). The ring is shared by all CPUs: another producer may
+ * move the count meanwhile, so a crossing may wake twice or not at all;
+ * the reader's timeout covers both. */
+static __always_inline __u64 wakeup_flags(__u64 entry) {
+    if (!cfg_wakeup_bytes) return 0;
+    __u64 waiting = bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA);
+    return waiting >= cfg_wakeup_bytes && waiting - entry < cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                             : BPF_RB_NO_WAKEUP;
+}
+
 /* One record of `len` (<= SIZE - header) bytes from `src`. The ring needs a
  * constant reservation size: the caller picks the smallest class that fits. */
 #define EMIT_CLASS(SIZE)                                                                           \
@@ -283,7 +300,7 @@ static __always_inline int enter(void *object, const void *buf, void *len_ptr, _
             count(SIDETAP_TLS_CTR_COPY_FAILED, 1);                                                 \
             return -1;                                                                             \
         }                                                                                          \
-        bpf_ringbuf_submit(rec, 0);                                                                \
+        bpf_ringbuf_submit(rec, wakeup_flags(SIZE + 8));                                           \
         return 0;                                                                                  \
     }
 
@@ -413,7 +430,7 @@ static __always_inline int object_ends(void *object) {
         rec->attribution =
             obj->attribution == SIDETAP_TLS_ATTR_HANDSHAKE ? SIDETAP_TLS_ATTR_OBJECT : obj->attribution;
         rec->tuple = obj->tuple;
-        bpf_ringbuf_submit(rec, 0);
+        bpf_ringbuf_submit(rec, wakeup_flags(sizeof(*rec) + 8));
     } else {
         count(SIDETAP_TLS_CTR_RING_FULL, 1);
     }

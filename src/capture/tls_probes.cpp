@@ -33,7 +33,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kScanEvery = std::chrono::seconds(1);
-constexpr int kWaitSliceMs = 100;
+// The kernel wakes the reader only once this much is waiting (or a
+// sixteenth of the ring, if smaller); otherwise records are picked up when
+// a wait slice ends.
+constexpr std::uint64_t kWakeupBytes = 64 * 1024;
+constexpr int kWaitSliceMs = 10;
 
 // libbpf's messages are kept for the error message of a failed step.
 std::deque<std::string>& libbpf_log() {
@@ -170,6 +174,7 @@ struct TlsProbeSource::Impl {
         cpus = static_cast<unsigned>(n);
         ring_bytes = 256 * 1024;
         while (ring_bytes < options.ring_bytes && ring_bytes < (std::uint64_t{1} << 30)) ring_bytes <<= 1;
+        skel->rodata->cfg_wakeup_bytes = static_cast<__u32>(std::min<std::uint64_t>(kWakeupBytes, ring_bytes / 16));
         if (bpf_map__set_max_entries(skel->maps.ring, static_cast<__u32>(ring_bytes)) != 0 ||
             bpf_map__set_max_entries(skel->maps.counters, static_cast<__u32>(cpus * SIDETAP_TLS_CTR_STRIDE)) != 0)
             throw util::FatalError("TLS probes: cannot size the maps");
