@@ -124,7 +124,9 @@ struct {
     __type(value, struct object_state);
 } objects SEC(".maps");
 
-/* A TLS call in progress, per thread (key: pid_tgid). */
+/* A TLS call in progress, per thread (key: pid_tgid). LRU like the other
+ * per-thread maps: a thread that dies inside a call leaves its entry, which
+ * must not keep a slot forever (a call evicted in flight counts as lost). */
 struct call_state {
     __u64 object;
     __u64 buf;
@@ -138,7 +140,7 @@ struct call_state {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
     __type(key, __u64);
     __type(value, struct call_state);
@@ -156,7 +158,7 @@ struct handshake_state {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
     __type(key, __u64);
     __type(value, struct handshake_state);
@@ -172,7 +174,7 @@ struct {
 
 /* Threads inside gnutls_record_uncork. */
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
     __type(key, __u64);
     __type(value, __u8);
