@@ -137,7 +137,7 @@ struct TlsProbeSource::Impl {
     std::vector<LiveChannelStats> stats;
     std::vector<std::string> notes;  // said once at start (descriptions)
 
-    explicit Impl(const TlsCaptureOptions& o) : options(o) {}
+    explicit Impl(const TlsCaptureOptions& o) : options(o) { options.cgroup = tls::cgroup_directory(o.cgroup); }
 
     ~Impl() {
         targets.clear();  // detach the uprobes first

@@ -150,6 +150,34 @@ std::vector<int> cgroup_pids(const std::string& directory) {
     return pids;
 }
 
+std::string cgroup_directory(const std::string& path) {
+    if (path.empty() || path.front() == '/') return path;
+    const auto info = read_text("/proc/self/mountinfo");
+    if (!info) return path;
+    std::istringstream lines(*info);
+    std::string line;
+    while (std::getline(lines, line)) {
+        // "id parent major:minor root mount-point options ... - fstype source ..."
+        const auto dash = line.find(" - cgroup2 ");
+        if (dash == std::string::npos) continue;
+        std::istringstream fields(line.substr(0, dash));
+        std::string id, parent, device, root, mount;
+        fields >> id >> parent >> device >> root >> mount;
+        // Octal escapes (\040 for a space) as the kernel writes them.
+        std::string unescaped;
+        for (std::size_t i = 0; i < mount.size(); ++i) {
+            if (mount[i] == '\\' && i + 3 < mount.size()) {
+                unescaped += static_cast<char>(std::strtol(mount.substr(i + 1, 3).c_str(), nullptr, 8));
+                i += 3;
+            } else {
+                unescaped += mount[i];
+            }
+        }
+        return unescaped + "/" + path;
+    }
+    return path;
+}
+
 bool name_matches(const ProcessInfo& process, const std::string& name) {
     if (process.comm == name) return true;
     constexpr std::size_t kCommMax = 15;

@@ -57,6 +57,11 @@ std::vector<int> list_pids();
 // The processes of a cgroup v2 directory and of every cgroup below it.
 std::vector<int> cgroup_pids(const std::string& directory);
 
+// A cgroup v2 directory as --cgroup names it: absolute, or relative to the
+// cgroup v2 mount of this mount namespace (from /proc/self/mountinfo; the
+// path as given when there is none).
+std::string cgroup_directory(const std::string& path);
+
 // pgrep-like name match (see above).
 bool name_matches(const ProcessInfo& process, const std::string& name);
 

@@ -395,8 +395,10 @@ struct Http2Session::Impl {
 
     void response_field(Stream& st, std::string_view name, std::string_view value) {
         if (name == ":status") {
-            st.status = 0;
-            for (char c : value) st.status = st.status * 10 + (c >= '0' && c <= '9' ? c - '0' : 0);
+            // Three digits (RFC 9110 §15); anything else is not a status we accept.
+            st.status = -1;
+            if (value.size() == 3 && std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
+                st.status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
             st.response_ok = true;
         } else if (name == "content-type" && !is_dns_content_type(value)) {
             st.response_ok = false;

@@ -150,7 +150,7 @@ class Server:
         return problems
 
 
-def start_unbound(ns, d, cert, key, name="unbound", binary="unbound"):
+def start_unbound(ns, d, cert, key, name="unbound", binary="unbound", cgroup=None):
     a4, a6 = ADDR[name]
     k4, _ = ADDR["knot"]
     os.makedirs(d, exist_ok=True)
@@ -202,7 +202,7 @@ dnstap:
     dnstap-log-client-response-messages: yes
 """)
     ns.run(["unbound-checkconf", conf])
-    proc = ns.spawn([binary, "-d", "-c", conf], name=name)
+    proc = ns.spawn([binary, "-d", "-c", conf], name=name, cgroup=cgroup)
     proc.wait_for_line(r"start of service", 20)
     wait_tls_listening(ns, (a4, a6), (853, 443), proc)
     servers.wait_writer_connected(collector, r"accepted new connection", settle=0.5)
@@ -319,9 +319,10 @@ class Sidetap:
     """sidetap capture with TLS probes (and, optionally, libpcap on lo for UDP/TCP) in the
     namespace, started only once it follows its processes."""
 
-    def __init__(self, ns, sidetap, out, args, ready=r"sidetap: TLS probes \("):
+    def __init__(self, ns, sidetap, out, args, ready=r"sidetap: TLS probes \(", where=None):
+        """where: the NetNS or Host to run in (default ns)."""
         self.out = out
-        self.proc = ns.spawn([sidetap, "capture", *args, "-w", out], name="sidetap")
+        self.proc = (where or ns).spawn([sidetap, "capture", *args, "-w", out], name="sidetap")
         self.proc.wait_for_line(ready, 30)
 
     def stop(self):

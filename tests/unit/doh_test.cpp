@@ -249,6 +249,18 @@ TEST(DohSession, ErrorAnswersAndResetStreamsAreNotMessages) {
     EXPECT_EQ(counters.get(StreamEvent::DohStreamsReset), 1u);
 }
 
+TEST(DohSession, StatusMustBeThreeDigits) {
+    for (const std::string status : {"2000000000", "20", "2x0", "200 "}) {
+        Conversation c;
+        c.post(1, dns_message(0, false, "st"));
+        c.respond(1, dns_message(0, true, "st"), status);
+        auto counters = fresh_counters();
+        const auto got = run(c, counters);
+        EXPECT_EQ(got.size(), 1u) << status;  // the query only
+        EXPECT_EQ(counters.get(StreamEvent::DohStreamsNotDns), 1u) << status;
+    }
+}
+
 TEST(DohSession, LostBytesStopThatDirectionOnly) {
     Conversation c;
     c.post(1, dns_message(0, false, "a"));
