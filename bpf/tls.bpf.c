@@ -10,7 +10,10 @@
  *             seen: skipped), gnutls_transport_set_int2, gnutls_handshake,
  *             gnutls_deinit
  *   kernel    tp_btf/sock_recv_length, tp_btf/sock_send_length: which TCP
- *             socket a thread reads or writes
+ *             socket a thread reads or writes; tp_btf/sched_process_exec:
+ *             processes that became another program (user space looks at
+ *             them again: a name it did not follow may now be one it does,
+ *             and a followed process lost its probes with its old image)
  *
  * No vmlinux.h: the few kernel structures read here are declared below with
  * only the fields used, marked preserve_access_index, so libbpf relocates
@@ -179,6 +182,15 @@ struct {
     __type(key, __u64);
     __type(value, __u8);
 } uncorking SEC(".maps");
+
+/* Processes that called execve since user space last looked (key: tgid,
+ * value: when, ktime). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, SIDETAP_TLS_EXECS_ENTRIES);
+    __type(key, __u32);
+    __type(value, __u64);
+} execs SEC(".maps");
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -621,3 +633,12 @@ int BPF_PROG(sock_recv, struct sock *sk, int ret, int flags) { return socket_io(
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send, struct sock *sk, int ret, int flags) { return socket_io(sk, ret, 0); }
+
+/* Runs in the process that executed the new program. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(process_exec, void *task, int old_pid, void *bprm) {
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    __u64 now = bpf_ktime_get_ns();
+    bpf_map_update_elem(&execs, &tgid, &now, BPF_ANY);
+    return 0;
+}

@@ -102,6 +102,13 @@ struct sidetap_tls_record {
  * processes it attached to). */
 #define SIDETAP_TLS_PIDS_ENTRIES 4096
 
+/* Map "execs": BPF_MAP_TYPE_LRU_HASH, key __u32 tgid, value __u64 ktime of
+ * the exec: the processes that executed a new program
+ * (tp_btf/sched_process_exec, every process of the system); user space reads
+ * and deletes them about once a second and looks again at those it looked at
+ * before the exec. */
+#define SIDETAP_TLS_EXECS_ENTRIES 4096
+
 /* Map "objects": BPF_MAP_TYPE_LRU_HASH, what is known of each live TLS
  * object. Least recently used entries make room for new ones (user space
  * then sees a new generation for an object it knew: a counted break). */

@@ -101,10 +101,18 @@ struct AttachedLibrary {
     std::vector<Link> links;
 };
 
+// CLOCK_MONOTONIC, as bpf_ktime_get_ns().
+std::uint64_t monotonic_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 struct Target {
     tls::ProcessInfo info;
     bool named = false;  // found by --tls-process (else --tls-pid)
     std::vector<AttachedLibrary> libraries;
+    std::uint64_t examined_ns = 0;  // when its /proc entries were read (an exec before that changes nothing)
 };
 
 }  // namespace
@@ -118,12 +126,12 @@ struct TlsProbeSource::Impl {
     ebpf::Mapping counters;
     unsigned cpus = 0;
     std::uint64_t ring_bytes = 0;
-    std::vector<Link> socket_links;  // tp_btf sock_recv_length / sock_send_length
+    std::vector<Link> socket_links;  // tp_btf sock_recv_length / sock_send_length, sched_process_exec
     bool socket_tracepoints = false;
     ebpf::WallClock clock;
     pollfd wait{};
     std::map<int, Target> targets;
-    std::map<int, std::uint64_t> seen;  // pid -> start time of processes looked at by name (not followed)
+    std::map<int, std::uint64_t> seen;  // pid -> when it was looked at by name (not followed)
     std::set<int> waiting;               // named processes without a TLS library (yet)
     Clock::time_point next_scan{};
     std::string error;
@@ -219,6 +227,13 @@ struct TlsProbeSource::Impl {
         counters = ebpf::Mapping(c, counter_bytes);
         wait = pollfd{ring_fd, POLLIN, 0};
 
+        {
+            bpf_link* link = bpf_program__attach(skel->progs.process_exec);
+            if (!link)
+                throw util::FatalError("TLS probes: cannot attach to the sched_process_exec tracepoint: " +
+                                       std::string(std::strerror(errno)) + recent_libbpf_log());
+            socket_links.emplace_back(link);
+        }
         if (socket_tracepoints) {
             for (bpf_program* p : {skel->progs.sock_recv, skel->progs.sock_send}) {
                 bpf_link* link = bpf_program__attach(p);
@@ -345,9 +360,10 @@ struct TlsProbeSource::Impl {
     }
 
     void start_explicit(int pid) {
+        const auto examined = monotonic_ns();
         const auto info = tls::read_process(pid);
         if (!info) throw util::FatalError("--tls-pid " + std::to_string(pid) + ": no such process");
-        Target t{*info, false, {}};
+        Target t{*info, false, {}, examined};
         set_pid(pid, true);
         if (follow(t) == 0) {
             set_pid(pid, false);
@@ -366,9 +382,64 @@ struct TlsProbeSource::Impl {
         return false;
     }
 
+    // The processes that executed a new program since the last look: a name
+    // looked at before may be another one now; a followed process lost its
+    // probes with its old image.
+    std::vector<std::pair<int, std::uint64_t>> take_execs() {
+        const int fd = bpf_map__fd(skel->maps.execs);
+        std::vector<std::pair<int, std::uint64_t>> execs;
+        __u32 key = 0, next = 0;
+        const void* prev = nullptr;
+        while (execs.size() < SIDETAP_TLS_EXECS_ENTRIES && bpf_map_get_next_key(fd, prev, &next) == 0) {
+            __u64 when = 0;
+            if (bpf_map_lookup_elem(fd, &next, &when) == 0) execs.emplace_back(static_cast<int>(next), when);
+            key = next;
+            prev = &key;
+        }
+        for (const auto& [pid, when] : execs) {
+            const __u32 k = static_cast<__u32>(pid);
+            bpf_map_delete_elem(fd, &k);
+        }
+        return execs;
+    }
+
+    // An exec before we looked at the process (its maps, its name) changes
+    // nothing: what we read was already the new program.
+    void after_exec(int pid, std::uint64_t when) {
+        if (const auto s = seen.find(pid); s != seen.end() && when >= s->second) seen.erase(s);
+        const auto it = targets.find(pid);
+        if (it == targets.end() || when < it->second.examined_ns) return;
+        const bool named = it->second.named;
+        const std::string comm = it->second.info.comm;
+        set_pid(pid, false);
+        targets.erase(it);  // its probes went with the old image
+        if (named) return;  // looked at again below, by name
+        // --tls-pid: the same process, whatever it runs now.
+        const auto examined = monotonic_ns();
+        const auto info = tls::read_process(pid);
+        if (!info) return;
+        Target t{*info, false, {}, examined};
+        try {
+            set_pid(pid, true);
+            if (follow(t) == 0) {
+                set_pid(pid, false);
+                std::fprintf(stderr, "sidetap: TLS: process %d (%s) now runs %s, which maps no TLS library\n", pid,
+                             comm.c_str(), info->comm.c_str());
+                return;
+            }
+        } catch (const util::FatalError& e) {
+            set_pid(pid, false);
+            ++attach_failures;
+            std::fprintf(stderr, "sidetap: %s\n", e.what());
+            return;
+        }
+        targets.emplace(pid, std::move(t));
+    }
+
     // Named processes: new ones, ones that had no TLS library yet, and
     // libraries loaded since.
     void scan() {
+        for (const auto& [pid, when] : take_execs()) after_exec(pid, when);
         // Gone.
         for (auto it = targets.begin(); it != targets.end();) {
             if (tls::still_running(it->second.info)) {
@@ -395,11 +466,12 @@ struct TlsProbeSource::Impl {
                 continue;
             }
             if (seen.count(pid) && !waiting.count(pid)) continue;
+            const auto examined = monotonic_ns();
             const auto info = tls::read_process(pid);
             if (!info) continue;
-            seen[pid] = info->start_time;
+            seen[pid] = examined;
             if (!wanted_name(*info)) continue;
-            Target t{*info, true, {}};
+            Target t{*info, true, {}, examined};
             try {
                 set_pid(pid, true);
                 if (follow(t) == 0) {

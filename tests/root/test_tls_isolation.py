@@ -8,7 +8,9 @@ messages (equal to its native dnstap) and nothing of the other one, though it us
 library. Unbound (one thread) frees each connection's SSL object and allocates the next at the
 same address: every message must still carry its own connection's client port
 (tls_object_reuses > 0 shows that reuse happened). Then the first server exits (sidetap #1
-says so and removes its probes) and a new `unbound` starts: sidetap #1 follows it too.
+says so and removes its probes) and a new `unbound` starts, as a shell (`sh`, which sidetap
+#1 looks at and does not follow) that execs unbound 1.5 s later under the same PID: sidetap #1
+follows it from then on.
 """
 import argparse
 import os
@@ -69,7 +71,7 @@ def body(sidetap, w):
         problems += first.stop()
         wait_line(tap1.proc, rf"process {first.pid} \(unbound\) exited")
         shutil.rmtree(os.path.join(w, "unbound-2"), ignore_errors=True)
-        again = T.start_unbound(ns, os.path.join(w, "unbound-2"), cert, key)
+        again = T.start_unbound(ns, os.path.join(w, "unbound-2"), cert, key, exec_after=1.5)
         wait_line(tap1.proc, rf"following process {again.pid} \(unbound\)")
         sent_again = queries(ns, again, "again", n_dot=4)
         time.sleep(0.5)

@@ -150,7 +150,9 @@ class Server:
         return problems
 
 
-def start_unbound(ns, d, cert, key, name="unbound", binary="unbound", cgroup=None):
+def start_unbound(ns, d, cert, key, name="unbound", binary="unbound", cgroup=None, exec_after=None):
+    """exec_after: seconds for which the process runs a shell first (named sh), then execs
+    unbound in place (same PID)."""
     a4, a6 = ADDR[name]
     k4, _ = ADDR["knot"]
     os.makedirs(d, exist_ok=True)
@@ -202,7 +204,10 @@ dnstap:
     dnstap-log-client-response-messages: yes
 """)
     ns.run(["unbound-checkconf", conf])
-    proc = ns.spawn([binary, "-d", "-c", conf], name=name, cgroup=cgroup)
+    argv = [binary, "-d", "-c", conf]
+    if exec_after:
+        argv = ["sh", "-c", f'sleep {exec_after}; exec "$@"', "sh"] + argv
+    proc = ns.spawn(argv, name=name, cgroup=cgroup)
     proc.wait_for_line(r"start of service", 20)
     wait_tls_listening(ns, (a4, a6), (853, 443), proc)
     servers.wait_writer_connected(collector, r"accepted new connection", settle=0.5)
