@@ -5,7 +5,7 @@ in one run, and the messages sidetap captured against what dnsperf sent and got 
 
     sudo bench/tls_bench.py [--sidetap build/sidetap] [--server unbound,kresd,bind,dnsdist]
                             [--mode dot|doh] [-l SECONDS] [-c CLIENTS] [-q OUTSTANDING]
-                            [-Q QPS] [-B MIB] [--append] [--keep]
+                            [-Q QPS] [-B MIB] [--probe-cost] [--append] [--keep]
 
 Setup (tests/root/tls_servers.py, one network namespace, no route out): knotd serves
 example.test; each server answers DoT on 853 and DoH on 443 with its own dnstap off (only the
@@ -23,6 +23,12 @@ sidetap's output against dnsperf's sent and completed (after dnsperf ends sideta
 to write what the ring still holds), and the probes' loss counters (ring_full_dropped,
 copy_failed, truncated) and the stream stage's (tls_unattributed_messages, tls_gaps,
 doh_streams_undecodable).
+
+--probe-cost first measures what one probed call costs the calling process on this machine
+(bench/tls_probe_cost.c, built with cc: a loop of SSL_free(NULL), which the probes hook at its
+first instruction, without and with `sidetap capture --tls-pid`): most of a probe's cost is the
+kernel's breakpoint trap, which varies a lot between machines (virtual machines more), and a
+server pays it for every SSL_read/SSL_write, including the reads that find nothing.
 
 --append adds the table to bench/RESULTS.md. Needs root, dnsperf and the servers
 (scripts/install-deps.sh). Do not trust figures from a busy machine: base and base2 show it.
@@ -144,6 +150,29 @@ def table(name, rows, args):
     return "\n".join(lines)
 
 
+def probe_cost(args, w):
+    """(ns per call without probes, ns per call with them)."""
+    exe = os.path.join(w, "tls_probe_cost")
+    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(HERE, "tls_probe_cost.c"), "-lssl", "-lcrypto"], check=True)
+    from netns import Host
+    with Host() as host:
+        loop = host.spawn([exe], name="tls_probe_cost")
+        pid = int(loop.wait_for_line(r"ready (\d+)", 10, stream="stdout").group(1))
+        loop.wait_for_line(r"ns/call", 10, stream="stdout")
+        before = len(loop.lines("stdout"))
+        loop.wait_for_line(r"ns/call", 10, stream="stdout")
+        time.sleep(2.2)
+        base = [float(l.split()[0]) for l in loop.lines("stdout")[before:] if "ns/call" in l]
+        tap = T.Sidetap(host, args.sidetap, os.path.join(w, "cost.dnstap"), ["--tls-pid", str(pid)], where=host)
+        time.sleep(1.2)
+        before = len(loop.lines("stdout"))
+        time.sleep(3.2)
+        probed = [float(l.split()[0]) for l in loop.lines("stdout")[before:] if "ns/call" in l]
+        tap.stop()
+        loop.stop()
+    return min(base), min(probed)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sidetap", default=os.path.join(ROOT, "build", "sidetap"))
@@ -154,6 +183,7 @@ def main():
     ap.add_argument("-q", "--outstanding", type=int, default=20)
     ap.add_argument("-Q", "--qps", type=int, default=0)
     ap.add_argument("-B", "--buffer", type=int, default=64, help="ring buffer MiB")
+    ap.add_argument("--probe-cost", action="store_true", help="measure one probed call's cost first")
     ap.add_argument("--append", action="store_true")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -168,6 +198,12 @@ def main():
             f.write(f"n{i}.w.example.test A\n")
     sections = []
     try:
+        if args.probe_cost:
+            base, probed = probe_cost(args, w)
+            sections.append(f"One probed call (SSL_free(NULL), probe at the function's first instruction): "
+                            f"{base:.0f} ns without the probes, {probed:.0f} ns with them "
+                            f"(+{(probed - base) / 1000:.1f} µs per call)")
+            print(sections[-1] + "\n", flush=True)
         for name in args.server.split(","):
             d = os.path.join(w, name)
             os.makedirs(d)
