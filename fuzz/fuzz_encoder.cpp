@@ -53,6 +53,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::memcpy(m.server.bytes.data(), server.data(), server.size());
     m.transport = (flags & 2) ? st::decode::Transport::Tcp : st::decode::Transport::Udp;
     m.is_response = flags & 4;
+    // Bits 6-7: plaintext UDP/TCP, DNS over TLS, DNS over HTTPS (3: also DoH).
+    m.encryption = (flags >> 6) == 0 ? st::dns::Encryption::None
+                   : (flags >> 6) == 1 ? st::dns::Encryption::Dot
+                                       : st::dns::Encryption::Doh;
     st::dnstap::Envelope envelope;
     envelope.identity = text(in);
     envelope.version = text(in);

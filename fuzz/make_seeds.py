@@ -281,6 +281,86 @@ def tcp_session(messages, split=None, syn=True, reverse_order=False):
     return b"".join(recs)
 
 
+# ------------------------------------------------------------------ streams (fuzz_streams)
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(ftype, flags, stream, payload):
+    return struct.pack("!I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack("!I", stream) + payload
+
+
+def hpack_literal(headers, index=False):
+    """HPACK literal fields with literal names, no Huffman (RFC 7541 6.2): with
+    incremental indexing (0x40) or without (0x00)."""
+    out = b""
+    for name, value in headers:
+        out += bytes([0x40 if index else 0x00])
+        for text in (name, value):
+            b = text.encode()
+            assert len(b) < 127
+            out += bytes([len(b)]) + b
+    return out
+
+
+def b64url(data):
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def stream_record(conn, outgoing, data, flags=0, step=1):
+    """fuzz_streams records: header + data, data split into <= 255-byte records."""
+    out = b""
+    for i in range(0, max(len(data), 1), 255):
+        piece = data[i:i + 255]
+        out += bytes([(conn & 3) | (4 if outgoing else 0) | flags, len(piece), step]) + piece
+    return out
+
+
+def doh_session(pairs, get=False, index=False, split=None):
+    """Client and server bytes of one DoH connection carrying (query, response) pairs."""
+    client = H2_PREFACE + h2_frame(4, 0, 0, b"")
+    server = h2_frame(4, 0, 0, struct.pack("!HI", 3, 100))
+    for i, (q, r) in enumerate(pairs):
+        sid = 1 + 2 * i
+        if get:
+            h = [(":method", "GET"), (":scheme", "https"), (":authority", "d"), (":path", "/q?dns=" + b64url(q)[:90])]
+            client += h2_frame(1, 0x5, sid, hpack_literal(h, index))
+        else:
+            h = [(":method", "POST"), (":scheme", "https"), (":authority", "d"), (":path", "/dns-query"),
+                 ("content-type", "application/dns-message")]
+            client += h2_frame(1, 0x4, sid, hpack_literal(h, index)) + h2_frame(0, 0x1, sid, q)
+        server += h2_frame(1, 0x4, sid, hpack_literal([(":status", "200")], index)) + h2_frame(0, 0x1, sid, r)
+    return client, server
+
+
+def stream_seeds(seeds, queries, responses):
+    pairs = list(zip(queries, responses))[:24]
+    for i in range(0, len(pairs), 3):
+        chunk = pairs[i:i + 3]
+        # DoT: the process reads queries (length alone first) and writes answers.
+        dot = b""
+        for q, r in chunk:
+            fq, fr = struct.pack("!H", len(q)) + q, struct.pack("!H", len(r)) + r
+            dot += stream_record(0, False, fq[:2], flags=0x20) + stream_record(0, False, fq[2:], flags=0x20)
+            dot += stream_record(0, True, fr, flags=0x20)
+        seeds.add("streams", bytes([0x07]) + dot[:MAX_SEED])
+        # DoH, POST and GET, the server's SETTINGS first, on another connection.
+        for get in (False, True):
+            client, server = doh_session(chunk, get=get, index=(i % 2 == 0))
+            seed = bytes([0x7F]) + stream_record(1, True, server[:15]) + stream_record(1, False, client) + \
+                stream_record(1, True, server[15:])
+            seeds.add("streams", seed[:MAX_SEED])
+    # Object reuse: a DoH connection, SSL_free, then DoT on the same object.
+    if pairs:
+        q, r = pairs[0]
+        client, server = doh_session([(q, r)])
+        fq = struct.pack("!H", len(q)) + q
+        seed = bytes([0x05]) + stream_record(3, False, client) + stream_record(3, True, server) + \
+            stream_record(3, False, b"", flags=0x08) + stream_record(3, False, fq, flags=0x80)
+        seeds.add("streams", seed)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -417,6 +497,7 @@ def main():
             seeds.add("tcp", bytes([0x1D]) + tcp_session([(False, q), (True, r)], split=1 + len(q) // 2,
                                                          reverse_order=True))
 
+    stream_seeds(seeds, queries, responses)
     pcapfile_seeds(seeds, files)
     frames = []
     for d in args.pcaps:
@@ -426,7 +507,7 @@ def main():
                     frames += fstrm_frames(os.path.join(d, name))
     listener_seeds(seeds, frames)
 
-    for target in ("decode", "defrag", "tcp", "dns", "pipeline", "listener", "pcapfile"):
+    for target in ("decode", "defrag", "tcp", "dns", "pipeline", "listener", "pcapfile", "streams"):
         print(f"{target}: {seeds.count.get(target, 0)} seeds")
 
 

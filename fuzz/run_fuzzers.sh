@@ -32,6 +32,7 @@ case "$target" in
   listener) max_len=16384 ;;
   pcapfile) max_len=65536 ;;
   encoder) max_len=4096 ;;
+  streams) max_len=16384 ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 # listener and pcapfile: no single allocation above 64 MiB (a length field

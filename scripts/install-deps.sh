@@ -9,6 +9,8 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config clang
   libpcap-dev libprotobuf-dev protobuf-compiler libldns-dev libcli11-dev libgtest-dev libssl-dev
+  # build: HPACK (HTTP/2 header compression) for DNS over HTTPS read by the TLS probes
+  libnghttp2-dev
   # build (eBPF capture, -DSIDETAP_EBPF=ON): clang -target bpf compiles bpf/*.bpf.c against the
   # kernel UAPI headers (linux-libc-dev), bpftool generates the skeletons, libbpf loads them
   libbpf-dev bpftool linux-libc-dev
@@ -35,6 +37,9 @@ PACKAGES=(
   # the container root file system (setcap/getcap), parse the Kubernetes manifests, record
   # system calls against the units' SystemCallFilter= (strace)
   dpkg-dev fakeroot lintian adduser man-db groff-base systemd python3-yaml file strace
+  # root tests (TLS probes): dnsdist 1.7 serving DoT/DoH with dnstap; curl multiplexes DoH
+  # requests on one HTTP/2 connection (kdig +tls/+https/+https-get make the others)
+  dnsdist curl
 )
 
 missing=()

@@ -8,11 +8,17 @@
 // the periodic stats line and the metrics snapshot, from the counters each
 // shard publishes about every 100 ms (summed over shards). Nothing here
 // depends on the frontend.
+//
+// The TLS probes (--tls-pid/--tls-process, capture::open_tls_source) are a
+// stream source beside the packet source, or alone: the first shard polls it
+// between packets and feeds its chunks to its pipeline (a DoT/DoH exchange
+// never pairs with a packet, and all of one connection's chunks go there).
 #include "cli/capture_command.h"
 
 #include "capture/live_source.h"
 #include "capture/pcap_live_source.h"
 #include "capture/shard.h"
+#include "capture/tls_source.h"
 #include "cli/common_options.h"
 #include "cli/output_stats.h"
 #include "cli/privileges.h"
@@ -54,6 +60,8 @@ struct CaptureCommandOptions {
     std::string metrics;
     std::string user;
     std::string threads = "1";
+    std::vector<int> tls_pids;
+    std::vector<std::string> tls_processes;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -104,7 +112,8 @@ void add_channels(std::vector<capture::LiveChannelStats>& sum, const std::vector
     }
 }
 
-// One capture thread: its source, its pipeline, its pcap copy.
+// One capture thread: its packet source and/or (the first shard) the TLS
+// stream source, its pipeline, its pcap copy.
 class Shard final : private capture::PacketHandler {
 public:
     struct Published {
@@ -114,8 +123,13 @@ public:
     };
 
     Shard(unsigned index, const pipeline::PipelineConfig& config, const std::vector<output::OutputRoute>& routes,
-          std::unique_ptr<capture::LiveSource> source, std::unique_ptr<capture::PcapDumpFile> dump)
-        : index_(index), source_(std::move(source)), dump_(std::move(dump)), pipeline_(config, routes, index) {
+          std::unique_ptr<capture::LiveSource> source, std::unique_ptr<capture::PcapDumpFile> dump,
+          std::unique_ptr<capture::StreamSource> streams = nullptr)
+        : index_(index),
+          source_(std::move(source)),
+          streams_(std::move(streams)),
+          dump_(std::move(dump)),
+          pipeline_(config, routes, index) {
         publish();
     }
 
@@ -126,7 +140,15 @@ public:
         auto next_publish = Clock::now() + publish_every;
         auto next_tick = Clock::now() + tick;
         while (!stop_requested() && !stop_all.load(std::memory_order_relaxed)) {
-            const auto r = source_->dispatch(*this, 64, 100);
+            // One thread shares itself between both sources: the packet
+            // source waits less when the stream source is polled too.
+            const bool got_chunks = read_streams(source_ ? 0 : 100);
+            if (input_failed_) {
+                stop_all.store(true);
+                break;
+            }
+            auto r = got_chunks ? capture::LiveSource::Read::Packet : capture::LiveSource::Read::Idle;
+            if (source_) r = source_->dispatch(*this, 64, got_chunks ? 0 : streams_ ? 10 : 100);
             if (r == capture::LiveSource::Read::Error) {
                 error_ = source_->error();
                 input_failed_ = true;
@@ -144,7 +166,7 @@ public:
             next_publish = now + publish_every;
             if (now >= next_tick) {
                 next_tick = now + tick;
-                source_->update_stats();
+                update_stats();
                 if (dump_ && !dump_->flush()) {
                     error_ = dump_->error();
                     input_failed_ = true;
@@ -159,14 +181,17 @@ public:
         if (!input_failed_) {
             const auto drain_until = Clock::now() + std::chrono::seconds(2);
             const std::uint64_t before = packets_;
-            while (Clock::now() < drain_until &&
-                   source_->dispatch(*this, 64, 20) == capture::LiveSource::Read::Packet) {
+            while (Clock::now() < drain_until) {
+                const bool got_chunks = read_streams(0);
+                if (input_failed_) break;
+                if (source_ && source_->dispatch(*this, 64, 20) == capture::LiveSource::Read::Packet) continue;
+                if (!got_chunks) break;
             }
             if (packets_ != before && !quiet)
                 std::fprintf(stderr, "sidetap: drained %llu packets captured before the stop\n", u64(packets_ - before));
         }
         pipeline_.finish();
-        source_->update_stats();
+        update_stats();
         if (dump_ && !dump_->close()) {
             error_ = dump_->error();
             dump_failed_ = true;
@@ -179,12 +204,36 @@ public:
         out = published_;
     }
     [[nodiscard]] unsigned index() const { return index_; }
-    [[nodiscard]] capture::LiveSource& source() { return *source_; }
     [[nodiscard]] bool input_failed() const { return input_failed_; }
     [[nodiscard]] bool dump_failed() const { return dump_failed_; }
     [[nodiscard]] const std::string& error() const { return error_; }
 
 private:
+    // Up to 64 chunks of the stream source (the first waits `wait_ms`);
+    // whether there were any.
+    bool read_streams(int wait_ms) {
+        bool got = false;
+        for (int i = 0; streams_ && i < 64; ++i) {
+            const auto r = streams_->read(chunk_, i == 0 ? wait_ms : 0);
+            if (r == capture::StreamSource::Read::Chunk) {
+                pipeline_.process_stream(chunk_);
+                got = true;
+                continue;
+            }
+            if (r == capture::StreamSource::Read::Error) {
+                error_ = streams_->error();
+                input_failed_ = true;
+            }
+            break;
+        }
+        return got;
+    }
+
+    void update_stats() {
+        if (source_) source_->update_stats();
+        if (streams_) streams_->update_stats();
+    }
+
     void on_packet(const capture::Packet& packet) override {
         ++packets_;
         pipeline_.process(packet);
@@ -193,15 +242,19 @@ private:
 
     void publish() {
         pipeline_.snapshot(scratch_.counters);
-        scratch_.channels = source_->stats();
+        scratch_.channels.clear();
+        if (source_) scratch_.channels = source_->stats();
+        if (streams_) scratch_.channels.insert(scratch_.channels.end(), streams_->stats().begin(), streams_->stats().end());
         scratch_.dump_packets = dump_ ? dump_->packets() : 0;
         std::lock_guard lock(mutex_);
         std::swap(published_, scratch_);
     }
 
     unsigned index_;
-    std::unique_ptr<capture::LiveSource> source_;
+    std::unique_ptr<capture::LiveSource> source_;       // null: TLS probes only
+    std::unique_ptr<capture::StreamSource> streams_;   // the first shard's, with TLS probes
     std::unique_ptr<capture::PcapDumpFile> dump_;
+    capture::StreamChunk chunk_;
     pipeline::Pipeline pipeline_;
     std::uint64_t packets_ = 0;
     bool input_failed_ = false;
@@ -299,7 +352,9 @@ const char* dlt_name(int dlt) {
 capture::Frontend frontend_option(const CaptureCommandOptions& o) {
     if (o.ebpf.empty()) {
         if (o.interfaces.empty())
-            throw util::FatalError("capture: -i IFACE is required (or --ebpf socket|tc|cgroup)", util::kExitUsage);
+            throw util::FatalError(
+                "capture: -i IFACE is required (or --ebpf socket|tc|cgroup, or --tls-pid/--tls-process)",
+                util::kExitUsage);
         if (!o.cgroup.empty())
             throw util::FatalError("--cgroup: only with --ebpf cgroup", util::kExitUsage);
         return capture::Frontend::Pcap;
@@ -312,10 +367,30 @@ capture::Frontend frontend_option(const CaptureCommandOptions& o) {
 
 int run_capture(const CaptureCommandOptions& o) {
     auto config = make_pipeline_config(o.capture, o.output);  // usage errors first
-    const unsigned threads = threads_option(o.threads);
+    const unsigned wanted_threads = threads_option(o.threads);
+
+    // The TLS probes alone, or beside a packet source.
+    const bool tls = !o.tls_pids.empty() || !o.tls_processes.empty();
+    const bool wire = !tls || !o.interfaces.empty() || !o.ebpf.empty();
+    capture::TlsCaptureOptions tls_options;
+    tls_options.pids = o.tls_pids;
+    tls_options.names = o.tls_processes;
+    if (o.ebpf == "cgroup") tls_options.cgroup = o.cgroup;
+    tls_options.ring_bytes = buffer_bytes(o.buffer_size);
+    tls_options.quiet = o.output.quiet;
+    if (!o.tls_processes.empty() && !o.user.empty())
+        throw util::FatalError("--tls-process follows processes started later, which needs CAP_BPF and CAP_PERFMON "
+                               "all along: not with --user (--tls-pid is)",
+                               util::kExitUsage);
+    if (tls && !wire && !o.write_pcap.empty())
+        throw util::FatalError("--write-pcap: needs a packet capture (-i or --ebpf); TLS plaintext has no packets",
+                               util::kExitUsage);
+
+    // TLS probes alone: one thread (the stream source is not split).
+    const unsigned threads = wire ? wanted_threads : 1;
 
     capture::LiveCaptureOptions live;
-    live.frontend = frontend_option(o);
+    live.frontend = wire ? frontend_option(o) : capture::Frontend::Pcap;
     live.interfaces = o.interfaces;
     live.cgroup = o.cgroup;
     live.buffer_bytes = buffer_bytes(o.buffer_size);
@@ -339,8 +414,12 @@ int run_capture(const CaptureCommandOptions& o) {
     // Before any thread starts (bounding set and no_new_privs are per thread).
     if (account) lock_down(o.user);
     // Every shard's source is open before privileges go (--user).
-    auto sources = capture::open_live_sources(live, threads, capture::random_shard_seed());
-    const auto channels = sources.front()->channels();
+    std::vector<std::unique_ptr<capture::LiveSource>> sources(threads);
+    if (wire) sources = capture::open_live_sources(live, threads, capture::random_shard_seed());
+    std::unique_ptr<capture::StreamSource> streams;
+    if (tls) streams = capture::open_tls_source(tls_options);
+    const auto tls_descriptions = streams ? streams->descriptions() : std::vector<std::string>{};
+    const auto channels = wire ? sources.front()->channels() : std::vector<capture::LiveChannelInfo>{};
 
     // --write-pcap: one file per shard (FILE.0, FILE.1 ...: no lock between
     // the capture threads; mergecap joins them), FILE itself with one.
@@ -372,7 +451,8 @@ int run_capture(const CaptureCommandOptions& o) {
     const auto routes = open_outputs(o.output, threads);
     std::vector<std::unique_ptr<Shard>> shards;
     for (unsigned i = 0; i < threads; ++i)
-        shards.push_back(std::make_unique<Shard>(i, config, routes, std::move(sources[i]), std::move(dumps[i])));
+        shards.push_back(std::make_unique<Shard>(i, config, routes, std::move(sources[i]), std::move(dumps[i]),
+                                                 i == 0 ? std::move(streams) : nullptr));
     Totals totals;
     sum_shards(shards, totals);
     if (server) board.publish(collect_samples(totals, routes, !o.write_pcap.empty()));
@@ -380,6 +460,7 @@ int run_capture(const CaptureCommandOptions& o) {
 
     if (!o.output.quiet) {
         for (const auto& c : channels) std::fprintf(stderr, "sidetap: capturing on %s\n", c.description.c_str());
+        for (const auto& d : tls_descriptions) std::fprintf(stderr, "sidetap: %s\n", d.c_str());
         if (threads > 1)
             std::fprintf(stderr, "sidetap: %u capture threads, traffic split by IP address pair%s\n", threads,
                          o.write_pcap.empty() ? "" : (", raw packets in " + o.write_pcap + ".0 ... ." +
@@ -452,7 +533,8 @@ int run_capture(const CaptureCommandOptions& o) {
             }
         output::report_routes(stderr, routes);
         for (const auto& s : totals.channels) {
-            std::fprintf(stderr, "sidetap: %s %s packets=%llu", s.kind.c_str(), s.name.c_str(), u64(s.packets));
+            std::fprintf(stderr, "sidetap: %s %s %s=%llu", s.kind.c_str(), s.name.c_str(),
+                         s.kind == "tls" ? "chunks" : "packets", u64(s.packets));
             print_counters(s);
             std::fprintf(stderr, "\n");
         }
@@ -505,6 +587,20 @@ std::function<int()> add_capture_command(CLI::App& app) {
                     "traffic by IP address pair (each has its own -B buffer). 'auto': one per 4 CPUs this process "
                     "may use, 1 to 4")
         ->capture_default_str();
+    cmd->add_option("--tls-pid", options->tls_pids,
+                    "Also read the DNS over TLS / HTTPS plaintext of this running server process at its TLS library "
+                    "(OpenSSL or GnuTLS, eBPF uprobes); repeatable. Alone (without -i/--ebpf) or beside a packet "
+                    "capture, into the same pipeline and outputs")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--tls-process", options->tls_processes,
+                    "The same for every process of this name (comm, as pgrep), also ones started later; with "
+                    "--ebpf cgroup only those of --cgroup ('*': all of them); repeatable")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cmd->add_option("--user", options->user,
                     "Drop privileges to this user once the capture handles, outputs and metrics socket are open");
     add_capture_options(*cmd, options->capture);

@@ -1,5 +1,6 @@
 // sidetap: dnstap for DNS servers that cannot emit it themselves.
 #include "capture/live_source.h"
+#include "capture/tls_source.h"
 #include "cli/capture_command.h"
 #include "cli/config_file.h"
 #include "cli/listen_command.h"
@@ -65,6 +66,9 @@ std::string version_text() {
     text += std::string("commit: ") + SIDETAP_COMMIT + "\n";
     text += sidetap::capture::ebpf_supported() ? "capture: libpcap, eBPF (socket, tc, cgroup)\n"
                                                : "capture: libpcap; no eBPF (built with -DSIDETAP_EBPF=OFF)\n";
+    text += sidetap::capture::tls_probes_supported()
+                ? std::string("DoT/DoH: TLS probes (OpenSSL, GnuTLS)\n")
+                : std::string("DoT/DoH: no TLS probes (") + sidetap::capture::tls_probes_unsupported_reason() + ")\n";
     text += std::string("libpcap: ") + pcap_lib_version() + "\n";
 #ifdef SIDETAP_HAVE_EBPF
     text += "libbpf: " + std::to_string(libbpf_major_version()) + "." + std::to_string(libbpf_minor_version()) + "\n";

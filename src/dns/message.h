@@ -74,6 +74,10 @@ std::string_view to_string(ParseStatus status);
 
 ParseStatus parse_header_question(std::span<const std::uint8_t> wire, Header& header, Question& question);
 
+// DNS read inside an encrypted session rather than from packets: the
+// plaintext of DNS over TLS and DNS over HTTPS connections (streams/).
+enum class Encryption : std::uint8_t { None, Dot, Doh };
+
 // A DNS message as observed on the wire, direction known.
 struct DnsMessage {
     std::uint64_t timestamp_ns = 0;  // time of the packet that completed it
@@ -82,6 +86,8 @@ struct DnsMessage {
     std::uint16_t client_port = 0;
     std::uint16_t server_port = 0;
     decode::Transport transport = decode::Transport::Udp;
+    Encryption encryption = Encryption::None;  // dnstap socket_protocol DOT/DOH instead of TCP
+    std::uint32_t stream_id = 0;               // DoH: the HTTP/2 stream (its query and response pair on it)
     bool is_response = false;
     bool upstream = false;  // the local server is the client (role resolver)
     bool malformed = false; // kept although not well-formed (too short, QR bit against its direction, bad question)

@@ -31,7 +31,10 @@ constexpr std::uint8_t kResponseTimeNsec = (13 << 3) | 5;
 constexpr std::uint8_t kResponseMessage = (14 << 3) | 2;
 
 constexpr std::uint8_t kInet = 1, kInet6 = 2;
-constexpr std::uint8_t kUdp = 1, kTcp = 2;
+constexpr std::uint8_t kUdp = 1, kTcp = 2, kDot = 3, kDoh = 4;
+// http_protocol = 16: a two-byte tag, written after the DNS bytes (field 14).
+constexpr std::uint8_t kHttpProtocolTag[2] = {(16 << 3) & 0x7f | 0x80, (16 << 3) >> 7};
+constexpr std::uint8_t kHttp2 = 2;
 
 inline std::uint8_t* put_varint(std::uint8_t* p, std::uint64_t v) {
     while (v >= 0x80) {
@@ -90,7 +93,18 @@ void Encoder::prepare(const dns::DnsMessage& message, MessageType type, std::opt
     *p++ = kSocketFamily;
     *p++ = message.client.family == 6 ? kInet6 : kInet;
     *p++ = kSocketProtocol;
-    *p++ = message.transport == decode::Transport::Tcp ? kTcp : kUdp;
+    tail_len_ = 0;
+    switch (message.encryption) {
+        case dns::Encryption::None: *p++ = message.transport == decode::Transport::Tcp ? kTcp : kUdp; break;
+        case dns::Encryption::Dot: *p++ = kDot; break;
+        case dns::Encryption::Doh:
+            *p++ = kDoh;
+            tail_[0] = kHttpProtocolTag[0];
+            tail_[1] = kHttpProtocolTag[1];
+            tail_[2] = kHttp2;
+            tail_len_ = 3;
+            break;
+    }
     const auto client = message.client.view();
     const auto server = message.server.view();
     p = put_bytes(p, kQueryAddress, client.data(), client.size());
@@ -120,7 +134,8 @@ void Encoder::prepare(const dns::DnsMessage& message, MessageType type, std::opt
     }
     body_len_ = static_cast<std::size_t>(p - body_.data());
     wire_ = message.wire;
-    body_size_wire_ = body_len_ + 1 + varint_size(wire_.size()) + wire_.size();
+    body_size_nowire_ = body_len_ + tail_len_;
+    body_size_wire_ = body_size_nowire_ + 1 + varint_size(wire_.size()) + wire_.size();
     fixed_size_ = head_.size() + (has_extra_ ? 1 + varint_size(extra_.size()) + extra_.size() : 0) + 1 + 2;
 }
 
@@ -132,10 +147,14 @@ void Encoder::write(std::uint8_t* out, bool include_wire) const {
     }
     if (has_extra_) p = put_bytes(p, kExtra, extra_.data(), extra_.size());
     *p++ = kMessage;
-    p = put_varint(p, include_wire ? body_size_wire_ : body_len_);
+    p = put_varint(p, include_wire ? body_size_wire_ : body_size_nowire_);
     std::memcpy(p, body_.data(), body_len_);
     p += body_len_;
     if (include_wire) p = put_bytes(p, wire_tag_, wire_.data(), wire_.size());
+    if (tail_len_ != 0) {
+        std::memcpy(p, tail_.data(), tail_len_);
+        p += tail_len_;
+    }
     *p++ = kType;
     *p = kDnstapMessage;
 }

@@ -15,11 +15,11 @@
 //  - Fields: Dnstap.identity and .version when not empty, .extra when set
 //    (prepare()'s extra, else the envelope's), .message, .type = MESSAGE
 //    (always set together). Message.type, socket_family (INET/INET6),
-//    socket_protocol (UDP/TCP), query_address / query_port (the client),
+//    socket_protocol (UDP/TCP, DOT/DOH for TLS plaintext), query_address / query_port (the client),
 //    response_address / response_port (the server); queries: query_time
 //    and query_message; responses: query_time when the pairing stage found
 //    the query (native servers leave it out; users ask for it),
-//    response_time and response_message.
+//    response_time and response_message; http_protocol = HTTP2 for DOH.
 //  - No allocation after construction (encode() grows its own buffer to
 //    the largest frame seen), no exception.
 #pragma once
@@ -53,7 +53,7 @@ public:
                  std::optional<std::span<const std::uint8_t>> extra = std::nullopt);
     [[nodiscard]] std::size_t size(bool include_wire) const {
         return include_wire ? fixed_size_ + body_size_wire_ + varint_size(body_size_wire_)
-                            : fixed_size_ + body_len_ + varint_size(body_len_);
+                            : fixed_size_ + body_size_nowire_ + varint_size(body_size_nowire_);
     }
     // Writes the prepared message's frame; `out` holds size(include_wire).
     void write(std::uint8_t* out, bool include_wire) const;
@@ -83,7 +83,11 @@ private:
     std::size_t body_len_ = 0;
     std::uint8_t wire_tag_ = 0;
     std::span<const std::uint8_t> wire_;
-    std::size_t body_size_wire_ = 0;  // body with the DNS bytes field
+    // Message fields after the DNS bytes: http_protocol (DoH).
+    std::array<std::uint8_t, 4> tail_{};
+    std::size_t tail_len_ = 0;
+    std::size_t body_size_nowire_ = 0;  // body and tail
+    std::size_t body_size_wire_ = 0;    // body, the DNS bytes field and tail
     std::size_t fixed_size_ = 0;      // head, extra, message tag, type field
     std::vector<std::uint8_t> buffer_;
 };

@@ -33,7 +33,16 @@ std::span<const std::uint8_t> ReferenceEncoder::encode(const dns::DnsMessage& me
     auto& m = *d.mutable_message();
     m.set_type(static_cast<::dnstap::Message::Type>(type));
     m.set_socket_family(message.client.family == 6 ? ::dnstap::INET6 : ::dnstap::INET);
-    m.set_socket_protocol(message.transport == decode::Transport::Tcp ? ::dnstap::TCP : ::dnstap::UDP);
+    switch (message.encryption) {
+        case dns::Encryption::None:
+            m.set_socket_protocol(message.transport == decode::Transport::Tcp ? ::dnstap::TCP : ::dnstap::UDP);
+            break;
+        case dns::Encryption::Dot: m.set_socket_protocol(::dnstap::DOT); break;
+        case dns::Encryption::Doh:
+            m.set_socket_protocol(::dnstap::DOH);
+            m.set_http_protocol(::dnstap::HTTP2);
+            break;
+    }
     const auto client = message.client.view();
     const auto server = message.server.view();
     assign(m.mutable_query_address(), client.data(), client.size());

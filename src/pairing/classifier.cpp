@@ -65,6 +65,8 @@ bool Classifier::classify(const decode::Segment& segment, std::span<const std::u
 
     out.timestamp_ns = timestamp_ns;
     out.transport = segment.transport;
+    out.encryption = dns::Encryption::None;
+    out.stream_id = 0;
     out.is_response = is_response;
     out.malformed = malformed;
     out.wire = wire;
@@ -85,6 +87,40 @@ bool Classifier::classify(const decode::Segment& segment, std::span<const std::u
                            ? !server_ports_[out.server_port]
                            : is_server_address(out.client) && !is_server_address(out.server);
     }
+    return true;
+}
+
+bool Classifier::classify_directed(const DirectedMessage& in, dns::DnsMessage& out) {
+    bool malformed = false;
+    const auto status = dns::parse_header_question(in.wire, out.header, out.question);
+    if (status == dns::ParseStatus::TooShort) {
+        skipped_.add(Skip::DnsTooShort);
+        if (!keep_malformed_) return false;
+        malformed = true;
+    } else if (status != dns::ParseStatus::Ok) {
+        ++bad_question_;
+        if (!keep_malformed_) return false;
+        malformed = true;
+    }
+    const bool is_response = !in.from_client;
+    if (status != dns::ParseStatus::TooShort && is_response != out.header.qr) {
+        skipped_.add(Skip::QrDirectionMismatch);
+        if (!keep_malformed_) return false;
+        malformed = true;
+    }
+    if (malformed) ++malformed_kept_;
+    out.timestamp_ns = in.timestamp_ns;
+    out.transport = decode::Transport::Tcp;
+    out.encryption = in.encryption;
+    out.stream_id = in.stream_id;
+    out.is_response = is_response;
+    out.malformed = malformed;
+    out.wire = in.wire;
+    out.client = in.client;
+    out.client_port = in.client_port;
+    out.server = in.server;
+    out.server_port = in.server_port;
+    out.upstream = role_ == Role::Resolver && in.upstream;
     return true;
 }
 

@@ -42,6 +42,21 @@ namespace sidetap::pairing {
 
 enum class Role : std::uint8_t { Client, Auth, Resolver };
 
+// A DNS message whose direction is known without ports: the plaintext of a
+// TLS connection (streams/), sent by its client or by its server.
+struct DirectedMessage {
+    decode::IpAddress client;
+    decode::IpAddress server;
+    std::uint16_t client_port = 0;
+    std::uint16_t server_port = 0;
+    bool from_client = true;
+    bool upstream = false;  // the local (observed) process is the client
+    dns::Encryption encryption = dns::Encryption::None;
+    std::uint32_t stream_id = 0;
+    std::uint64_t timestamp_ns = 0;
+    std::span<const std::uint8_t> wire;
+};
+
 struct ClassifierConfig {
     std::vector<std::uint16_t> server_ports{53};
     std::vector<decode::IpAddress> server_addresses;
@@ -76,6 +91,13 @@ public:
     // emit. A kept malformed message may be shorter than a DNS header.
     bool classify(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns,
                   dns::DnsMessage& out);
+
+    // The same for a message whose direction is known (DirectedMessage): a
+    // message from the client is a query, one from the server a response;
+    // the same checks and counters (too short, bad question, QR bit
+    // against the direction), the same --keep-malformed. The transport is
+    // TCP; upstream (role resolver) when the local process is the client.
+    bool classify_directed(const DirectedMessage& in, dns::DnsMessage& out);
 
     [[nodiscard]] dnstap::MessageType type_of(const dns::DnsMessage& message) const;
 

@@ -13,6 +13,8 @@ ExchangeKey ExchangeKey::of(const dns::DnsMessage& m) {
     key.server_port = m.server_port;
     key.id = m.header.id;
     key.transport = m.transport;
+    key.encryption = m.encryption;
+    key.stream_id = m.stream_id;
     return key;
 }
 
@@ -57,6 +59,8 @@ std::size_t ExchangeKeyHash::operator()(const ExchangeKey& key) const {
     h = hash_bytes(h, key.server.bytes.data(), key.server.size());
     const std::uint64_t small = (std::uint64_t{key.client_port} << 48) | (std::uint64_t{key.server_port} << 32) |
                                 (std::uint64_t{key.id} << 16) | static_cast<std::uint64_t>(key.transport);
+    if (key.encryption != dns::Encryption::None)
+        h = mix(h ^ ((std::uint64_t{key.stream_id} << 8) | static_cast<std::uint64_t>(key.encryption)), kP0);
     return static_cast<std::size_t>(mix(h ^ small, kP1));
 }
 

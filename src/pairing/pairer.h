@@ -100,7 +100,8 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(PairEvent
     "duplicate_queries"};
 using PairCounters = util::CounterSet<PairEvent, static_cast<std::size_t>(PairEvent::Count_)>;
 
-// The exchange: both endpoints, transport and DNS ID (no question).
+// The exchange: both endpoints, transport and DNS ID (no question); for
+// DNS over HTTPS also the HTTP/2 stream.
 struct ExchangeKey {
     decode::IpAddress client;
     decode::IpAddress server;
@@ -108,6 +109,8 @@ struct ExchangeKey {
     std::uint16_t server_port = 0;
     std::uint16_t id = 0;
     decode::Transport transport = decode::Transport::Udp;
+    dns::Encryption encryption = dns::Encryption::None;
+    std::uint32_t stream_id = 0;  // DoH: the HTTP/2 stream (its DNS ID is 0)
 
     static ExchangeKey of(const dns::DnsMessage& m);
     friend bool operator==(const ExchangeKey&, const ExchangeKey&) = default;

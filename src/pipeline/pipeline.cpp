@@ -26,6 +26,7 @@ Pipeline::Pipeline(const PipelineConfig& config, const std::vector<output::Outpu
     : decoder_(decap_config(config)),
       defrag_(config.defrag),
       tcp_(config.tcp),
+      streams_(config.streams),
       classifier_(config.classifier),
       pairer_(config.pairing),
       encoder_(config.envelope),
@@ -44,6 +45,33 @@ void Pipeline::process(const capture::Packet& packet) {
     // After the packet: what it completes meets what waits for it (a held
     // response its query, say) before the timers give up on them.
     run_timers(now_);
+}
+
+void Pipeline::process_stream(const capture::StreamChunk& chunk) {
+    if (finished_) return;
+    now_ = clock_.advance(chunk.timestamp_ns);
+    streams_.add(chunk, now_, *this);
+    run_timers(now_);
+}
+
+void Pipeline::on_stream_message(const streams::StreamMessage& m) {
+    pairing::DirectedMessage in;
+    in.client = m.client;
+    in.server = m.server;
+    in.client_port = m.client_port;
+    in.server_port = m.server_port;
+    in.from_client = m.from_client;
+    in.upstream = m.process_is_client;
+    in.encryption = m.protocol == streams::Protocol::Doh ? dns::Encryption::Doh : dns::Encryption::Dot;
+    in.stream_id = m.stream_id;
+    in.timestamp_ns = m.timestamp_ns;
+    in.wire = m.wire;
+    if (!classifier_.classify_directed(in, message_)) return;
+    if (message_.wire.size() < dns::kHeaderSize) {
+        emit(message_, std::nullopt);
+        return;
+    }
+    pairer_.on_message(message_, now_, *this);
 }
 
 void Pipeline::handle_packet(const capture::Packet& packet) {
@@ -173,6 +201,7 @@ void Pipeline::run_timers(std::uint64_t now_ns) {
     last_timer_ns_ = now_ns;
     defrag_.expire(now_ns);
     tcp_.expire(now_ns, *this);
+    streams_.expire(now_ns, *this);
     pairer_.expire(now_ns, *this);
 }
 
@@ -190,6 +219,7 @@ void Pipeline::finish() {
     finished_ = true;
     defrag_.finish();
     tcp_.finish(*this);
+    streams_.finish(*this);
     pairer_.finish(*this);
 }
 

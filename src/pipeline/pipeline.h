@@ -21,6 +21,13 @@
 //    with no packets. Emitted messages keep their packets' own times.
 //  - finish() ends the input (flushes reassembly and pairing state, counts
 //    what stayed incomplete, emits what was held); it is idempotent.
+//  - process_stream() is the stream entry: the plaintext of TLS connections
+//    (capture::StreamChunk from a StreamSource) goes through the stream
+//    decoder (streams/: DNS over TLS framing, HTTP/2 + HPACK for DNS over
+//    HTTPS) and its DNS messages continue like those of the TCP reassembler:
+//    classification (direction known: the TLS client sends queries),
+//    pairing, encoding (socket_protocol DOT / DOH), the same outputs and
+//    counters. Chunks and packets share the expiry clock.
 //  - Single-threaded: one pipeline per capture thread. snapshot() copies
 //    every counter for another thread to read (several shards are summed).
 #pragma once
@@ -34,6 +41,7 @@
 #include "pipeline/expiry_clock.h"
 #include "reassembly/ip_defragmenter.h"
 #include "reassembly/tcp_reassembler.h"
+#include "streams/stream_decoder.h"
 
 #include <array>
 #include <cstdint>
@@ -50,6 +58,7 @@ struct PipelineConfig {
     reassembly::DefragConfig defrag;
     reassembly::TcpConfig tcp;
     dnstap::Envelope envelope;
+    streams::StreamConfig streams;
     // A jump of packet time beyond this, either way, is a discontinuity for
     // the timers (see ExpiryClock).
     std::uint64_t max_time_jump_ns = 60'000'000'000ULL;
@@ -82,7 +91,9 @@ struct PipelineStats {
     std::uint64_t filtered = 0;        // messages no output wanted (type filters)
 };
 
-class Pipeline final : private reassembly::TcpMessageSink, private pairing::PairSink {
+class Pipeline final : private reassembly::TcpMessageSink,
+                       private streams::StreamMessageSink,
+                       private pairing::PairSink {
 public:
     // Writes to the outputs of `routes` (not owned, must outlive the
     // pipeline) through their producer handle `producer`.
@@ -92,6 +103,8 @@ public:
     Pipeline& operator=(const Pipeline&) = delete;
 
     void process(const capture::Packet& packet);
+    // One piece of TLS plaintext (see above).
+    void process_stream(const capture::StreamChunk& chunk);
     // A live source had no packet: timers advance by the monotonic time
     // (CLOCK_MONOTONIC, ns) since the previous call, when no packet came in
     // between, and run. Call it whenever a read times out.
@@ -116,6 +129,7 @@ private:
     void handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire, std::uint64_t timestamp_ns);
     void on_message(const decode::Segment& segment, std::span<const std::uint8_t> wire,
                     std::uint64_t timestamp_ns) override;
+    void on_stream_message(const streams::StreamMessage& message) override;
     void emit(const dns::DnsMessage& message, std::optional<std::uint64_t> query_time_ns) override;
     void run_timers(std::uint64_t now_ns);
     void warn_unknown_link_type(std::uint32_t link_type);
@@ -123,6 +137,7 @@ private:
     decode::Decoder decoder_;
     reassembly::IpDefragmenter defrag_;
     reassembly::TcpReassembler tcp_;
+    streams::StreamDecoder streams_;
     pairing::Classifier classifier_;
     pairing::Pairer pairer_;
     struct Route {
@@ -163,6 +178,7 @@ void Pipeline::for_each_counter(Fn&& fn) const {
     decoder_.for_each_counter(fn);
     defrag_.counters().for_each(fn);
     tcp_.counters().for_each(fn);
+    streams_.counters().for_each(fn);
     classifier_.skipped().for_each(fn);
     fn(std::string_view("dns_bad_question"), classifier_.bad_question());
     fn(std::string_view("malformed_kept"), classifier_.malformed_kept());

@@ -1,5 +1,7 @@
 #include "reassembly/tcp_reassembler.h"
 
+#include "reassembly/dns_tcp_framing.h"
+
 #include "dns/message.h"
 #include "util/error.h"
 
@@ -14,12 +16,8 @@ namespace {
 
 constexpr std::uint32_t kNil = 0xFFFFFFFFu;
 
-// Bytes from a candidate boundary that always suffice to judge it: prefix,
-// header, the longest name, QTYPE and QCLASS.
-constexpr std::size_t kDecisionBytes = 2 + dns::kHeaderSize + dns::kMaxNameWire + 4;
-// Look-ahead kept while scanning for a boundary; more than kDecisionBytes so
-// that a pending look-ahead can always grow.
-constexpr std::size_t kProbeBytes = 512;
+constexpr std::size_t kDecisionBytes = kFramingDecisionBytes;
+constexpr std::size_t kProbeBytes = kFramingProbeBytes;
 
 // Sequence numbers compare modulo 2^32 (RFC 793 §3.3): a is before b when
 // the signed distance is negative. C++20 makes the conversion well defined.
@@ -28,52 +26,7 @@ bool seq_lt(std::uint32_t a, std::uint32_t b) { return seq_diff(a, b) < 0; }
 bool seq_leq(std::uint32_t a, std::uint32_t b) { return seq_diff(a, b) <= 0; }
 std::uint32_t seq_add(std::uint32_t a, std::size_t n) { return a + static_cast<std::uint32_t>(n); }
 
-std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
-
-enum class Verdict : std::uint8_t { Yes, No, NeedMore };
-
-bool known_class(std::uint16_t qclass) {
-    return qclass == 1 || qclass == 3 || qclass == 4 || qclass == 254 || qclass == 255;
-}
-
-// Does a DNS message plausibly start at `at` (at its length prefix)? Used
-// only where the alignment is not known (no SYN seen, after a hole): the
-// tests are loose enough for any real message and tight enough that the
-// middle of a message or of its name rarely passes.
-Verdict plausible_boundary(std::span<const std::uint8_t> at) {
-    if (at.size() < 2) return Verdict::NeedMore;
-    const std::size_t length = be16(at.data());
-    if (length < dns::kHeaderSize) return Verdict::No;
-    const std::size_t avail = std::min(at.size() - 2, length);
-    if (avail < dns::kHeaderSize) return Verdict::NeedMore;
-
-    const std::uint8_t* h = at.data() + 2;
-    const std::uint16_t flags = be16(h + 2);
-    const bool qr = (flags & 0x8000) != 0;
-    const unsigned opcode = (flags >> 11) & 0xF;
-    const unsigned rcode = flags & 0xF;
-    const std::size_t qd = be16(h + 4), an = be16(h + 6), ns = be16(h + 8), ar = be16(h + 10);
-    if (opcode == 3 || opcode > 6) return Verdict::No;
-    if (qd > 1) return Verdict::No;
-    if (!qr) {
-        if (rcode != 0) return Verdict::No;
-        // A standard query: one question, no answers, at most an SOA in
-        // authority (IXFR) and OPT + TSIG in additional.
-        if (opcode == 0 && (qd != 1 || an != 0 || ns > 1 || ar > 2)) return Verdict::No;
-    }
-    // Smallest possible question 5 bytes, RR 11 bytes.
-    if (dns::kHeaderSize + qd * 5 + (an + ns + ar) * 11 > length) return Verdict::No;
-    if (qd == 0) return Verdict::Yes;
-
-    dns::Header header;
-    dns::Question question;
-    const auto status = dns::parse_header_question(std::span(h, avail), header, question);
-    if (status == dns::ParseStatus::Ok && question.present)
-        return question.qtype != 0 && known_class(question.qclass) ? Verdict::Yes : Verdict::No;
-    // The name or its type/class may run past the bytes we have so far.
-    if (avail < length && 2 + avail < kDecisionBytes) return Verdict::NeedMore;
-    return Verdict::No;
-}
+std::uint16_t be16(const std::uint8_t* p) { return framing_be16(p); }
 
 // An out-of-order byte range of one direction, with the time of the
 // segment that brought it.
@@ -92,13 +45,7 @@ struct Buf {
     std::uint32_t next_free = kNil;
 };
 
-enum class Mode : std::uint8_t {
-    Idle,    // nothing seen yet in this direction
-    Framed,  // next_seq continues a known message boundary
-    Resync,  // looking for a plausible boundary
-    Ignore,  // given up (NotDns): data dropped until the connection ends
-    Closed,  // FIN seen
-};
+using Mode = FrameMode;
 
 struct Dir {
     std::uint32_t next_seq = 0;   // next expected sequence number
@@ -523,53 +470,23 @@ void TcpReassembler::Impl::give_up(Dir& D) {
     ctr.add(TcpEvent::NotDns);
 }
 
-// Scans `buf` from its start: emits every whole message, skips what cannot
-// be a boundary while resynchronising, and returns how many bytes were used
-// up; the rest (an unfinished message or look-ahead) is for later.
+// Scans `buf` from its start (dns_tcp_framing.h): emits every whole
+// message, skips what cannot be a boundary while resynchronising, and
+// returns how many bytes were used up; the rest (an unfinished message or
+// look-ahead) is for later.
 std::size_t TcpReassembler::Impl::process(Dir& D, std::span<const std::uint8_t> buf, const decode::Segment& rep) {
-    std::size_t p = 0;
-    for (;;) {
-        if (D.mode == Mode::Resync) {
-            for (;;) {
-                if (p >= buf.size()) return p;
-                const Verdict v = plausible_boundary(buf.subspan(p));
-                if (v == Verdict::Yes) {
-                    D.mode = Mode::Framed;
-                    D.resync_run = 0;
-                    break;
-                }
-                if (v == Verdict::NeedMore) return p;
-                ++p;
-                ctr.add(TcpEvent::ResyncSkippedBytes);
-                if (++D.resync_run > cfg.max_stream_bytes) {
-                    ctr.add(TcpEvent::ResyncSkippedBytes, buf.size() - p);
-                    give_up(D);
-                    return buf.size();
-                }
-            }
+    struct Hooks {
+        Impl& impl;
+        Dir& dir;
+        const decode::Segment& rep;
+        void message(std::span<const std::uint8_t> wire) {
+            impl.ctr.add(TcpEvent::Messages);
+            impl.sink->on_message(rep, wire, rep.timestamp_ns);
         }
-        if (D.mode != Mode::Framed) return buf.size();
-        const std::size_t rem = buf.size() - p;
-        if (rem < 2) return p;
-        const std::size_t length = be16(buf.data() + p);
-        if (length < dns::kHeaderSize) {
-            D.mode = Mode::Resync;
-            D.trusted = false;
-            continue;
-        }
-        if (!D.trusted) {
-            const Verdict v = plausible_boundary(buf.subspan(p));
-            if (v == Verdict::No) {
-                D.mode = Mode::Resync;
-                continue;
-            }
-            if (v == Verdict::NeedMore) return p;
-        }
-        if (rem < length + 2) return p;
-        ctr.add(TcpEvent::Messages);
-        sink->on_message(rep, buf.subspan(p + 2, length), rep.timestamp_ns);
-        p += length + 2;
-    }
+        void skipped(std::size_t n) { impl.ctr.add(TcpEvent::ResyncSkippedBytes, n); }
+        void gave_up() { impl.give_up(dir); }
+    };
+    return scan_messages(D, buf, cfg.max_stream_bytes, Hooks{*this, D, rep});
 }
 
 // Keeps the unfinished tail of in-order data for the next segment.

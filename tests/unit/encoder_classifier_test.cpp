@@ -256,6 +256,9 @@ dns::DnsMessage varied_message(std::uint32_t seed, std::vector<std::uint8_t>& wi
     m.server_port = ports[next() % 8];
     m.transport = seed & 2 ? decode::Transport::Tcp : decode::Transport::Udp;
     m.is_response = seed & 4;
+    // Every third message comes from TLS plaintext: DoT, then DoH (http_protocol after the DNS bytes).
+    const dns::Encryption encryptions[] = {dns::Encryption::None, dns::Encryption::Dot, dns::Encryption::Doh};
+    m.encryption = encryptions[(seed >> 3) % 3];
     const std::uint64_t times[] = {0, 1, 999'999'999, 1'000'000'000, 1'700'000'000'123'456'789ULL,
                                    UINT64_MAX, 127'000'000'000ULL, 128'999'999'999ULL};
     m.timestamp_ns = times[next() % 8];
