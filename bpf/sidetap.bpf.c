@@ -16,8 +16,12 @@
  * headers up to SIDETAP_MAX_EXT) carrying UDP or TCP with a source or
  * destination port in "ports" and, when cfg_filter_addrs is set, a source or
  * destination address in "addrs"; or when it is a non-first fragment of a
- * datagram whose first fragment was wanted ("frags"). Everything else is
- * counted as seen and left alone.
+ * datagram whose first fragment was wanted ("frags"); or, when cfg_tunnels
+ * is set (capture without --no-tunnels), when it is a tunnel packet whose
+ * inner DNS user space finds after decapsulation: GRE (and ERSPAN over it),
+ * IP-in-IP, IPv6-in-IP, or UDP to the VXLAN, Geneve or GTP-U port — the
+ * same set as the libpcap filter, whatever its outer addresses. Everything
+ * else is counted as seen and left alone.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -38,6 +42,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * knows the values and drops dead branches). */
 const volatile __u32 cfg_l2_len = 0;           /* tc: link header length (14 on Ethernet, 0 on raw IP) */
 const volatile __u32 cfg_filter_addrs = 0;     /* "addrs" is consulted */
+const volatile __u32 cfg_tunnels = 0;          /* admit tunnel packets (decapsulated in user space) */
 const volatile __u32 cfg_skip_out_ifindex = 0; /* socket: drop outgoing copies on this device (loopback) */
 const volatile __u32 cfg_wakeup_bytes = 0;     /* wake the reader only when this much is waiting (0: always) */
 const volatile __u32 cfg_shards = 1;           /* capture --threads: rings are per shard and CPU */
@@ -215,14 +220,28 @@ static __always_inline int fragment_followed(struct sidetap_frag_key *key, __u64
     return 0;
 }
 
+static __always_inline int tunnel_wanted(__u8 proto, __u16 dst_port)
+{
+    if (!cfg_tunnels)
+        return 0;
+    if (proto == IPPROTO_GRE || proto == IPPROTO_IPIP || proto == IPPROTO_IPV6 ||
+        (proto == IPPROTO_UDP && (dst_port == 4789 || dst_port == 6081 || dst_port == 2152))) {
+        count(SIDETAP_CTR_TUNNEL);
+        return 1;
+    }
+    return 0;
+}
+
 static __always_inline int transport_wanted(struct __sk_buff *skb, __u32 off, __u8 proto,
                                             const __u8 *src, const __u8 *dst)
 {
     if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
-        return 0;
+        return tunnel_wanted(proto, 0);
     __u16 pair[2];
     if (bpf_skb_load_bytes(skb, off, pair, sizeof(pair)) < 0)
         return 0;
+    if (proto == IPPROTO_UDP && tunnel_wanted(proto, bpf_ntohs(pair[1])))
+        return 1;
     if (!port_wanted(bpf_ntohs(pair[0])) && !port_wanted(bpf_ntohs(pair[1])))
         return 0;
     if (cfg_filter_addrs && !addr_wanted(src) && !addr_wanted(dst))

@@ -62,7 +62,8 @@ enum sidetap_counter {
     SIDETAP_CTR_RING_FULL = 4,      /* wanted but the ring buffer had no room: lost */
     SIDETAP_CTR_TRUNCATED = 5,      /* delivered cut at SIDETAP_MAX_CAPTURE */
     SIDETAP_CTR_COPY_FAILED = 6,    /* wanted but the packet bytes could not be read: lost */
-    SIDETAP_CTR_COUNT = 7,
+    SIDETAP_CTR_TUNNEL = 7,         /* passed as tunnel packets (GRE, IP-in-IP, VXLAN, Geneve, GTP-U) */
+    SIDETAP_CTR_COUNT = 8,
 };
 
 /* Map "ports": BPF_MAP_TYPE_ARRAY, 65536 entries, key __u32 port (host

@@ -158,6 +158,7 @@ EbpfLiveSource::Capture::Capture(const LiveCaptureOptions& options, unsigned sha
         if (!seen) config.ports.push_back(p);
     }
     config.addresses = parse_addresses(options.filter.server_addresses);
+    config.tunnels = options.filter.tunnels;
     std::string hooks;
     unsigned ifindex = 0;
 
@@ -302,7 +303,7 @@ EbpfLiveSource::EbpfLiveSource(std::shared_ptr<Capture> capture, unsigned shard)
     s.name = capture_->channel_;
     s.counters = {{"kernel_seen", 0, false},       {"kernel_passed", 0, false},  {"fragments_followed", 0, false},
                   {"fragments_unknown", 0, false}, {"ring_full_dropped", 0, true}, {"truncated", 0, true},
-                  {"copy_failed", 0, true},        {"bad_records", 0, true}};
+                  {"copy_failed", 0, true},        {"bad_records", 0, true},     {"tunnels_passed", 0, false}};
     stats_.push_back(std::move(s));
     clock_.refresh();
 }
@@ -394,6 +395,7 @@ void EbpfLiveSource::update_stats() {
     counters[4].value = c[SIDETAP_CTR_RING_FULL];
     counters[5].value = c[SIDETAP_CTR_TRUNCATED];
     counters[6].value = c[SIDETAP_CTR_COPY_FAILED];
+    counters[8].value = c[SIDETAP_CTR_TUNNEL];
 }
 
 std::vector<LiveChannelInfo> EbpfLiveSource::channels() const {

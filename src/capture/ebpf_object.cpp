@@ -167,6 +167,7 @@ Object::Object(const ObjectConfig& config) : capabilities_(config.capabilities) 
         }
         skel_->rodata->cfg_l2_len = config.l2_len;
         skel_->rodata->cfg_filter_addrs = config.addresses.empty() ? 0 : 1;
+        skel_->rodata->cfg_tunnels = config.tunnels ? 1 : 0;
         skel_->rodata->cfg_skip_out_ifindex = config.skip_out_ifindex;
 
         const int cpus = libbpf_num_possible_cpus();

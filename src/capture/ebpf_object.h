@@ -88,6 +88,7 @@ struct ObjectConfig {
     std::uint32_t skip_out_ifindex = 0;        // socket: loopback's ifindex (each packet once)
     std::vector<std::uint16_t> ports;          // server (and upstream) ports
     std::vector<sidetap_addr> addresses;       // empty: any address
+    bool tunnels = true;                       // admit tunnel packets (GRE, IP-in-IP, VXLAN, Geneve, GTP-U)
     std::string capabilities;                  // for messages: "CAP_BPF and CAP_NET_ADMIN"
 };
 

@@ -9,14 +9,17 @@ offloads off); a Linux VXLAN device (VNI 42, UDP 4789) over it in each:
 In the server namespace, on the veth (where the packets are still VXLAN):
     sidetap capture -i st-tb --role auth            (tunnels admitted by default)
     sidetap capture -i st-tb --role auth --no-tunnels
+    sidetap capture --ebpf tc -i st-tb --role auth  (the BPF program admits tunnel packets too)
+    sidetap capture --ebpf socket -i st-tb --role auth --no-tunnels
 Workload (kdig from the client namespace, IPv4 and IPv6): small UDP answers, a
 ~3.9 KB UDP answer that the kernel fragments at the VXLAN MTU (inner IP
 fragments, each in its own VXLAN packet), the same answer over TCP.
 
-Checks: the first sidetap's messages equal Knot's (type, family, protocol,
-addresses and ports, message bytes; as multisets), every address is an inner
-one, decap_vxlan > 0; the --no-tunnels sidetap saw no DNS at all (its filter
-left the VXLAN packets out); both exit 0.
+Checks: the libpcap and eBPF tc sidetaps' messages equal Knot's (type, family,
+protocol, addresses and ports, message bytes; as multisets), every address is
+an inner one, decap_vxlan > 0, and the eBPF program counted tunnels_passed;
+the --no-tunnels sidetaps (libpcap filter, eBPF program) saw no DNS at all
+(their kernel filters left the VXLAN packets out); all exit 0.
 
 Options: --keep. Not root -> fails loudly.
 """
@@ -104,6 +107,12 @@ def body(sidetap, workdir):
                             ["--role", "auth", "--stats-interval", "200ms"])
         t2 = lc.LiveSidetap(sidetap, srv, "sidetap-no-tunnels", ["st-tb"],
                             os.path.join(workdir, "no-tunnels.dnstap"), ["--role", "auth", "--no-tunnels"])
+        t3 = lc.LiveSidetap(sidetap, srv, "sidetap-ebpf-tunnels", ["st-tb"],
+                            os.path.join(workdir, "ebpf-tunnels.dnstap"), ["--ebpf", "tc", "--role", "auth"],
+                            channels=["tc:st-tb"])
+        t4 = lc.LiveSidetap(sidetap, srv, "sidetap-ebpf-no-tunnels", ["st-tb"],
+                            os.path.join(workdir, "ebpf-no-tunnels.dnstap"),
+                            ["--ebpf", "socket", "--role", "auth", "--no-tunnels"], channels=["socket:st-tb"])
         filters = [line for line in t1.proc.lines() + t2.proc.lines() if "filter:" in line]
         print("\n".join(filters))
         problems += workload(cli)
@@ -112,14 +121,19 @@ def body(sidetap, workdir):
             problems.append(p)
         knot = read_dnstap_file(knot_out)
         got = t1.wait_frames(len(knot))
-        print(f"knot logged {len(knot)} messages; sidetap encoded {got}")
-        for st in (t1, t2):
+        got3 = t3.wait_frames(len(knot))
+        print(f"knot logged {len(knot)} messages; sidetap encoded {got} (libpcap), {got3} (eBPF tc)")
+        for st in (t1, t2, t3, t4):
             if st.stop() != 0:
                 problems.append(f"{st.name}: exit code {st.rc}\n{st.proc.text()}")
         side = read_dnstap_file(t1.out)
         none = read_dnstap_file(t2.out)
         counters, _, _ = t1.summary()
         counters2, _, _ = t2.summary()
+        ebpf_side = read_dnstap_file(t3.out)
+        ebpf_none = read_dnstap_file(t4.out)
+        counters3, chans3, _ = t3.summary()
+        counters4, chans4, _ = t4.summary()
     if len(knot) < 12:
         problems.append(f"knot logged only {len(knot)} messages")
     want, have = sorted(map(view, knot), key=repr), sorted(map(view, side), key=repr)
@@ -137,12 +151,21 @@ def body(sidetap, workdir):
         problems.append(f"the 4 KB UDP answers were not reassembled from inner fragments: {counters}")
     if none or counters2.get("dns_queries", 0) or counters2.get("decap_vxlan", 0):
         problems.append(f"--no-tunnels still saw DNS: {len(none)} messages, {counters2}")
+    have3 = sorted(map(view, ebpf_side), key=repr)
+    if want != have3:
+        missing = [v[:7] for v in want if v not in have3]
+        extra = [v[:7] for v in have3 if v not in want]
+        problems.append(f"eBPF tc differs from knot: only in knot {missing[:5]}, only in sidetap {extra[:5]}")
+    if not counters3.get("decap_vxlan") or not chans3.get("tc:st-tb", {}).get("tunnels_passed"):
+        problems.append(f"eBPF tc: no decap_vxlan or tunnels_passed: {counters3} {chans3}")
+    if ebpf_none or counters4.get("dns_queries", 0) or chans4.get("socket:st-tb", {}).get("tunnels_passed"):
+        problems.append(f"eBPF --no-tunnels still saw DNS or tunnels: {len(ebpf_none)} messages, {counters4} {chans4}")
     for p in problems:
         print("FAIL:", p, file=sys.stderr)
     if not problems:
-        print(f"ok: {len(side)} messages equal knot's, inner addresses only, "
-              f"decap_vxlan={counters.get('decap_vxlan')}, defrag_reassembled={counters.get('defrag_reassembled')}; "
-              f"--no-tunnels saw none")
+        print(f"ok: {len(side)} messages (libpcap) and {len(ebpf_side)} (eBPF tc) equal knot's, inner addresses "
+              f"only, decap_vxlan={counters.get('decap_vxlan')}, defrag_reassembled={counters.get('defrag_reassembled')}, "
+              f"tunnels_passed={chans3['tc:st-tb'].get('tunnels_passed')}; --no-tunnels (libpcap, eBPF) saw none")
     return problems
 
 
