@@ -40,7 +40,9 @@ std::string text(Reader& in) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     Reader in(data, size);
     const std::uint8_t flags = in.u8();
-    const auto type = static_cast<st::dnstap::MessageType>(in.u8());
+    // A Message.Type the pipeline emits (1-14): 0 or 15+ are not valid enum
+    // values, and libprotobuf would not parse them back (a required field).
+    const auto type = static_cast<st::dnstap::MessageType>(1 + in.u8() % 14);
     st::dns::DnsMessage m;
     m.client_port = in.u16();
     m.server_port = in.u16();

@@ -239,7 +239,10 @@ void Pipeline::report(std::FILE* out) const {
 void CounterSnapshot::add(const CounterSnapshot& other) {
     // Same stages, same order: by position when the names agree.
     for (std::size_t i = 0; i < other.counters.size(); ++i) {
-        const auto& [name, value] = other.counters[i];
+        // Plain references, not a structured binding: lambdas capturing
+        // bindings need clang 16 (the fuzz build uses Debian's clang 14).
+        const auto& name = other.counters[i].first;
+        const auto value = other.counters[i].second;
         if (i < counters.size() && counters[i].first == name) {
             counters[i].second += value;
             continue;
@@ -248,10 +251,11 @@ void CounterSnapshot::add(const CounterSnapshot& other) {
         if (it != counters.end()) it->second += value;
         else counters.emplace_back(name, value);
     }
-    for (const auto& [name, value] : other.link_types) {
-        auto it = std::find_if(link_types.begin(), link_types.end(), [&](const auto& c) { return c.first == name; });
-        if (it != link_types.end()) it->second += value;
-        else link_types.emplace_back(name, value);
+    for (const auto& entry : other.link_types) {
+        auto it = std::find_if(link_types.begin(), link_types.end(),
+                               [&](const auto& c) { return c.first == entry.first; });
+        if (it != link_types.end()) it->second += entry.second;
+        else link_types.emplace_back(entry.first, entry.second);
     }
 }
 
