@@ -40,39 +40,6 @@ constexpr int kTcxEgress = 47;
 constexpr int SO_ATTACH_BPF = 50;
 #endif
 
-// libbpf's messages (the verifier log among them) are kept, not printed:
-// they go into the error message when loading fails.
-std::deque<std::string>& libbpf_log() {
-    static std::deque<std::string> lines;
-    return lines;
-}
-
-int keep_libbpf_message(enum libbpf_print_level level, const char* format, va_list args) {
-    if (level == LIBBPF_DEBUG) return 0;
-    char buffer[1024];
-    const int n = std::vsnprintf(buffer, sizeof buffer, format, args);
-    if (n <= 0) return 0;
-    std::string line(buffer);
-    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
-    auto& lines = libbpf_log();
-    lines.push_back(std::move(line));
-    while (lines.size() > 12) lines.pop_front();
-    return 0;
-}
-
-std::string recent_libbpf_log() {
-    std::string text;
-    for (const auto& line : libbpf_log())
-        if (!line.empty()) text += "\n  libbpf: " + line;
-    return text;
-}
-
-std::string kernel_release() {
-    utsname u{};
-    if (::uname(&u) != 0) return "?";
-    return u.release;
-}
-
 std::string program_name(Program program) {
     switch (program) {
         case Program::Socket: return "socket filter";
@@ -115,6 +82,47 @@ std::uint64_t round_ring_size(std::uint64_t bytes) {
 
 }  // namespace
 
+// libbpf's messages (the verifier log among them) are kept, not printed:
+// they go into the error message of a failed step.
+namespace {
+std::deque<std::string>& libbpf_log() {
+    static std::deque<std::string> lines;
+    return lines;
+}
+
+int keep_libbpf_message(enum libbpf_print_level level, const char* format, va_list args) {
+    if (level == LIBBPF_DEBUG) return 0;
+    char buffer[1024];
+    const int n = std::vsnprintf(buffer, sizeof buffer, format, args);
+    if (n <= 0) return 0;
+    std::string line(buffer);
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+    auto& lines = libbpf_log();
+    lines.push_back(std::move(line));
+    while (lines.size() > 12) lines.pop_front();
+    return 0;
+}
+}  // namespace
+
+void keep_libbpf_messages() {
+    libbpf_set_print(keep_libbpf_message);
+    libbpf_log().clear();
+}
+
+std::string take_libbpf_log() {
+    std::string text;
+    for (const auto& line : libbpf_log())
+        if (!line.empty()) text += "\n  libbpf: " + line;
+    libbpf_log().clear();
+    return text;
+}
+
+std::string kernel_release() {
+    utsname u{};
+    if (::uname(&u) != 0) return "?";
+    return u.release;
+}
+
 void Fd::reset() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -152,8 +160,7 @@ bool has_capability(int capability) {
 }
 
 Object::Object(const ObjectConfig& config) : capabilities_(config.capabilities) {
-    libbpf_set_print(keep_libbpf_message);
-    libbpf_log().clear();
+    keep_libbpf_messages();
     const std::string what = "eBPF: ";
 
     skel_ = sidetap_bpf__open();
@@ -202,7 +209,7 @@ Object::Object(const ObjectConfig& config) : capabilities_(config.capabilities) 
                                             ? ""
                                             : "; without CAP_PERFMON the verifier is stricter: try adding it";
             throw util::FatalError(what + "loading the BPF programs failed: " + std::strerror(err) + " (kernel " +
-                                   kernel_release() + perfmon + ")" + recent_libbpf_log());
+                                   kernel_release() + perfmon + ")" + take_libbpf_log());
         }
 
         // Filter maps.

@@ -168,4 +168,15 @@ Fd attach_cgroup(const Object& object, Program program, int cgroup_fd, const std
 // Whether the calling thread has this capability in its effective set.
 bool has_capability(int capability);
 
+// libbpf's own messages (the verifier log among them) are kept, not
+// printed: keep_libbpf_messages() routes them into a small buffer (the
+// last 12 lines) and empties it; take_libbpf_log() returns them, one
+// "\n  libbpf: ..." line each, for the error message of a failed step, and
+// empties the buffer. Used by every eBPF loader (packet capture, TLS probes).
+void keep_libbpf_messages();
+std::string take_libbpf_log();
+
+// uname's release, for messages about kernel features ("?" if unknown).
+std::string kernel_release();
+
 }  // namespace sidetap::capture::ebpf

@@ -39,38 +39,6 @@ constexpr auto kScanEvery = std::chrono::seconds(1);
 constexpr std::uint64_t kWakeupBytes = 64 * 1024;
 constexpr int kWaitSliceMs = 10;
 
-// libbpf's messages are kept for the error message of a failed step.
-std::deque<std::string>& libbpf_log() {
-    static std::deque<std::string> lines;
-    return lines;
-}
-
-int keep_libbpf_message(enum libbpf_print_level level, const char* format, va_list args) {
-    if (level == LIBBPF_DEBUG) return 0;
-    char buffer[1024];
-    const int n = std::vsnprintf(buffer, sizeof buffer, format, args);
-    if (n <= 0) return 0;
-    std::string line(buffer);
-    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
-    auto& lines = libbpf_log();
-    lines.push_back(std::move(line));
-    while (lines.size() > 8) lines.pop_front();
-    return 0;
-}
-
-std::string recent_libbpf_log() {
-    std::string text;
-    for (const auto& line : libbpf_log())
-        if (!line.empty()) text += "\n  libbpf: " + line;
-    libbpf_log().clear();
-    return text;
-}
-
-std::string kernel_release() {
-    utsname u{};
-    return ::uname(&u) == 0 ? u.release : "?";
-}
-
 std::string privileges_hint() {
     std::string missing;
     const bool admin = ebpf::has_capability(CAP_SYS_ADMIN);
@@ -161,20 +129,19 @@ struct TlsProbeSource::Impl {
     void check_kernel() {
         struct stat st {};
         if (::stat("/sys/kernel/btf/vmlinux", &st) != 0)
-            throw util::FatalError("TLS probes: this kernel (" + kernel_release() +
+            throw util::FatalError("TLS probes: this kernel (" + ebpf::kernel_release() +
                                    ") has no BTF (/sys/kernel/btf/vmlinux is missing): the probes read kernel "
                                    "structures with CO-RE and need a kernel built with CONFIG_DEBUG_INFO_BTF");
         if (::stat("/sys/bus/event_source/devices/uprobe", &st) != 0 &&
             ::stat("/sys/kernel/tracing/uprobe_events", &st) != 0 &&
             ::stat("/sys/kernel/debug/tracing/uprobe_events", &st) != 0)
-            throw util::FatalError("TLS probes: this kernel (" + kernel_release() +
+            throw util::FatalError("TLS probes: this kernel (" + ebpf::kernel_release() +
                                    ") has no uprobes (no uprobe PMU in /sys/bus/event_source/devices; "
                                    "CONFIG_UPROBE_EVENTS)");
     }
 
     void load() {
-        libbpf_set_print(keep_libbpf_message);
-        libbpf_log().clear();
+        ebpf::keep_libbpf_messages();
         skel = tls_bpf__open();
         if (!skel) throw util::FatalError(std::string("TLS probes: cannot open the BPF object: ") + std::strerror(errno));
         const int n = libbpf_num_possible_cpus();
@@ -189,11 +156,11 @@ struct TlsProbeSource::Impl {
         // Attribution without a descriptor: the socket tracepoints (6.3).
         socket_tracepoints = libbpf_find_vmlinux_btf_id("sock_recv_length", BPF_TRACE_RAW_TP) > 0 &&
                              libbpf_find_vmlinux_btf_id("sock_send_length", BPF_TRACE_RAW_TP) > 0;
-        libbpf_log().clear();
+        (void)ebpf::take_libbpf_log();
         if (!socket_tracepoints) {
             bpf_program__set_autoload(skel->progs.sock_recv, false);
             bpf_program__set_autoload(skel->progs.sock_send, false);
-            notes.push_back("TLS probes: this kernel (" + kernel_release() +
+            notes.push_back("TLS probes: this kernel (" + ebpf::kernel_release() +
                             ") has no sock_recv_length/sock_send_length tracepoints (Linux 6.3): only connections "
                             "whose descriptor the server hands to SSL_set_fd or gnutls_transport_set_int2 get "
                             "addresses; the others are counted as unattributed");
@@ -203,7 +170,7 @@ struct TlsProbeSource::Impl {
             if (err == EPERM || err == EACCES)
                 throw util::FatalError("TLS probes: loading the BPF programs: permission denied: " + privileges_hint());
             throw util::FatalError("TLS probes: loading the BPF programs failed: " + std::string(std::strerror(err)) +
-                                   " (kernel " + kernel_release() + ")" + recent_libbpf_log());
+                                   " (kernel " + ebpf::kernel_release() + ")" + ebpf::take_libbpf_log());
         }
         const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
         const int ring_fd = bpf_map__fd(skel->maps.ring);
@@ -231,7 +198,7 @@ struct TlsProbeSource::Impl {
             bpf_link* link = bpf_program__attach(skel->progs.process_exec);
             if (!link)
                 throw util::FatalError("TLS probes: cannot attach to the sched_process_exec tracepoint: " +
-                                       std::string(std::strerror(errno)) + recent_libbpf_log());
+                                       std::string(std::strerror(errno)) + ebpf::take_libbpf_log());
             socket_links.emplace_back(link);
         }
         if (socket_tracepoints) {
@@ -240,7 +207,7 @@ struct TlsProbeSource::Impl {
                 if (!link)
                     throw util::FatalError("TLS probes: cannot attach to the sock_recv_length/sock_send_length "
                                            "tracepoints: " +
-                                           std::string(std::strerror(errno)) + recent_libbpf_log());
+                                           std::string(std::strerror(errno)) + ebpf::take_libbpf_log());
                 socket_links.emplace_back(link);
             }
         }
@@ -298,11 +265,11 @@ struct TlsProbeSource::Impl {
                 if (::stat(path.c_str(), &st) != 0)
                     throw util::FatalError("TLS probes: " + who + ": cannot open " + path + ": " + std::strerror(errno));
                 missing.insert(probe.function);
-                libbpf_log().clear();
+                (void)ebpf::take_libbpf_log();
                 continue;
             }
             throw util::FatalError(std::string("TLS probes: attaching to ") + probe.function + " in " + library.path + " of " +
-                                   who + " failed: " + std::strerror(err) + recent_libbpf_log());
+                                   who + " failed: " + std::strerror(err) + ebpf::take_libbpf_log());
         }
         auto has = [&](const char* f) { return missing.count(f) == 0; };
         const bool openssl = library.library == tls::Library::OpenSsl;

@@ -2,6 +2,13 @@
 clients that query them, and the comparison of sidetap's TLS-probe output with each server's
 own dnstap (for the root tests tests/root/test_tls_*.py).
 
+What each server's test checks (run_server_test): sidetap reads the plaintext at the server's
+TLS library (capture --tls-pid) while libpcap captures UDP/TCP on lo into the same output;
+its DoT/DoH messages equal the server's own (type, addresses, ports, message bytes, hence DNS
+ID), over IPv4 and IPv6, with pipelined queries, a query split across TLS records, many
+concurrent connections, multiplexed HTTP/2 streams (GET and POST) and answers over 16 KB;
+responses carry their query's time; the UDP/TCP messages equal the native ones too.
+
 Addresses inside one namespace (all on lo, no route out; nothing can be iterated):
     knotd (authoritative backend, example.test)   127.0.0.2   fd00:53::53   53
     unbound 1.17 (OpenSSL)                        127.0.0.1   ::1           53, DoT 853, DoH 443
@@ -619,3 +626,16 @@ def run_server_test(name, sidetap, w):
     for p in problems:
         print(p, file=sys.stderr)
     return problems
+
+
+def main(server):
+    """The body of tests/root/test_tls_<server>.py: one root test per server (ctest runs one
+    script per test); --sidetap and --keep as every root test."""
+    import argparse
+    from netns import run_root_test
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sidetap", required=True)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    return run_root_test(f"root.test_tls_{server}", args.sidetap, TOOLS, f"sidetap-tls-{server}-", args.keep,
+                         lambda w: run_server_test(server, args.sidetap, w))
