@@ -1,6 +1,7 @@
 #include "output/file_writer.h"
 
 #include "framestream/codec.h"
+#include "output/gather_cursor.h"
 
 #include <algorithm>
 #include <array>
@@ -378,34 +379,13 @@ bool FileWriter::write_all(const std::uint8_t* data, std::size_t size, std::stri
 
 bool FileWriter::write_pieces(std::span<const std::span<const std::uint8_t>> pieces, std::string& error) {
     // writev() straight from the queue's rings: no copy into a buffer.
-    std::array<iovec, 64> iov{};
-    std::size_t i = 0;    // first piece not completely written
-    std::size_t off = 0;  // bytes of piece i already written
-    while (i < pieces.size() && pieces[i].empty()) ++i;
-    while (i < pieces.size()) {
-        std::size_t count = 0;
-        for (std::size_t k = i; k < pieces.size() && count < iov.size(); ++k, ++count) {
-            const std::size_t skip = k == i ? off : 0;
-            iov[count].iov_base = const_cast<std::uint8_t*>(pieces[k].data() + skip);
-            iov[count].iov_len = pieces[k].size() - skip;
-        }
+    GatherCursor cursor(pieces);
+    GatherCursor::Iovecs iov{};
+    while (!cursor.done()) {
+        const std::size_t count = cursor.fill(iov);
         const ssize_t n = ::writev(fd_, iov.data(), static_cast<int>(count));
         if (n > 0) {
-            std::size_t left = static_cast<std::size_t>(n);
-            while (left > 0 && i < pieces.size()) {
-                const std::size_t rest = pieces[i].size() - off;
-                if (left < rest) {
-                    off += left;
-                    break;
-                }
-                left -= rest;
-                off = 0;
-                ++i;
-            }
-            while (i < pieces.size() && pieces[i].size() == off) {  // empty pieces
-                off = 0;
-                ++i;
-            }
+            cursor.advance(static_cast<std::size_t>(n));
             continue;
         }
         if (n < 0 && errno == EINTR) continue;

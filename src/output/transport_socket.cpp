@@ -3,6 +3,8 @@
 // semantics with timeouts (a blocking send() of a large buffer could not be
 // bounded).
 #include "output/fd.h"
+
+#include "output/gather_cursor.h"
 #include "output/transport.h"
 #include "util/error.h"
 
@@ -185,37 +187,16 @@ public:
 
     bool writev_all(std::span<const std::span<const std::uint8_t>> pieces) override {
         const auto deadline = Clock::now() + write_timeout_;
-        std::array<iovec, 64> iov{};
-        std::size_t i = 0;    // first piece not completely sent
-        std::size_t off = 0;  // bytes of piece i already sent
-        while (i < pieces.size() && pieces[i].empty()) ++i;
-        while (i < pieces.size()) {
-            std::size_t count = 0;
-            for (std::size_t k = i; k < pieces.size() && count < iov.size(); ++k, ++count) {
-                const std::size_t skip = k == i ? off : 0;
-                iov[count].iov_base = const_cast<std::uint8_t*>(pieces[k].data() + skip);
-                iov[count].iov_len = pieces[k].size() - skip;
-            }
+        GatherCursor cursor(pieces);
+        GatherCursor::Iovecs iov{};
+        while (!cursor.done()) {
+            const std::size_t count = cursor.fill(iov);
             msghdr msg{};
             msg.msg_iov = iov.data();
             msg.msg_iovlen = count;
             const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
             if (n >= 0) {
-                std::size_t left = static_cast<std::size_t>(n);
-                while (left > 0 && i < pieces.size()) {
-                    const std::size_t rest = pieces[i].size() - off;
-                    if (left < rest) {
-                        off += left;
-                        break;
-                    }
-                    left -= rest;
-                    off = 0;
-                    ++i;
-                }
-                while (i < pieces.size() && pieces[i].size() == off) {
-                    off = 0;
-                    ++i;
-                }
+                cursor.advance(static_cast<std::size_t>(n));
                 continue;
             }
             if (errno == EINTR) continue;

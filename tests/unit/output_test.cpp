@@ -4,6 +4,7 @@
 // (it does the Frame Streams handshake itself) through an in-test Connector,
 // so these tests do not depend on the transport implementation.
 #include "framestream/codec.h"
+#include "output/gather_cursor.h"
 #include "output/file_output.h"
 #include "output/file_writer.h"
 #include "output/frame_queue.h"
@@ -2094,4 +2095,31 @@ TEST(SocketOutput, WithoutReadConfirmationsEveryFrameOfABrokenConnectionIsUnconf
     out->close();
     testing::internal::GetCapturedStderr();
     EXPECT_EQ(out->stats().frames_unconfirmed, 10u);  // an upper bound: this collector did read them
+}
+
+// Partial writes: every byte of every piece is described exactly once, in
+// order, whatever the sizes a writer's calls take; empty pieces are skipped.
+TEST(GatherCursor, DescribesEveryByteOnceAcrossPartialWritesAndEmptyPieces) {
+    std::vector<std::vector<std::uint8_t>> storage = {{}, {1, 2, 3}, {}, {4}, {5, 6, 7, 8, 9}, {}};
+    for (std::size_t step = 1; step <= 10; ++step) {
+        std::vector<std::span<const std::uint8_t>> pieces(storage.begin(), storage.end());
+        output::GatherCursor cursor(pieces);
+        output::GatherCursor::Iovecs iov{};
+        std::vector<std::uint8_t> written;
+        while (!cursor.done()) {
+            const std::size_t count = cursor.fill(iov);
+            ASSERT_GT(count, 0u);
+            std::size_t take = step;  // the call takes at most `step` bytes
+            for (std::size_t k = 0; k < count && take > 0; ++k) {
+                const auto* p = static_cast<const std::uint8_t*>(iov[k].iov_base);
+                const std::size_t n = std::min(take, iov[k].iov_len);
+                written.insert(written.end(), p, p + n);
+                take -= n;
+            }
+            cursor.advance(step - take);  // what the call took
+        }
+        EXPECT_EQ(written, (std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6, 7, 8, 9})) << "step " << step;
+    }
+    std::vector<std::span<const std::uint8_t>> none(3);
+    EXPECT_TRUE(output::GatherCursor(none).done());
 }
