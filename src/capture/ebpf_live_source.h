@@ -62,8 +62,10 @@
 
 #include <poll.h>
 
+#include <array>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sidetap::capture {
@@ -110,6 +112,18 @@ private:
     std::uint64_t bad_records_ = 0;
     std::vector<LiveChannelStats> stats_;
     std::string error_;
+    // Interface names by index, looked up once each (if_indextoname), for
+    // Packet::interface; bounded: further ones are named by their index.
+    struct InterfaceName {
+        std::uint32_t index = 0;
+        std::uint8_t length = 0;
+        std::array<char, 24> name{};
+    };
+    std::string_view interface_name(std::uint32_t ifindex);
+    std::array<InterfaceName, 32> names_{};
+    std::size_t name_count_ = 0;
+    std::size_t last_name_ = 0;
+    InterfaceName overflow_name_;
     bool failed_ = false;
 };
 

@@ -181,6 +181,8 @@ PcapLiveSource::Read PcapLiveSource::read(Packet& out, int timeout_ms) {
             out.link_type = h.link_type;
             out.original_length = h.pending_len < h.pending_caplen ? h.pending_caplen : h.pending_len;
             out.data = std::span<const std::uint8_t>(h.pending_data, h.pending_caplen);
+            out.interface = h.name;
+            out.frame = 0;
             last_ = best;
             ++stats_[best].packets;
             return Read::Packet;
@@ -237,6 +239,7 @@ void PcapLiveSource::on_pcap_packet(unsigned char* user, const ::pcap_pkthdr* he
     packet.link_type = h.link_type;
     packet.original_length = header->len < header->caplen ? header->caplen : header->len;
     packet.data = std::span<const std::uint8_t>(data, header->caplen);
+    packet.interface = h.name;
     ++self.stats_[ctx->handle].packets;
     self.handler_->on_packet(packet);
 }
