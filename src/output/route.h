@@ -23,7 +23,7 @@ struct OutputRoute {
     bool wire = true;                 // query_message / response_message included
     // ?extra=: this output's extra template instead of the pipeline's
     // (--extra); outputs with equal templates share one encoding.
-    std::optional<dnstap::ExtraTemplate> extra;
+    std::optional<dnstap::ExtraTemplate> extra = std::nullopt;
 };
 
 // "sidetap: output <name> frames_written=… bytes=… dropped=…" per route.
