@@ -16,7 +16,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -330,28 +329,6 @@ std::size_t EbpfLiveSource::oldest_head() const {
     return best;
 }
 
-std::string_view EbpfLiveSource::interface_name(std::uint32_t ifindex) {
-    auto view = [](const InterfaceName& n) { return std::string_view(n.name.data(), n.length); };
-    if (last_name_ < name_count_ && names_[last_name_].index == ifindex) return view(names_[last_name_]);
-    for (std::size_t i = 0; i < name_count_; ++i)
-        if (names_[i].index == ifindex) {
-            last_name_ = i;
-            return view(names_[i]);
-        }
-    // First sight of this interface: one lookup in the kernel. An interface
-    // that has gone already, or one beyond the table, is named by its index.
-    InterfaceName& n = name_count_ < names_.size() ? names_[name_count_] : overflow_name_;
-    n.index = ifindex;
-    char text[IF_NAMESIZE] = {};
-    const bool named = ::if_indextoname(ifindex, text) != nullptr;
-    const int len = named ? std::snprintf(n.name.data(), n.name.size(), "%s", text)
-                          : std::snprintf(n.name.data(), n.name.size(), "%u", ifindex);
-    n.length = static_cast<std::uint8_t>(std::clamp(len, 0, static_cast<int>(n.name.size()) - 1));
-    if (&n == &overflow_name_) return view(n);
-    last_name_ = name_count_++;
-    return view(n);
-}
-
 LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
     if (failed_) return Read::Error;
     int remaining = timeout_ms < 0 ? 0 : timeout_ms;
@@ -380,7 +357,7 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
             out.link_type = linktype::kRaw;
             out.original_length = record.orig_len;
             out.data = record.data;  // valid until ring `best` is read again: the next read() at the earliest
-            out.interface = record.ifindex != 0 ? interface_name(record.ifindex) : std::string_view();
+            out.interface = record.ifindex != 0 ? interface_names_.name(record.ifindex) : std::string_view();
             out.frame = 0;
             ++stats_[0].packets;
             return Read::Packet;

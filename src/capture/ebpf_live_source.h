@@ -58,6 +58,7 @@
 #pragma once
 
 #include "capture/ebpf_object.h"
+#include "capture/interface_names.h"
 #include "capture/live_source.h"
 
 #include <poll.h>
@@ -112,18 +113,7 @@ private:
     std::uint64_t bad_records_ = 0;
     std::vector<LiveChannelStats> stats_;
     std::string error_;
-    // Interface names by index, looked up once each (if_indextoname), for
-    // Packet::interface; bounded: further ones are named by their index.
-    struct InterfaceName {
-        std::uint32_t index = 0;
-        std::uint8_t length = 0;
-        std::array<char, 24> name{};
-    };
-    std::string_view interface_name(std::uint32_t ifindex);
-    std::array<InterfaceName, 32> names_{};
-    std::size_t name_count_ = 0;
-    std::size_t last_name_ = 0;
-    InterfaceName overflow_name_;
+    InterfaceNames interface_names_;  // Packet::interface from the record's ifindex
     bool failed_ = false;
 };
 

@@ -6,6 +6,7 @@ is emitted, unanswered). Two sidetaps in the server namespace at once:
   - libpcap -i xa0 -i xa1 --threads 2 --extra '{interface}|{shard}|{host}': each message
     names the interface its packet came in on, a shard 0 or 1 (both used; one shard per
     address pair), and the host name;
+  - libpcap -i any --extra '{interface}': the interface named by the LINUX_SLL2 header's ifindex;
   - ebpf socket (every interface; skipped in a build without eBPF) --extra '{interface}': the
     interface name from the packet's ifindex.
 Options: --keep. Not root -> fails loudly.
@@ -80,6 +81,9 @@ def body(sidetap, w):
         taps = [("pcap", out_pcap, srv.spawn(
             [sidetap, "capture", "-i", "xa0", "-i", "xa1", "--threads", "2", "--extra",
              "{interface}|{shard}|{host}", "-w", out_pcap], name="sidetap-pcap"))]
+        out_any = os.path.join(w, "any.dnstap")
+        taps.append(("any", out_any, srv.spawn(
+            [sidetap, "capture", "-i", "any", "--extra", "{interface}", "-w", out_any], name="sidetap-any")))
         if ebpf_supported(sidetap):
             out_ebpf = os.path.join(w, "ebpf.dnstap")
             taps.append(("ebpf", out_ebpf, srv.spawn(
@@ -115,7 +119,7 @@ def body(sidetap, w):
                     if by_pair.setdefault(pair, fields[1]) != fields[1]:
                         problems.append(f"pcap: address pair {pair} in two shards")
                 elif extra != link[0]:
-                    problems.append(f"ebpf: extra {extra!r}, want {link[0]}")
+                    problems.append(f"{name}: extra {extra!r}, want {link[0]}")
             if name == "pcap" and shards != {"0", "1"}:
                 problems.append(f"pcap: shards seen {sorted(shards)}, want both 0 and 1")
     for p in problems:
