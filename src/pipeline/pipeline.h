@@ -28,6 +28,15 @@
 //    classification (direction known: the TLS client sends queries),
 //    pairing, encoding (socket_protocol DOT / DOH), the same outputs and
 //    counters. Chunks and packets share the expiry clock.
+//  - The extra field: the envelope's, or an extra template (config
+//    extra_template, or an output's own, OutputRoute::extra) bound to this
+//    pipeline's constants ({host}, {cgroup}, {shard} = `producer`). Outputs
+//    with equal templates share one encoding; a template with per-message
+//    placeholders is rendered per message into a fixed buffer from the
+//    message's dns::Origin, which the pipeline fills (only then) from the
+//    packet or chunk that completed the message (Packet::interface and
+//    ::frame, the datagram's VLAN and tunnel, set_file(), the chunk's pid
+//    and comm); names go into a bounded NameTable.
 //  - Single-threaded: one pipeline per capture thread. snapshot() copies
 //    every counter for another thread to read (several shards are summed).
 #pragma once
