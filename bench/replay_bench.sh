@@ -19,6 +19,8 @@
 #   tcpdump -r FILE -w /dev/null                                       (read + write pcap: floor)
 #   sidetap replay -q -w /dev/null --identity bench --version bench FILE  (decode+pair+encode)
 #   sidetap replay -q -w OUT.dnstap --identity bench --version bench FILE (+ file output)
+#   the same with --extra 'rack=7 dc=fra1' (constant) and --extra '{file}:{frame}:{vlan}'
+#   (three placeholders rendered per message; issue 14: each within 10% of the run without)
 # Wall time from date +%s%N around each run; CPU time (user + sys, all threads) and peak RSS
 # from /usr/bin/time -v (lowest CPU time, max RSS over runs). On a loaded machine the CPU-time
 # ratio is the steadier of the two.
@@ -75,11 +77,13 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 yes_no() { awk "BEGIN { print ($1) ? \"yes\" : \"**no**\" }"; }
 cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 rows=()
+extra_rows=()
 
 # bench KIND PCAP EXPECTED_MESSAGES (empty: from sidetap's summary)
 bench() {
   local kind=$1 pcap=$2 expected=$3 packets load frames i summary dropped
   unset best_tcpdump cpu_tcpdump rss_tcpdump best_null cpu_null rss_null best_file cpu_file rss_file
+  unset best_xconst cpu_xconst rss_xconst best_xtmpl cpu_xtmpl rss_xtmpl
   cat "$pcap" >/dev/null
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "replay_bench: $kind: $(du -m "$pcap" | cut -f1) MB, $runs rounds, load $load" >&2
@@ -87,7 +91,19 @@ bench() {
     once tcpdump tcpdump -r "$pcap" -w /dev/null
     once null "$sidetap" replay -q -w /dev/null --identity bench --version bench "$pcap"
     once file "$sidetap" replay -q -w "$tmp/out.dnstap" --identity bench --version bench "$pcap"
+    once xconst "$sidetap" replay -q -w "$tmp/out.dnstap" --identity bench --version bench \
+      --extra 'rack=7 dc=fra1' "$pcap"
+    once xtmpl "$sidetap" replay -q -w "$tmp/out-extra.dnstap" --identity bench --version bench \
+      --extra '{file}:{frame}:{vlan}' "$pcap"
   done
+  local xframes
+  xframes=$(python3 - "$tmp/out-extra.dnstap" <<'EOF'
+import os, sys
+sys.path.insert(0, os.path.join("tests", "lib"))
+from sidetap_testlib import read_frames
+print(len(read_frames(sys.argv[1])[1]))
+EOF
+)
   # One more (untimed) run for the counters: what was emitted, reassembled, paired, dropped.
   summary=$("$sidetap" replay -w "$tmp/out.dnstap" --identity bench --version bench "$pcap" 2>&1 >/dev/null)
   sed -n 's/^sidetap: counters: /  counters: /p' <<<"$summary" >&2
@@ -116,6 +132,12 @@ EOF
   wall_x=$(calc %.2f "$best_file / $best_tcpdump")
   cpu_x=$(calc %.2f "($cpu_tcpdump > 0 ? $cpu_file / $cpu_tcpdump : 0)")
   rss_mib=$(( (rss_null > rss_file ? rss_null : rss_file) / 1024 ))
+  local xc_wall xc_cpu xt_wall xt_cpu
+  xc_wall=$(calc %.3f "$best_xconst / $best_file") xc_cpu=$(calc %.3f "($cpu_file > 0 ? $cpu_xconst / $cpu_file : 0)")
+  xt_wall=$(calc %.3f "$best_xtmpl / $best_file") xt_cpu=$(calc %.3f "($cpu_file > 0 ? $cpu_xtmpl / $cpu_file : 0)")
+  extra_rows+=("| $kind | $frames | $best_file / $best_xconst / $best_xtmpl | $cpu_file / $cpu_xconst / $cpu_xtmpl\
+ | $xc_wall / $xc_cpu | $xt_wall / $xt_cpu | $(yes_no "$xc_wall <= 1.10 && $xt_wall <= 1.10")\
+ | $(yes_no "$xc_cpu <= 1.10 && $xt_cpu <= 1.10") | $([[ $xframes == "$frames" ]] && echo yes || echo "**no**: $xframes") |")
   rows+=("| $kind | $packets | $frames | $(du -m "$pcap" | cut -f1) | $best_tcpdump | $best_null\
  | $best_file | $(calc %.0f "$frames / $best_file") | $wall_x | $cpu_tcpdump / $cpu_null / $cpu_file | $cpu_x\
  | $rss_mib / $((rss_tcpdump / 1024)) | $load\
@@ -148,3 +170,9 @@ echo
 echo "| capture | packets | messages | pcap MB | tcpdump -r s | sidetap →/dev/null s | sidetap →file s | msg/s (→file) | wall ×tcpdump (→file) | CPU s (tcpdump / →null / →file) | CPU ×tcpdump (→file) | peak RSS MiB (sidetap / tcpdump) | load avg | wall ≤ 1.5× | CPU ≤ 2× | RSS ≤ 40 MiB | every message |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+echo
+echo "--extra (issue 14): the →file run without, with a constant text, and with '{file}:{frame}:{vlan}'."
+echo
+echo "| capture | messages | wall s (none / constant / template) | CPU s (none / constant / template) | constant ×none (wall / CPU) | template ×none (wall / CPU) | wall ≤ 1.10× | CPU ≤ 1.10× | every message (template) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${extra_rows[@]}"

@@ -358,6 +358,8 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
             out.link_type = linktype::kRaw;
             out.original_length = record.orig_len;
             out.data = record.data;  // valid until ring `best` is read again: the next read() at the earliest
+            out.interface = record.ifindex != 0 ? interface_names_.name(record.ifindex) : std::string_view();
+            out.frame = 0;
             ++stats_[0].packets;
             return Read::Packet;
         }

@@ -58,12 +58,15 @@
 #pragma once
 
 #include "capture/ebpf_object.h"
+#include "capture/interface_names.h"
 #include "capture/live_source.h"
 
 #include <poll.h>
 
+#include <array>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sidetap::capture {
@@ -110,6 +113,7 @@ private:
     std::uint64_t bad_records_ = 0;
     std::vector<LiveChannelStats> stats_;
     std::string error_;
+    InterfaceNames interface_names_;  // Packet::interface from the record's ifindex
     bool failed_ = false;
 };
 

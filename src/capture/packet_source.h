@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace sidetap::capture {
 
@@ -41,6 +42,12 @@ struct Packet {
     std::uint32_t link_type = 0;
     std::uint32_t original_length = 0;   // length on the wire (>= data.size())
     std::span<const std::uint8_t> data;  // captured bytes
+    // Where it was captured, for the extra templates: the interface's name
+    // (live: the interface; pcapng: if_name, else the interface's index;
+    // empty when unknown), valid as long as `data`; and the packet's number
+    // in its file (files only; from 1, as Wireshark counts; 0: none).
+    std::string_view interface;
+    std::uint64_t frame = 0;
 };
 
 class PacketSource {

@@ -41,6 +41,7 @@ constexpr std::uint32_t kMinSimplePacket = 16;
 constexpr std::uint16_t kOptEnd = 0;
 constexpr std::uint16_t kOptIfTsresol = 9;
 constexpr std::uint16_t kOptIfTsoffset = 14;
+constexpr std::uint16_t kOptIfName = 2;
 
 constexpr std::uint64_t kNanosPerSecond = 1'000'000'000;
 
@@ -258,6 +259,8 @@ PacketSource::Status PcapFileSource::next_pcap(Packet& out) {
     out.link_type = pcap_link_type_;
     out.original_length = std::max(len, caplen);
     out.data = {buffered() + pcap_record_header_, caplen};
+    out.interface = {};
+    out.frame = packets_ + 1;
     consume(pcap_record_header_ + caplen);
     ++packets_;
     return Status::Packet;
@@ -323,10 +326,16 @@ PacketSource::Status PcapFileSource::read_interface_block(const std::uint8_t* bl
                             " in interface description block at offset " + std::to_string(block_start));
         } else if (code == kOptIfTsoffset && size >= 8) {
             ifc.offset_seconds = static_cast<std::int64_t>(u64(value));
+        } else if (code == kOptIfName && size > 0) {
+            // UTF-8, not terminated; some writers add a NUL anyway.
+            std::size_t n = size;
+            while (n > 0 && value[n - 1] == 0) --n;
+            ifc.name.assign(reinterpret_cast<const char*>(value), n);
         }
         pos += 4 + padded;
     }
-    interfaces_.push_back(ifc);
+    if (ifc.name.empty()) ifc.name = std::to_string(interfaces_.size());
+    interfaces_.push_back(std::move(ifc));
     return Status::Packet;
 }
 
@@ -450,6 +459,8 @@ PacketSource::Status PcapFileSource::next_pcapng(Packet& out) {
         out.link_type = ifc.link_type;
         out.original_length = std::max(len, caplen);
         out.data = {b + data_at, caplen};
+        out.interface = ifc.name;
+        out.frame = packets_ + 1;
         last_interface_ = interface_id;
         last_snaplen_ = ifc.snaplen;
         consume(length);

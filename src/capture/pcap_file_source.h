@@ -104,6 +104,7 @@ private:
         bool binary_resolution = false;
         std::uint8_t resolution_exponent = 6;
         std::int64_t offset_seconds = 0;
+        std::string name;  // if_name, else the interface's index in its section
     };
 
     Status next_pcap(Packet& out);

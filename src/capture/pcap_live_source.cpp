@@ -114,6 +114,12 @@ void PcapLiveSource::open_handle(const std::string& name, const LiveCaptureOptio
                      detail.empty() ? "" : ": ", detail.c_str());
     }
     handle.nano = pcap_get_tstamp_precision(p) == PCAP_TSTAMP_PRECISION_NANO;
+#ifdef DLT_LINUX_SLL2
+    // Cooked capture (-i any): the v2 header names each packet's interface
+    // (its ifindex: {interface}), as tcpdump 4.99 chooses it; v1 when this
+    // libpcap does not offer v2.
+    if (pcap_datalink(p) == DLT_LINUX_SLL) (void)pcap_set_datalink(p, DLT_LINUX_SLL2);
+#endif
     handle.dlt = pcap_datalink(p);
     handle.link_type = dlt_to_linktype(handle.dlt);
 
@@ -142,6 +148,15 @@ void PcapLiveSource::open_handle(const std::string& name, const LiveCaptureOptio
         throw util::FatalError("capture on " + name + ": cannot make non-blocking: " + errbuf);
     handle.fd = pcap_get_selectable_fd(p);
     if (handle.fd < 0) throw util::FatalError("capture on " + name + ": no selectable file descriptor");
+}
+
+std::string_view PcapLiveSource::interface_of(const Handle& h, const std::uint8_t* data, std::uint32_t caplen) {
+    if (h.link_type == linktype::kLinuxSll2 && caplen >= 8) {
+        const std::uint32_t ifindex = std::uint32_t{data[4]} << 24 | std::uint32_t{data[5]} << 16 |
+                                      std::uint32_t{data[6]} << 8 | data[7];
+        if (ifindex != 0) return interface_names_.name(ifindex);
+    }
+    return h.name;
 }
 
 PcapLiveSource::Read PcapLiveSource::read(Packet& out, int timeout_ms) {
@@ -181,6 +196,8 @@ PcapLiveSource::Read PcapLiveSource::read(Packet& out, int timeout_ms) {
             out.link_type = h.link_type;
             out.original_length = h.pending_len < h.pending_caplen ? h.pending_caplen : h.pending_len;
             out.data = std::span<const std::uint8_t>(h.pending_data, h.pending_caplen);
+            out.interface = interface_of(h, h.pending_data, h.pending_caplen);
+            out.frame = 0;
             last_ = best;
             ++stats_[best].packets;
             return Read::Packet;
@@ -237,6 +254,7 @@ void PcapLiveSource::on_pcap_packet(unsigned char* user, const ::pcap_pkthdr* he
     packet.link_type = h.link_type;
     packet.original_length = header->len < header->caplen ? header->caplen : header->len;
     packet.data = std::span<const std::uint8_t>(data, header->caplen);
+    packet.interface = self.interface_of(h, data, header->caplen);
     ++self.stats_[ctx->handle].packets;
     self.handler_->on_packet(packet);
 }

@@ -54,6 +54,7 @@
 #pragma once
 
 #include "capture/capture_filter.h"
+#include "capture/interface_names.h"
 #include "capture/live_source.h"
 
 #include <poll.h>
@@ -61,6 +62,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 struct pcap;
@@ -116,6 +118,10 @@ private:
     };
 
     void open_handle(const std::string& name, const LiveCaptureOptions& options);
+    // Packet::interface: the handle's interface, or for LINUX_SLL2 (-i any)
+    // the interface named by the header's ifindex.
+    std::string_view interface_of(const Handle& h, const std::uint8_t* data, std::uint32_t caplen);
+    InterfaceNames interface_names_;
     void close_all();
     // Drops packets dated before `wall_ns` for the next second (shards).
     void discard_before(std::uint64_t wall_ns);

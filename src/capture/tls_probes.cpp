@@ -86,6 +86,8 @@ struct Target {
 }  // namespace
 
 struct TlsProbeSource::Impl {
+    int comm_pid = -1;  // the process whose name `comm_name` holds (StreamChunk::comm)
+    std::string comm_name;
     TlsCaptureOptions options;
     tls_bpf* skel = nullptr;
     ebpf::Mapping consumer_page;
@@ -379,6 +381,7 @@ struct TlsProbeSource::Impl {
         const bool named = it->second.named;
         const std::string comm = it->second.info.comm;
         set_pid(pid, false);
+        comm_pid = -1;
         targets.erase(it);  // its probes went with the old image
         if (named) return;  // looked at again below, by name
         // --tls-pid: the same process, whatever it runs now.
@@ -551,6 +554,14 @@ StreamSource::Read TlsProbeSource::read(StreamChunk& out, int timeout_ms) {
                 m.since_refresh = 0;
             }
             out.timestamp_ns = m.clock.to_wall(out.timestamp_ns);
+            // The process's name, as read when it was first followed (comm
+            // fits the string's inline storage: no allocation).
+            if (static_cast<int>(out.pid) != m.comm_pid) {
+                m.comm_pid = static_cast<int>(out.pid);
+                const auto t = m.targets.find(m.comm_pid);
+                m.comm_name.assign(t != m.targets.end() ? t->second.info.comm : std::string());
+            }
+            out.comm = m.comm_name;
             ++m.chunks;
             ++m.stats[0].packets;
             return Read::Chunk;

@@ -63,6 +63,9 @@ struct StreamChunk {
     std::uint64_t offset = 0;        // bytes of this direction before data[0]
     std::uint64_t timestamp_ns = 0;  // wall clock: a read's return, a write's call
     std::span<const std::uint8_t> data;
+    // The process's name (/proc/PID/comm when it was first followed; empty
+    // when not known), valid as long as `data`.
+    std::string_view comm;
 };
 
 struct TlsCaptureOptions {

@@ -367,6 +367,7 @@ capture::Frontend frontend_option(const CaptureCommandOptions& o) {
 
 int run_capture(const CaptureCommandOptions& o) {
     auto config = make_pipeline_config(o.capture, o.output);  // usage errors first
+    config.origin.cgroup = o.cgroup;  // {cgroup}
     const unsigned wanted_threads = threads_option(o.threads);
 
     // The TLS probes alone, or beside a packet source.

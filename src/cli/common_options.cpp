@@ -118,7 +118,10 @@ void add_envelope_options(CLI::App& cmd, OutputOptions& options) {
             options.extra = value;
             options.extra_set = true;
         },
-        "Dnstap extra field");
+        "Dnstap extra field: a text, with placeholders expanded per message ({interface}, {vlan}, {tunnel}, "
+        "{cgroup}, {pid}, {comm}, {shard}, {host}, {file}, {frame}; {{ and }} for braces; a placeholder with no "
+        "value is empty); per output: ?extra=");
+    options.per_output_extra = true;
 }
 
 void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full) {
@@ -174,6 +177,13 @@ decode::IpAddress parse_address(const std::string& text) {
     return address;
 }
 
+dnstap::ExtraTemplate extra_template(const std::string& where, const std::string& text) {
+    std::string error;
+    auto parsed = dnstap::ExtraTemplate::parse(text, error);
+    if (!parsed) throw util::FatalError(where + ": " + error, util::kExitUsage);
+    return std::move(*parsed);
+}
+
 std::string host_name() {
     char name[HOST_NAME_MAX + 1] = {};
     if (::gethostname(name, sizeof name - 1) != 0) return "sidetap";
@@ -205,7 +215,8 @@ pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, con
     config.defrag.max_bytes = size_option("--max-fragment-bytes", capture.max_fragment_bytes, 256u << 10);
     config.envelope.identity = output.identity.empty() ? host_name() : output.identity;
     config.envelope.version = output.version.empty() ? std::string("sidetap ") + SIDETAP_VERSION : output.version;
-    if (output.extra_set) config.envelope.extra = output.extra;
+    if (output.extra_set) config.extra_template = extra_template("--extra", output.extra);
+    config.origin.host = host_name();
     return config;
 }
 
@@ -253,6 +264,9 @@ std::vector<output::OutputRoute> open_outputs(const OutputOptions& options, std:
         output::OutputRoute route;
         route.wire = !options.no_wire;
         if (auto wire = p.take("wire", ""); !wire.empty()) route.wire = yes_no(p.where + " wire=", wire);
+        if (options.per_output_extra)
+            if (auto it = p.values.find("extra"); it != p.values.end())
+                route.extra = extra_template(p.where + " extra=", p.take("extra", ""));
         if (auto types = p.take("types", options.types); !types.empty()) {
             std::string error;
             auto bits = dnstap::parse_type_list(types, error);
@@ -315,6 +329,9 @@ std::vector<output::OutputRoute> open_outputs(const OutputOptions& options, std:
                 tls.key_file = p.take("tls-key", options.tls_key);
                 connector = output::make_tls_connector(dest.host, dest.port, tls);
             }
+            if (auto v = p.take("handshake", "bidirectional"); v == "none") q.handshake = false;
+            else if (v != "bidirectional")
+                throw util::FatalError(p.where + ": handshake must be bidirectional or none", util::kExitUsage);
             if (!p.values.empty()) throw util::FatalError(p.where + ": unknown setting '" + p.values.begin()->first + "'", util::kExitUsage);
             route.output = output::make_socket_output(std::move(connector), q);
         }

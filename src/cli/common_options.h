@@ -43,6 +43,7 @@ struct OutputOptions {
     std::string version;   // default: "sidetap <version>"
     std::string extra;
     bool extra_set = false;
+    bool per_output_extra = false;      // ?extra= allowed (commands that make dnstap)
     bool no_wire = false;
     bool quiet = false;
     std::string types;                  // empty: all

@@ -73,6 +73,9 @@ int run_replay(const ReplayOptions& options) {
             input_failed = true;
             continue;
         }
+        // {file}: the base name, as the user would look for it.
+        const auto slash = file.find_last_of('/');
+        pipeline.set_file(slash == std::string::npos ? file : file.substr(slash + 1));
         capture::Packet packet;
         std::uint64_t packets = 0;
         capture::PacketSource::Status status;

@@ -78,6 +78,24 @@ ParseStatus parse_header_question(std::span<const std::uint8_t> wire, Header& he
 // plaintext of DNS over TLS and DNS over HTTPS connections (streams/).
 enum class Encryption : std::uint8_t { None, Dot, Doh };
 
+// Where a message was seen, for the extra templates (dnstap/extra_template.h).
+// Names are ids in the pipeline's NameTable (kNoName: none); zero values
+// mean "not known". Fixed size: copied with the message (pairing holds).
+//  - Packets: the packet that completed the message (the last segment of a
+//    DNS-over-TCP message, the fragment that completed an IP datagram);
+//    messages released by a timer or at the end of the input (a TCP gap given
+//    up) have no packet facts.
+//  - TLS plaintext: the chunk that completed the message (pid, comm).
+struct Origin {
+    static constexpr std::uint16_t kNoName = 0xffff;
+    decode::Encapsulation encap;      // {vlan}, {tunnel}
+    std::uint64_t frame = 0;          // {frame}: packet number in its file, from 1
+    std::uint32_t pid = 0;            // {pid}: the TLS-probed process
+    std::uint16_t interface = kNoName;  // {interface}
+    std::uint16_t comm = kNoName;       // {comm}
+    std::uint16_t file = kNoName;       // {file}
+};
+
 // A DNS message as observed on the wire, direction known.
 struct DnsMessage {
     std::uint64_t timestamp_ns = 0;  // time of the packet that completed it
@@ -94,6 +112,7 @@ struct DnsMessage {
     Header header;
     Question question;
     std::span<const std::uint8_t> wire;  // the DNS message bytes
+    Origin origin;                       // filled only when an extra template asks
 };
 
 }  // namespace sidetap::dns

@@ -95,6 +95,9 @@ struct QueueSettings {
     std::optional<std::uint32_t> reconnect_attempts;  // consecutive failed opens; unset: retry forever
     std::chrono::milliseconds connect_timeout{5000};   // also bounds the handshake
     std::chrono::milliseconds finish_timeout{2000};    // wait for FINISH after STOP
+    // Sockets: the bidirectional handshake (READY/ACCEPT, STOP/FINISH);
+    // false (?handshake=none): a unidirectional stream, START … STOP.
+    bool handshake = true;
     std::chrono::milliseconds drain_timeout{5000};     // at close()
     std::chrono::milliseconds drop_log_interval{10000};
     OverflowPolicy overflow = OverflowPolicy::Drop;

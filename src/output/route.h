@@ -4,12 +4,14 @@
 // to outputs (the capture pipeline, the relay of read/listen).
 #pragma once
 
+#include "dnstap/extra_template.h"
 #include "dnstap/message_type.h"
 #include "output/output.h"
 
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace sidetap::output {
@@ -19,6 +21,9 @@ struct OutputRoute {
     std::unique_ptr<Output> output;
     std::uint32_t types = kAllTypes;  // bit 1 << dnstap message type
     bool wire = true;                 // query_message / response_message included
+    // ?extra=: this output's extra template instead of the pipeline's
+    // (--extra); outputs with equal templates share one encoding.
+    std::optional<dnstap::ExtraTemplate> extra = std::nullopt;
 };
 
 // "sidetap: output <name> frames_written=… bytes=… dropped=…" per route.

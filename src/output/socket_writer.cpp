@@ -31,7 +31,8 @@ std::vector<std::uint8_t> control_bytes(framestream::ControlType type, bool with
 SocketWriter::SocketWriter(std::unique_ptr<Connector> connector, const QueueSettings& settings)
     : connector_(std::move(connector)),
       connect_timeout_(settings.connect_timeout),
-      finish_timeout_(settings.finish_timeout) {}
+      finish_timeout_(settings.finish_timeout),
+      handshake_(settings.handshake) {}
 
 SocketWriter::~SocketWriter() { close(); }
 
@@ -74,6 +75,14 @@ bool SocketWriter::open(std::string& error) {
         connection_.reset();
         return false;
     };
+    if (!handshake_) {
+        if (!connection_->write_all(control_bytes(framestream::ControlType::Start, true)))
+            return fail("sending START to " + describe() + ": " + connection_->error());
+        healthy_ = true;
+        tracks_reads_ = connection_->caught_up().has_value();
+        data_frames_ = read_frames_ = 0;
+        return true;
+    }
     if (!connection_->write_all(control_bytes(framestream::ControlType::Ready, true)))
         return fail("sending READY to " + describe() + ": " + connection_->error());
     std::string reason;
@@ -134,7 +143,7 @@ bool SocketWriter::close() {
         note_reads();
         // STOP must not wait longer than FINISH would.
         connection_->set_write_timeout(finish_timeout_);
-        if (connection_->write_all(control_bytes(framestream::ControlType::Stop, false))) {
+        if (connection_->write_all(control_bytes(framestream::ControlType::Stop, false)) && handshake_) {
             // FINISH is the only proof that the collector read everything.
             // What it says beyond that does not matter any more.
             std::string ignored;

@@ -8,6 +8,12 @@
 //    content type, else the error is "collector accepted content types
 //    [a, b] but not protobuf:dnstap.Dnstap") → START. Every open is a new
 //    connection with a fresh handshake. On failure: false + one-line error.
+//    With settings.handshake false (?handshake=none) the stream is
+//    unidirectional, as Frame Streams allows for receivers that do not
+//    answer: open() writes START (with the content type) at once, close()
+//    writes STOP and drops the connection without waiting for FINISH (its
+//    frames count as unconfirmed unless a Unix socket's collector is known
+//    to have read them).
 //  - write(): Connection::write_all() of the framed batch.
 //  - close(): on a healthy connection, STOP (its write bounded by
 //    finish_timeout too), then waits at most finish_timeout for FINISH; then
@@ -70,6 +76,7 @@ private:
     std::unique_ptr<Connector> connector_;
     std::chrono::milliseconds connect_timeout_;
     std::chrono::milliseconds finish_timeout_;
+    bool handshake_ = true;
     std::unique_ptr<Connection> connection_;
     bool healthy_ = false;
 

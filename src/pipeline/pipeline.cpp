@@ -32,7 +32,58 @@ Pipeline::Pipeline(const PipelineConfig& config, const std::vector<output::Outpu
       encoder_(config.envelope),
       clock_(config.max_time_jump_ns),
       fragment_copy_(std::make_unique<std::uint8_t[]>(65535)) {
-    for (const auto& r : routes) routes_.push_back(Route{&r.output->producer(producer), r.types, r.wire});
+    setup_extra(config, routes, producer);
+}
+
+void Pipeline::setup_extra(const PipelineConfig& config, const std::vector<output::OutputRoute>& routes,
+                           std::size_t producer) {
+    auto constants = config.origin;
+    constants.shard = producer;
+    // One group per distinct template (nullopt: none, the envelope's extra).
+    std::vector<std::optional<dnstap::ExtraTemplate>> keys;
+    for (const auto& r : routes) {
+        const auto& key = r.extra ? r.extra : config.extra_template;
+        auto it = std::find(keys.begin(), keys.end(), key);
+        if (it == keys.end()) {
+            ExtraGroup g;
+            if (key) {
+                g.extra = key->bind(constants);
+                if (g.extra.constant()) {
+                    g.kind = ExtraGroup::Kind::Constant;
+                    const auto text = g.extra.text();
+                    g.constant.assign(text.begin(), text.end());
+                } else {
+                    g.kind = ExtraGroup::Kind::Rendered;
+                    want_origin_ = true;
+                    want_interface_ = want_interface_ || g.extra.uses(dnstap::Placeholder::Interface);
+                    want_comm_ = want_comm_ || g.extra.uses(dnstap::Placeholder::Comm);
+                }
+            }
+            groups_.push_back(std::move(g));
+            keys.push_back(key);
+            it = keys.end() - 1;
+        }
+        routes_.push_back(Route{&r.output->producer(producer), r.types, r.wire,
+                                static_cast<std::size_t>(it - keys.begin())});
+    }
+}
+
+void Pipeline::set_file(std::string_view base_name) {
+    file_ = want_origin_ ? names_.intern(base_name) : dns::Origin::kNoName;
+}
+
+void Pipeline::note_packet(const capture::Packet& packet) {
+    current_ = dns::Origin{};
+    current_.frame = packet.frame;
+    current_.file = file_;
+    if (want_interface_ && !packet.interface.empty()) current_.interface = names_.intern(packet.interface);
+}
+
+// Messages completed by the packet or chunk in hand carry its facts; those a
+// timer or the end of the input releases (a TCP gap given up) carry none.
+void Pipeline::set_origin(dns::DnsMessage& message) const {
+    if (!want_origin_) return;
+    message.origin = in_input_ ? current_ : dns::Origin{};
 }
 
 Pipeline::~Pipeline() { finish(); }
@@ -41,7 +92,10 @@ void Pipeline::process(const capture::Packet& packet) {
     ++stats_.packets;
     stats_.bytes += packet.data.size();
     now_ = clock_.advance(packet.timestamp_ns);
+    if (want_origin_) note_packet(packet);
+    in_input_ = true;
     handle_packet(packet);
+    in_input_ = false;
     // After the packet: what it completes meets what waits for it (a held
     // response its query, say) before the timers give up on them.
     run_timers(now_);
@@ -50,7 +104,14 @@ void Pipeline::process(const capture::Packet& packet) {
 void Pipeline::process_stream(const capture::StreamChunk& chunk) {
     if (finished_) return;
     now_ = clock_.advance(chunk.timestamp_ns);
+    if (want_origin_) {
+        current_ = dns::Origin{};
+        current_.pid = chunk.pid;
+        if (want_comm_ && !chunk.comm.empty()) current_.comm = names_.intern(chunk.comm);
+    }
+    in_input_ = true;
     streams_.add(chunk, now_, *this);
+    in_input_ = false;
     run_timers(now_);
 }
 
@@ -67,6 +128,7 @@ void Pipeline::on_stream_message(const streams::StreamMessage& m) {
     in.timestamp_ns = m.timestamp_ns;
     in.wire = m.wire;
     if (!classifier_.classify_directed(in, message_)) return;
+    set_origin(message_);
     if (message_.wire.size() < dns::kHeaderSize) {
         emit(message_, std::nullopt);
         return;
@@ -124,6 +186,9 @@ void Pipeline::handle_ip(const decode::IpPacket& packet_ip, std::uint64_t timest
 }
 
 void Pipeline::handle_datagram(const decode::IpPacket& ip, std::uint64_t timestamp_ns) {
+    // The datagram that completes a message (UDP; the segment that completes
+    // a DNS-over-TCP message) gives it its VLAN and tunnel.
+    if (want_origin_) current_.encap = ip.encap;
     decode::Segment segment;
     if (!decoder_.decode_transport(ip, timestamp_ns, segment)) return;
     if (segment.transport == decode::Transport::Udp)
@@ -151,6 +216,7 @@ void Pipeline::on_message(const decode::Segment& segment, std::span<const std::u
 void Pipeline::handle_dns(const decode::Segment& segment, std::span<const std::uint8_t> wire,
                           std::uint64_t timestamp_ns) {
     if (!classifier_.classify(segment, wire, timestamp_ns, message_)) return;
+    set_origin(message_);
     // A kept malformed message too short for an ID has no exchange to pair.
     if (message_.wire.size() < dns::kHeaderSize) {
         emit(message_, std::nullopt);
@@ -166,26 +232,45 @@ void Pipeline::emit(const dns::DnsMessage& message, std::optional<std::uint64_t>
         ++stats_.dns_queries;
     const auto type = classifier_.type_of(message);
     const std::uint32_t bit = 1u << static_cast<unsigned>(type);
-    bool want_wire = false;
-    bool want_bare = false;
+    bool any = false;
+    for (auto& g : groups_) g.want_wire = g.want_bare = false;
     for (const auto& r : routes_) {
         if ((r.types & bit) == 0) continue;
-        (r.wire ? want_wire : want_bare) = true;
+        auto& g = groups_[r.group];
+        (r.wire ? g.want_wire : g.want_bare) = true;
+        any = true;
     }
-    if (!want_wire && !want_bare) {
+    if (!any) {
         ++stats_.filtered;
         return;
     }
-    // One encoding for every output: each gets its variant (with or
-    // without the DNS bytes) written straight into its queue.
-    encoder_.prepare(message, type, query_time_ns);
-    stats_.frames_encoded += static_cast<std::uint64_t>(want_wire) + static_cast<std::uint64_t>(want_bare);
-    for (auto& r : routes_) {
-        if ((r.types & bit) == 0) continue;
-        output::WriteResult result = output::WriteResult::Written;
-        if (std::uint8_t* dst = r.sink->reserve(encoder_.size(r.wire), result)) {
-            encoder_.write(dst, r.wire);
-            r.sink->commit();
+    // One encoding per extra template (usually one for all outputs): each
+    // output gets its variant (with or without the DNS bytes) written
+    // straight into its queue.
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+        const auto& g = groups_[gi];
+        if (!g.want_wire && !g.want_bare) continue;
+        switch (g.kind) {
+        case ExtraGroup::Kind::Envelope: encoder_.prepare(message, type, query_time_ns); break;
+        case ExtraGroup::Kind::Constant:
+            encoder_.prepare(message, type, query_time_ns, std::span<const std::uint8_t>(g.constant));
+            break;
+        case ExtraGroup::Kind::Rendered: {
+            bool truncated = false;
+            const auto n = g.extra.render(message.origin, names_, rendered_, truncated);
+            if (truncated) ++stats_.extra_truncated;
+            encoder_.prepare(message, type, query_time_ns, std::span<const std::uint8_t>(rendered_.data(), n));
+            break;
+        }
+        }
+        stats_.frames_encoded += static_cast<std::uint64_t>(g.want_wire) + static_cast<std::uint64_t>(g.want_bare);
+        for (auto& r : routes_) {
+            if ((r.types & bit) == 0 || r.group != gi) continue;
+            output::WriteResult result = output::WriteResult::Written;
+            if (std::uint8_t* dst = r.sink->reserve(encoder_.size(r.wire), result)) {
+                encoder_.write(dst, r.wire);
+                r.sink->commit();
+            }
         }
     }
 }

@@ -28,6 +28,15 @@
 //    classification (direction known: the TLS client sends queries),
 //    pairing, encoding (socket_protocol DOT / DOH), the same outputs and
 //    counters. Chunks and packets share the expiry clock.
+//  - The extra field: the envelope's, or an extra template (config
+//    extra_template, or an output's own, OutputRoute::extra) bound to this
+//    pipeline's constants ({host}, {cgroup}, {shard} = `producer`). Outputs
+//    with equal templates share one encoding; a template with per-message
+//    placeholders is rendered per message into a fixed buffer from the
+//    message's dns::Origin, which the pipeline fills (only then) from the
+//    packet or chunk that completed the message (Packet::interface and
+//    ::frame, the datagram's VLAN and tunnel, set_file(), the chunk's pid
+//    and comm); names go into a bounded NameTable.
 //  - Single-threaded: one pipeline per capture thread. snapshot() copies
 //    every counter for another thread to read (several shards are summed).
 #pragma once
@@ -35,6 +44,7 @@
 #include "capture/packet_source.h"
 #include "decode/decoder.h"
 #include "dnstap/encoder.h"
+#include "dnstap/extra_template.h"
 #include "output/route.h"
 #include "pairing/classifier.h"
 #include "pairing/pairer.h"
@@ -58,6 +68,11 @@ struct PipelineConfig {
     reassembly::DefragConfig defrag;
     reassembly::TcpConfig tcp;
     dnstap::Envelope envelope;
+    // --extra as a template (replaces envelope.extra when set); outputs may
+    // have their own (OutputRoute::extra). `origin` holds the values of the
+    // constant placeholders ({host}, {cgroup}); {shard} is the producer.
+    std::optional<dnstap::ExtraTemplate> extra_template;
+    dnstap::TemplateConstants origin;
     streams::StreamConfig streams;
     // A jump of packet time beyond this, either way, is a discontinuity for
     // the timers (see ExpiryClock).
@@ -89,6 +104,7 @@ struct PipelineStats {
     std::uint64_t dns_responses = 0;
     std::uint64_t frames_encoded = 0;
     std::uint64_t filtered = 0;        // messages no output wanted (type filters)
+    std::uint64_t extra_truncated = 0; // extra templates cut at ExtraTemplate::kMaxRendered bytes
 };
 
 class Pipeline final : private reassembly::TcpMessageSink,
@@ -110,6 +126,8 @@ public:
     // between, and run. Call it whenever a read times out.
     void advance_idle(std::uint64_t monotonic_ns);
     void finish();
+    // Replay: the base name of the file whose packets come next ({file}).
+    void set_file(std::string_view base_name);
 
     [[nodiscard]] const PipelineStats& stats() const { return stats_; }
 
@@ -144,10 +162,36 @@ private:
         output::FrameSink* sink;
         std::uint32_t types;
         bool wire;
+        std::size_t group;  // index in groups_
     };
+    // Routes with the same extra template share one encoding.
+    struct ExtraGroup {
+        enum class Kind : std::uint8_t { Envelope, Constant, Rendered };
+        Kind kind = Kind::Envelope;
+        dnstap::ExtraTemplate extra;  // bound to this pipeline's constants
+        std::vector<std::uint8_t> constant;
+        bool want_wire = false;  // per message: which variants its routes want
+        bool want_bare = false;
+    };
+    void setup_extra(const PipelineConfig& config, const std::vector<output::OutputRoute>& routes,
+                     std::size_t producer);
+    // The origin facts of the packet about to be handled.
+    void note_packet(const capture::Packet& packet);
+    void set_origin(dns::DnsMessage& message) const;
 
     dnstap::Encoder encoder_;
     std::vector<Route> routes_;
+    std::vector<ExtraGroup> groups_;
+    // Origin: which facts the templates use, the names they refer to, the
+    // facts of the packet or chunk in hand (in_input_: during process*()).
+    bool want_origin_ = false;
+    bool want_interface_ = false;
+    bool want_comm_ = false;
+    dnstap::NameTable names_;
+    dns::Origin current_;
+    std::uint16_t file_ = dns::Origin::kNoName;
+    bool in_input_ = false;
+    dnstap::ExtraTemplate::Buffer rendered_{};
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
     decode::IpPacket ip_;       // handle_ip()'s working copy (fragments, tunnels)
@@ -174,6 +218,8 @@ void Pipeline::for_each_counter(Fn&& fn) const {
     fn(std::string_view("dns_responses"), stats_.dns_responses);
     fn(std::string_view("frames"), stats_.frames_encoded);
     fn(std::string_view("filtered_by_type"), stats_.filtered);
+    fn(std::string_view("extra_truncated"), stats_.extra_truncated);
+    fn(std::string_view("extra_names_full"), names_.full());
     fn(std::string_view("time_discontinuities"), clock_.discontinuities());
     decoder_.for_each_counter(fn);
     defrag_.counters().for_each(fn);

@@ -188,6 +188,123 @@ TEST(Pipeline, EachOutputGetsItsTypesAndItsOwnWireSetting) {
     EXPECT_TRUE(d.message().has_query_time_sec());
 }
 
+namespace {
+sidetap::dnstap::ExtraTemplate extra(const char* text) {
+    std::string error;
+    auto t = sidetap::dnstap::ExtraTemplate::parse(text, error);
+    EXPECT_TRUE(t) << error;
+    return *t;
+}
+std::vector<std::string> extras(const output::MemoryOutput& out) {
+    std::vector<std::string> v;
+    for (const auto& f : out.frames()) {
+        ::dnstap::Dnstap d;
+        EXPECT_TRUE(d.ParseFromArray(f.data(), static_cast<int>(f.size())));
+        v.push_back(d.has_extra() ? d.extra() : "<none>");
+    }
+    return v;
+}
+}  // namespace
+
+// A template with per-message placeholders renders into the pipeline's
+// buffer: the steady state still allocates nothing.
+TEST(Pipeline, TemplatedExtraAllocatesNothingPerPacket) {
+    const char* captures[] = {"dnscap-dns.pcap", "dnscap-frags.pcap", "dnscap-dnso1tcp.pcap"};
+    pipeline::PipelineConfig config;
+    config.extra_template = extra("{file}:{frame}:{vlan}:{interface}:{tunnel}");
+    auto run = make_pipeline(config, /*keep=*/false);
+    std::vector<capture::MemorySource> sources;
+    for (auto* name : captures) sources.push_back(load(name));
+    std::uint64_t shift = 0;
+    auto pass = [&] {
+        for (std::size_t i = 0; i < sources.size(); ++i) {
+            run.pipeline->set_file(captures[i]);
+            capture::Packet packet;
+            sources[i].rewind();
+            std::uint64_t frame = 0;
+            while (sources[i].next(packet) == capture::PacketSource::Status::Packet) {
+                packet.timestamp_ns += shift;
+                packet.frame = ++frame;
+                packet.interface = (frame & 1) ? "eth0" : "eth1";
+                run.pipeline->process(packet);
+            }
+            shift += 1'000'000'000'000ULL;
+        }
+    };
+    pass();
+    pass();
+    g_allocations = 0;
+    g_counting = true;
+    pass();
+    g_counting = false;
+    EXPECT_EQ(g_allocations.load(), 0u);
+    EXPECT_EQ(run.pipeline->stats().extra_truncated, 0u);
+}
+
+TEST(Pipeline, ConstantTemplateWritesTheBytesOfAPlainExtra) {
+    auto source = load("dnscap-dns.pcap");
+    pipeline::PipelineConfig plain;
+    plain.envelope.extra = "rack=7 ns1 {x}";
+    pipeline::PipelineConfig templated;
+    templated.extra_template = extra("rack=7 {host} {{x}}");
+    templated.origin.host = "ns1";
+    auto a = make_pipeline(plain);
+    auto b = make_pipeline(templated);
+    feed(*a.pipeline, source);
+    feed(*b.pipeline, source);
+    a.pipeline->finish();
+    b.pipeline->finish();
+    ASSERT_EQ(a.out->frames().size(), 82u);
+    EXPECT_EQ(a.out->frames(), b.out->frames());
+    EXPECT_EQ(extras(*b.out).front(), "rack=7 ns1 {x}");
+}
+
+TEST(Pipeline, ShardPlaceholderIsTheProducerIndex) {
+    auto source = load("dnscap-dns.pcap");
+    pipeline::PipelineConfig config;
+    config.extra_template = extra("shard {shard}");
+    std::vector<output::OutputRoute> routes;
+    auto out = std::make_unique<output::MemoryOutput>(true, 2);
+    auto* o = out.get();
+    routes.push_back({std::move(out)});
+    pipeline::Pipeline p(config, routes, 1);
+    feed(p, source);
+    p.finish();
+    ASSERT_EQ(o->frames().size(), 82u);
+    for (const auto& e : extras(*o)) EXPECT_EQ(e, "shard 1");
+}
+
+TEST(Pipeline, OutputsWithEqualTemplatesShareOneEncoding) {
+    auto source = load("dnscap-dns.pcap");
+    pipeline::PipelineConfig config;
+    config.extra_template = extra("global");
+    std::vector<output::OutputRoute> routes;
+    std::vector<output::MemoryOutput*> outs;
+    for (int i = 0; i < 4; ++i) {
+        auto out = std::make_unique<output::MemoryOutput>();
+        outs.push_back(out.get());
+        routes.push_back({std::move(out)});
+    }
+    routes[0].extra = extra("f{frame}");
+    routes[1].extra = extra("f{frame}");
+    routes[3].extra = extra("none");
+    routes[3].wire = false;
+    pipeline::Pipeline p(config, routes);
+    std::uint64_t frame = 0;
+    capture::Packet packet;
+    source.rewind();
+    while (source.next(packet) == capture::PacketSource::Status::Packet) {
+        packet.frame = ++frame;
+        p.process(packet);
+    }
+    p.finish();
+    EXPECT_EQ(outs[0]->frames(), outs[1]->frames());
+    EXPECT_EQ(extras(*outs[0]).front(), "f1");
+    EXPECT_EQ(extras(*outs[2]).front(), "global");
+    EXPECT_EQ(extras(*outs[3]).front(), "none");
+    EXPECT_EQ(p.stats().frames_encoded, 3u * 82u);
+}
+
 // ------------------------------------------------------------ expiry clock
 
 TEST(ExpiryClock, MovesByPlausibleForwardStepsOnly) {
