@@ -149,15 +149,28 @@ struct Server::Conn final : framestream::BufferBudget {
     bool acquire(std::size_t bytes) override {
         if (memory.try_acquire(bytes)) return true;
         ReceiveMemory& pool = server->memory_;
+        // Evicted (its socket is shut, its memory is owed to the waiter it
+        // was evicted for): no waiting, whatever it still had to read.
+        if (evicted.load() != Eviction::None) return false;
         pool.count_wait();
         shielded.store(true);
         const auto deadline = Clock::now() + server->options_.memory_wait;
-        const bool granted = memory.acquire(bytes, deadline, [this] {
-            if (server->stopping_.load(std::memory_order_relaxed)) return false;
-            // One eviction at a time: the victim's buffer is on its way back.
-            if (server->evictions_pending_.load() == 0) (void)server->evict(true, this);
-            return true;
-        });
+        // In line by the last completed frame, most recent first (the
+        // reverse of the eviction order): a busy writer is served before
+        // the stalled ones.
+        const std::int64_t priority = last_progress_ns.load(std::memory_order_relaxed);
+        const bool granted = memory.acquire(
+            bytes, deadline,
+            [this](bool first_in_line) {
+                if (server->stopping_.load(std::memory_order_relaxed) || evicted.load() != Eviction::None)
+                    return false;
+                // Only the first in line evicts (what the victim frees is
+                // handed to it), one eviction at a time: the victim's
+                // buffer is on its way back.
+                if (first_in_line && server->evictions_pending_.load() == 0) (void)server->evict(true, this);
+                return true;
+            },
+            priority);
         shielded.store(false);
         if (!granted) pool.count_refusal();
         return granted;
@@ -347,6 +360,9 @@ bool Server::evict(bool for_memory, const Conn* self) {
     }
     if (victim == nullptr) return false;
     victim->evicted.store(for_memory ? Eviction::Memory : Eviction::Slot);
+    // What the victim gives back is for the connection it is evicted for,
+    // not for whichever of the other waiters wakes first.
+    if (for_memory && self != nullptr) victim->memory.earmark_for(self->memory);
     evictions_pending_.fetch_add(1);
     // Wakes the victim's thread wherever it waits on the socket (read
     // returns EOF); its frames so far are kept. The thread closes the
