@@ -87,6 +87,10 @@ public:
     // it if it is waiting in acquire(), else free.
     void release(std::size_t bytes, Part part = Part::Shared, std::uint64_t for_waiter = 0) noexcept;
 
+    // Wakes every waiter, to call keep_waiting() again (what it checks has
+    // changed).
+    void wake() noexcept { released_.notify_all(); }
+
     // Counts a wait or a refusal decided by the caller (see Server).
     void count_wait();
     void count_refusal();
