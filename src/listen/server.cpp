@@ -143,22 +143,43 @@ struct Server::Conn final : framestream::BufferBudget {
     std::atomic<bool> done{false};
     std::atomic<std::int64_t> last_progress_ns{0};
     ReceiveMemory::Account memory;  // the session reader's buffer
-    std::atomic<bool> shielded{false};  // waiting for memory or queue room: not evictable
+    // Waiting for memory, or for queue room (never evictable then: that
+    // wait is ours, not the writer's).
+    std::atomic<bool> waiting_memory{false};
+    std::atomic<bool> waiting_queue{false};
+    // When it last stopped waiting for memory: the wait is not idleness
+    // (a writer kept waiting must not be evicted as idle the moment it is
+    // served).
+    std::atomic<std::int64_t> memory_wait_end_ns{0};
     std::atomic<Eviction> evicted{Eviction::None};
 
     bool acquire(std::size_t bytes) override {
         if (memory.try_acquire(bytes)) return true;
         ReceiveMemory& pool = server->memory_;
+        // Evicted (its socket is shut, its memory is owed to the waiter it
+        // was evicted for): no waiting, whatever it still had to read.
+        if (evicted.load() != Eviction::None) return false;
         pool.count_wait();
-        shielded.store(true);
+        waiting_memory.store(true);
         const auto deadline = Clock::now() + server->options_.memory_wait;
-        const bool granted = memory.acquire(bytes, deadline, [this] {
-            if (server->stopping_.load(std::memory_order_relaxed)) return false;
-            // One eviction at a time: the victim's buffer is on its way back.
-            if (server->evictions_pending_.load() == 0) (void)server->evict(true, this);
-            return true;
-        });
-        shielded.store(false);
+        // In line by the last completed frame, most recent first (the
+        // reverse of the eviction order): a busy writer is served before
+        // the stalled ones.
+        const std::int64_t priority = last_progress_ns.load(std::memory_order_relaxed);
+        const bool granted = memory.acquire(
+            bytes, deadline,
+            [this](bool first_in_line) {
+                if (server->stopping_.load(std::memory_order_relaxed) || evicted.load() != Eviction::None)
+                    return false;
+                // Only the first in line evicts (what the victim frees is
+                // handed to it), one eviction at a time: the victim's
+                // buffer is on its way back.
+                if (first_in_line && server->evictions_pending_.load() == 0) (void)server->evict(true, this);
+                return true;
+            },
+            priority);
+        memory_wait_end_ns.store(now_ns(), std::memory_order_relaxed);
+        waiting_memory.store(false);
         if (!granted) pool.count_refusal();
         return granted;
     }
@@ -166,7 +187,7 @@ struct Server::Conn final : framestream::BufferBudget {
     void release(std::size_t bytes) noexcept override { memory.release(bytes); }
 
     bool deliver(std::span<const std::uint8_t> frame) {
-        shielded.store(true);
+        waiting_queue.store(true);
         // Connection threads share the queue's one lane: their pushes are
         // serialised here (a copy into the ring; a wait when it is full).
         bool queued = false;
@@ -174,7 +195,7 @@ struct Server::Conn final : framestream::BufferBudget {
             std::lock_guard lock(server->push_mutex_);
             queued = server->queue_.push(0, frame, output::OverflowPolicy::Block) == output::FrameQueue::Push::Queued;
         }
-        shielded.store(false);
+        waiting_queue.store(false);
         if (!queued) return false;
         server->counters_->add(kFrames);
         server->counters_->add(kBytes, frame.size());
@@ -309,7 +330,10 @@ void* Server::thread_main(void* arg) {
     auto* conn = static_cast<Conn*>(arg);
     Server* server = conn->server;
     server->serve(*conn);
-    if (conn->evicted.load() != Eviction::None) server->evictions_pending_.fetch_sub(1);
+    if (conn->evicted.load() != Eviction::None) {
+        server->evictions_pending_.fetch_sub(1);
+        server->memory_.wake();  // the first in line may evict the next one now
+    }
     server->counters_->values[kActive].fetch_sub(1, std::memory_order_relaxed);
     conn->done.store(true, std::memory_order_release);
     return nullptr;
@@ -334,24 +358,51 @@ bool Server::evict(bool for_memory, const Conn* self) {
     const std::int64_t now = now_ns();
     const std::int64_t min_idle = std::chrono::nanoseconds(options_.evict_after).count();
     std::lock_guard lock(conns_mutex_);
+    // First choice: the connection idle longest (no frame completed, not
+    // counting time it spent waiting for memory), at least evict_after.
+    // For memory, when none is idle and everything is held by connections
+    // waiting for memory (each holding part of what it needs, none able to
+    // go on), the one last in line (completed no frame for longest, at least
+    // evict_after, behind `self`) gives way rather than all of them waiting
+    // out memory_wait.
     Conn* victim = nullptr;
+    std::int64_t victim_since = 0;
+    Conn* waiter = nullptr;
+    const std::int64_t self_progress =
+        self != nullptr ? self->last_progress_ns.load(std::memory_order_relaxed) : 0;
     for (auto& c : conns_) {
         if (c.get() == self || !c->fd || c->done.load(std::memory_order_acquire) ||
-            c->evicted.load() != Eviction::None || c->shielded.load())
+            c->evicted.load() != Eviction::None || c->waiting_queue.load())
             continue;
         // Evicting for memory helps only if the victim holds shared memory.
         if (for_memory && c->memory.shared_held() == 0) continue;
         const std::int64_t progress = c->last_progress_ns.load(std::memory_order_relaxed);
-        if (now - progress < min_idle) continue;
-        if (victim == nullptr || progress < victim->last_progress_ns.load(std::memory_order_relaxed)) victim = c.get();
+        if (c->waiting_memory.load()) {
+            if (for_memory && self != nullptr && now - progress >= min_idle && progress < self_progress &&
+                (waiter == nullptr || progress < waiter->last_progress_ns.load(std::memory_order_relaxed)))
+                waiter = c.get();
+            continue;
+        }
+        const std::int64_t since = std::max(progress, c->memory_wait_end_ns.load(std::memory_order_relaxed));
+        if (now - since < min_idle) continue;
+        if (victim == nullptr || since < victim_since) {
+            victim = c.get();
+            victim_since = since;
+        }
     }
+    if (victim == nullptr) victim = waiter;
     if (victim == nullptr) return false;
     victim->evicted.store(for_memory ? Eviction::Memory : Eviction::Slot);
+    // What the victim gives back is for the connection it is evicted for,
+    // not for whichever of the other waiters wakes first.
+    if (for_memory && self != nullptr) victim->memory.earmark_for(self->memory);
     evictions_pending_.fetch_add(1);
     // Wakes the victim's thread wherever it waits on the socket (read
-    // returns EOF); its frames so far are kept. The thread closes the
-    // descriptor under this lock, so this never hits a reused number.
+    // returns EOF) or for memory (it stops waiting); its frames so far are
+    // kept. The thread closes the descriptor under this lock, so this never
+    // hits a reused number.
     ::shutdown(victim->fd.get(), SHUT_RDWR);
+    if (victim == waiter) memory_.wake();
     return true;
 }
 

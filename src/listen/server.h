@@ -27,10 +27,15 @@
 //    frames fit in a chunk never waits for memory), and grows only with
 //    bytes that really arrived (a claimed 1 MiB length costs nothing until
 //    the bytes come), from the shared rest of the budget. When that is
-//    exhausted, the connection that needs more waits (memory_waits), first
-//    evicting the connection that has gone longest without completing a
-//    frame (at least evict_after) and holds shared memory
-//    (evicted_for_memory); if nothing frees up within memory_wait it is
+//    exhausted, the connection that needs more waits (memory_waits) in
+//    line, the one that completed a frame most recently first; the first in
+//    line evicts the connection that has gone longest without completing a
+//    frame (at least evict_after, time spent waiting for memory not
+//    counted) and holds shared memory (evicted_for_memory), and gets what
+//    it frees (the other waiters do not). When every holder is itself
+//    waiting for memory, the one last in line (no frame for at least
+//    evict_after) is evicted instead, rather than all of them waiting each
+//    other out. If nothing frees up within memory_wait the connection is
 //    closed (out_of_memory). Frames it completed before are kept.
 //  - the FrameQueue: queue_frames and queue_bytes;
 //  - per connection outside the budget: a thread (touched stack pages, a
@@ -44,8 +49,9 @@
 // if every connection is busy, the new one is closed at once
 // (refused_max_connections). So idle or stalled writers cannot lock a real
 // writer out: a writer with data to send always gets a slot while some
-// connection is idle. A connection is never evicted while it is waiting for
-// memory or for room in the FrameQueue (that wait is ours, not its).
+// connection is idle. A connection is never evicted for a slot while it is
+// waiting for memory or for room in the FrameQueue (that wait is ours, not
+// its), nor for memory while it waits for queue room.
 //
 // Idle writers: idle_timeout (when not zero) closes a session that
 // completes no frame for that long after START (idle_timeout); writers such
@@ -200,8 +206,10 @@ private:
     void reap(bool all);
     void serve(Conn& conn);
     // Closes (shutdown()) the connection that has gone longest without
-    // progress, at least evict_after; for memory, only one holding memory
-    // other than `self`. False when there is none.
+    // progress, at least evict_after; for memory, only one holding shared
+    // memory other than `self`, whose freed memory is earmarked for `self`,
+    // or failing that the memory waiter last in line behind `self`. False
+    // when there is none.
     bool evict(bool for_memory, const Conn* self);
     void begin_shutdown();
     void log(LogLevel level, const std::string& line);

@@ -810,6 +810,128 @@ TEST(ListenMemory, FirstChunkComesFromTheReserveAndSharedMemoryGoesBackFirst) {
     EXPECT_EQ(pool.stats().peak, 3000u);
 }
 
+// What an evicted connection gives back goes to the waiter it was evicted
+// for, even when another waiter is ahead in line; what that waiter leaves
+// over goes back to everyone; used and peak count earmarked bytes once.
+TEST(ListenMemory, MemoryFreedByAnEvictionIsHandedToTheWaiterItWasEvictedFor) {
+    listen::ReceiveMemory pool(3000, 1000);  // 1000 reserved, 2000 shared
+    listen::ReceiveMemory::Account victim(pool);
+    listen::ReceiveMemory::Account first(pool);
+    listen::ReceiveMemory::Account evictor(pool);
+    ASSERT_TRUE(victim.try_acquire(500));   // reserve
+    ASSERT_TRUE(victim.try_acquire(2000));  // all the shared part
+    std::atomic<bool> first_waiting{false};
+    std::atomic<bool> first_granted{false};
+    // Ahead in line (higher priority), needs 1500.
+    std::thread other([&] {
+        const bool granted = first.acquire(
+            1500, std::chrono::steady_clock::now() + 10s,
+            [&](bool) {
+                first_waiting = true;
+                return true;
+            },
+            10);
+        first_granted = granted;
+    });
+    ASSERT_TRUE(eventually([&] { return first_waiting.load(); }));
+    bool handed = false;
+    const bool granted = evictor.acquire(
+        1000, std::chrono::steady_clock::now() + 10s,
+        [&](bool first_in_line) {
+            EXPECT_FALSE(first_in_line);
+            if (handed) return true;
+            handed = true;
+            // The eviction: the victim is marked, then closes.
+            victim.earmark_for(evictor);
+            victim.release(2500);
+            const auto s = pool.stats();
+            EXPECT_EQ(s.used, 2000u) << "earmarked bytes stay counted";
+            EXPECT_EQ(s.earmarked, 2000u);
+            std::this_thread::sleep_for(100ms);  // the other waiter wakes, and gets none of it
+            EXPECT_FALSE(first_granted.load());
+            return true;
+        },
+        1);
+    EXPECT_TRUE(granted);
+    EXPECT_EQ(evictor.held(), 1000u);
+    auto s = pool.stats();
+    EXPECT_EQ(s.earmarked, 0u);
+    EXPECT_EQ(s.used, 1000u) << "the 1000 left over went back";
+    std::this_thread::sleep_for(100ms);
+    EXPECT_FALSE(first_granted.load()) << "1000 free, 1500 needed";
+    evictor.release(500);
+    other.join();
+    EXPECT_TRUE(first_granted.load());
+    s = pool.stats();
+    EXPECT_EQ(s.used, 2000u);
+    EXPECT_EQ(s.peak, 2500u) << "the hand-off never counted a byte twice";
+    first.release(1500);
+    evictor.release(500);
+    EXPECT_EQ(pool.stats().used, 0u);
+    // Released for a waiter that is not waiting: simply free.
+    ASSERT_TRUE(victim.try_acquire(500));
+    ASSERT_TRUE(victim.try_acquire(2000));
+    victim.release(2500);
+    EXPECT_EQ(pool.stats().used, 0u);
+    EXPECT_EQ(pool.stats().earmarked, 0u);
+}
+
+// Waiters are served one at a time, highest priority first: a smaller
+// request behind does not take the memory gathering for the first in line,
+// nor does an acquisition that does not wait.
+TEST(ListenMemory, WaitersAreServedInOrderWithoutOvertaking) {
+    listen::ReceiveMemory pool(3000, 1000);
+    listen::ReceiveMemory::Account holder(pool);
+    listen::ReceiveMemory::Account high(pool);
+    listen::ReceiveMemory::Account low(pool);
+    ASSERT_TRUE(holder.try_acquire(500));
+    ASSERT_TRUE(holder.try_acquire(2000));
+    std::atomic<int> waiting{0};
+    std::atomic<bool> high_done{false};
+    std::atomic<bool> low_done{false};
+    std::thread l([&] {
+        bool counted = false;
+        EXPECT_TRUE(low.acquire(
+            500, std::chrono::steady_clock::now() + 10s,
+            [&](bool) {
+                if (!counted) ++waiting;
+                counted = true;
+                return true;
+            },
+            1));
+        low_done = true;
+    });
+    ASSERT_TRUE(eventually([&] { return waiting == 1; }));
+    std::thread hi([&] {
+        bool counted = false;
+        EXPECT_TRUE(high.acquire(
+            1500, std::chrono::steady_clock::now() + 10s,
+            [&](bool) {
+                if (!counted) ++waiting;
+                counted = true;
+                return true;
+            },
+            10));
+        high_done = true;
+    });
+    ASSERT_TRUE(eventually([&] { return waiting == 2; }));
+    holder.release(600);  // enough for the second in line only
+    std::this_thread::sleep_for(100ms);
+    EXPECT_FALSE(low_done.load()) << "it would overtake the first in line";
+    EXPECT_FALSE(holder.try_acquire(100)) << "no overtaking without waiting either";
+    holder.release(1000);
+    ASSERT_TRUE(eventually([&] { return high_done.load(); }));
+    std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(low_done.load()) << "100 free, 500 needed";
+    holder.release(400);
+    hi.join();
+    l.join();
+    EXPECT_TRUE(low_done.load());
+    EXPECT_EQ(pool.stats().used, 500u + 1500u + 500u);
+    high.release(1500);
+    EXPECT_TRUE(holder.try_acquire(100)) << "nobody waits any more";
+}
+
 // --- TLS ----------------------------------------------------------------
 
 TEST(Listen, TlsListenerWithSelfSignedCertificate) {
