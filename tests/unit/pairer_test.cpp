@@ -423,7 +423,9 @@ void exercise_table(std::size_t capacity) {
                 ASSERT_NE(i, t.kNone) << "key " << k << " lost at step " << step;
                 ASSERT_EQ(t.at(i).value, v);
             }
-            if (!order.empty()) ASSERT_EQ(t.at(t.oldest()).key, order.front());
+            if (!order.empty()) {
+                ASSERT_EQ(t.at(t.oldest()).key, order.front());
+            }
             ASSERT_EQ(t.find(0xFFFFFFFFu), t.kNone);
         }
     }
