@@ -141,7 +141,7 @@ void add_output_options(CLI::App& cmd, OutputOptions& options, const char* defau
                    "Message types to emit, e.g. CLIENT_QUERY,CLIENT_RESPONSE or CQ,CR (default: all)");
     cmd.add_option("--queue", options.queue, "Frames each output may queue (default 10000, as CoreDNS)")
         ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 24));
-    cmd.add_option("--write-buffer", options.write_buffer, "Bytes batched per write (e.g. 64K)")
+    cmd.add_option("--write-buffer", options.write_buffer, "Bytes batched per write (default 1M: one wake-up of the writer per 1 MiB queued at most; a frame waits at most --flush-interval)")
         ->capture_default_str();
     cmd.add_option("--flush-interval", options.flush_interval, "Flush buffered frames at least this often")
         ->capture_default_str();

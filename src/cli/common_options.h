@@ -48,7 +48,7 @@ struct OutputOptions {
     bool quiet = false;
     std::string types;                  // empty: all
     std::size_t queue = 10000;
-    std::string write_buffer = "64K";
+    std::string write_buffer = "1M";
     std::string flush_interval = "1s";
     std::string reconnect_initial = "100ms";
     std::string reconnect_max = "30s";
