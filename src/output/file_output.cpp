@@ -2,6 +2,8 @@
 
 #include "util/error.h"
 
+#include <algorithm>
+
 namespace sidetap::output {
 
 namespace {
@@ -16,7 +18,14 @@ QueueSettings compat_settings(std::size_t buffer_size) {
 FileOutput::FileOutput(std::string path, std::size_t buffer_size)
     : FileOutput(FileWriterOptions{std::move(path), 0, {}}, compat_settings(buffer_size)) {}
 
-FileOutput::FileOutput(FileWriterOptions options, const QueueSettings& settings) {
+FileOutput::FileOutput(FileWriterOptions options, const QueueSettings& given) {
+    // Rotation is checked between batches, so a file can exceed rotate_size
+    // by one batch: with rotation on, a batch is at most an eighth of it (a
+    // full disk is then met by a rotated file, not by one oversized batch).
+    QueueSettings settings = given;
+    if (options.rotate_size > 0)
+        settings.write_buffer = static_cast<std::size_t>(std::min<std::uint64_t>(
+            settings.write_buffer, std::max<std::uint64_t>(options.rotate_size / 8, 1024)));
     if (options.batch_bytes == 0) options.batch_bytes = settings.write_buffer;
     auto writer = std::make_unique<FileWriter>(std::move(options));
     // Opened here, not on the I/O thread: an unusable path is a setup error.
