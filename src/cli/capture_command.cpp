@@ -190,8 +190,11 @@ public:
             if (packets_ != before && !quiet)
                 std::fprintf(stderr, "sidetap: drained %llu packets captured before the stop\n", u64(packets_ - before));
         }
-        pipeline_.finish();
+        // The kernel's counts right after the drain, before finish() (which
+        // may take a while): a packet arriving meanwhile would be counted as
+        // received but never processed.
         update_stats();
+        pipeline_.finish();
         if (dump_ && !dump_->close()) {
             error_ = dump_->error();
             dump_failed_ = true;
