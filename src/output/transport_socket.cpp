@@ -167,22 +167,8 @@ public:
         : fd_(std::move(fd)), peer_(std::move(peer)), write_timeout_(write_timeout), unix_socket_(unix_socket) {}
 
     bool write_all(std::span<const std::uint8_t> bytes) override {
-        const auto deadline = Clock::now() + write_timeout_;
-        while (!bytes.empty()) {
-            const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-            if (n >= 0) {
-                bytes = bytes.subspan(static_cast<std::size_t>(n));
-                continue;
-            }
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) return fail("write to", errno_text());
-            switch (net::wait_fd(fd_.get(), POLLOUT, deadline)) {
-            case Wait::Ready: break;
-            case Wait::Timeout: return fail("write to", net::timed_out(write_timeout_));
-            case Wait::Error: return fail("write to", errno_text());
-            }
-        }
-        return true;
+        const std::span<const std::uint8_t> one[] = {bytes};
+        return writev_all(one);
     }
 
     bool writev_all(std::span<const std::span<const std::uint8_t>> pieces) override {

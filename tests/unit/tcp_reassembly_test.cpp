@@ -8,6 +8,7 @@
 #include "dns/message.h"
 #include "reassembly/tcp_reassembler.h"
 #include "util/error.h"
+#include "stream_test_util.h"
 #include "test_data.h"
 
 #include <gtest/gtest.h>
@@ -28,40 +29,14 @@ constexpr std::uint64_t kSec = 1'000'000'000ULL;
 
 // ------------------------------------------------------------ helpers
 
-// A well-formed DNS message: header + one question (<label>.example. A IN),
-// a response carries one A record; `pad` grows it with an RDATA-free tail
-// so sizes can be chosen.
-Bytes dns_message(std::uint16_t id, bool response, const std::string& label = "www", std::size_t pad = 0) {
-    Bytes m{static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id),
-            static_cast<std::uint8_t>(response ? 0x81 : 0x01), static_cast<std::uint8_t>(response ? 0x80 : 0x00),
-            0, 1, 0, static_cast<std::uint8_t>(response ? 1 : 0), 0, 0, 0, 0};
-    m.push_back(static_cast<std::uint8_t>(label.size()));
-    m.insert(m.end(), label.begin(), label.end());
-    const std::string zone = "example";
-    m.push_back(static_cast<std::uint8_t>(zone.size()));
-    m.insert(m.end(), zone.begin(), zone.end());
-    m.insert(m.end(), {0, 0, 1, 0, 1});
-    if (response) {
-        const std::size_t rdlen = 4 + pad;
-        m.insert(m.end(), {0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, static_cast<std::uint8_t>(rdlen >> 8),
-                           static_cast<std::uint8_t>(rdlen)});
-        for (std::size_t i = 0; i < rdlen; ++i) m.push_back(static_cast<std::uint8_t>(10 + i));
-    }
-    return m;
-}
+// DNS messages, framing and concatenation: the helpers the stream tests use.
+using test_streams::cat;
+using test_streams::dns_message;
+using test_streams::framed;
+
 Bytes query(std::uint16_t id, const std::string& label = "www") { return dns_message(id, false, label); }
 Bytes response(std::uint16_t id, std::size_t pad = 0) { return dns_message(id, true, "www", pad); }
 
-Bytes framed(const Bytes& msg) {
-    Bytes b{static_cast<std::uint8_t>(msg.size() >> 8), static_cast<std::uint8_t>(msg.size())};
-    b.insert(b.end(), msg.begin(), msg.end());
-    return b;
-}
-Bytes cat(std::initializer_list<Bytes> parts) {
-    Bytes b;
-    for (const Bytes& p : parts) b.insert(b.end(), p.begin(), p.end());
-    return b;
-}
 Bytes slice(const Bytes& b, std::size_t from, std::size_t to) {
     return Bytes(b.begin() + static_cast<std::ptrdiff_t>(from), b.begin() + static_cast<std::ptrdiff_t>(to));
 }
