@@ -29,7 +29,6 @@ constexpr int ARPHRD_RAWIP = 519;
 #endif
 constexpr long kCgroup2Magic = 0x63677270;  // CGROUP2_SUPER_MAGIC
 constexpr unsigned kRefreshEvery = 1024;    // records between two clock measurements under load
-constexpr int kBatchWaitMs = 10;            // longest a record waits in the ring when the link is slow
 constexpr unsigned kScanEvery = 16;         // records between two looks into every CPU's ring
 
 std::vector<sidetap_addr> parse_addresses(const std::vector<std::string>& texts) {
@@ -133,6 +132,7 @@ struct EbpfLiveSource::Capture {
     std::string target_;       // interface, or cgroup path
     std::string description_;  // for "capturing on"
     std::string channel_;      // the stats channel's name
+    int handover_ms_;          // longest a record waits in a ring when the link is slow
     std::unique_ptr<ebpf::Object> object_;
     ebpf::Fd socket_;
     std::vector<std::unique_ptr<ebpf::TcAttachment>> tc_;
@@ -141,7 +141,7 @@ struct EbpfLiveSource::Capture {
 };
 
 EbpfLiveSource::Capture::Capture(const LiveCaptureOptions& options, unsigned shards, std::uint32_t seed)
-    : frontend_(options.frontend) {
+    : frontend_(options.frontend), handover_ms_(std::max(options.handover_ms, 1)) {
     const std::string mode = frontend_name(frontend_);
     if (!options.filter.user_filter.empty())
         throw util::FatalError("--filter: a libpcap expression; --ebpf filters in the kernel by -p, --upstream-port and "
@@ -373,7 +373,7 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
         // The kernel wakes us only for a batch (ebpf_object.cpp); single
         // records are picked up when a slice of the wait ends, as libpcap's
         // TPACKET_V3 blocks are by their timeout.
-        const int slice = std::min(remaining, kBatchWaitMs);
+        const int slice = std::min(remaining, capture_->handover_ms_);
         const int n = ::poll(pollfds_.data(), pollfds_.size(), slice);
         if (n < 0 && errno != EINTR) {
             error_ = "--ebpf " + capture_->target_ + ": waiting for the ring buffers: " + std::strerror(errno);

@@ -32,9 +32,10 @@ namespace {
 // of the build host may be; the values are ABI.
 constexpr int kTcxIngress = 46;
 // The reader is woken as soon as this much is waiting (or a sixteenth of
-// the ring, if smaller); otherwise it finds the records at its next poll
-// timeout (EbpfLiveSource: 10 ms).
-constexpr std::uint64_t kWakeupBytes = 64 * 1024;
+// the ring, if smaller): a batch the size of a libpcap TPACKET_V3 block;
+// otherwise it finds the records at its next look (EbpfLiveSource: at most
+// LiveCaptureOptions::handover_ms later).
+constexpr std::uint64_t kWakeupBytes = 256 * 1024;
 constexpr int kTcxEgress = 47;
 #ifndef SO_ATTACH_BPF
 constexpr int SO_ATTACH_BPF = 50;

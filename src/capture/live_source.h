@@ -81,6 +81,15 @@ struct LiveCaptureOptions {
     std::uint64_t buffer_bytes = 16ull << 20;  // libpcap: per handle; eBPF: the ring (rounded up to a power of 2)
     bool promiscuous = false;
     CaptureFilterSpec filter;                  // ports, server addresses; user_filter is libpcap only
+    // Longest a captured packet may wait in the kernel before it is handed
+    // over when traffic is too slow to fill a batch (libpcap: the TPACKET_V3
+    // block timeout; eBPF: the reader's look into the rings when no batch
+    // woke it). Each hand-over wakes the capture thread, which costs tens of
+    // microseconds on a busy or virtualised host: the capture command makes
+    // it the outputs' shortest flush interval, at most kMaxHandoverMs (the
+    // outputs hold frames that long anyway).
+    int handover_ms = kMaxHandoverMs;
+    static constexpr int kMaxHandoverMs = 100;
 };
 
 struct LiveCounter {

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -97,9 +98,9 @@ void PcapLiveSource::open_handle(const std::string& name, const LiveCaptureOptio
     // ring has one slot per packet sized for the snap length — 256 packets
     // in 16 MiB, which a GRO burst overruns. Without it libpcap uses
     // TPACKET_V3 blocks that hold packets at their real size; a block is
-    // handed over when full or after this many ms, which bounds the latency.
+    // handed over when full or after handover_ms, which bounds the latency.
     pcap_set_immediate_mode(p, 0);
-    pcap_set_timeout(p, 10);
+    pcap_set_timeout(p, std::max(options.handover_ms, 1));
     if (options.buffer_bytes > 0)
         pcap_set_buffer_size(
             p, static_cast<int>(std::min<std::uint64_t>(options.buffer_bytes, std::numeric_limits<int>::max())));

@@ -122,10 +122,12 @@ public:
         std::uint64_t dump_packets = 0;
     };
 
+    // `handover_ms`: the source's LiveCaptureOptions::handover_ms.
     Shard(unsigned index, const pipeline::PipelineConfig& config, const std::vector<output::OutputRoute>& routes,
-          std::unique_ptr<capture::LiveSource> source, std::unique_ptr<capture::PcapDumpFile> dump,
+          std::unique_ptr<capture::LiveSource> source, std::unique_ptr<capture::PcapDumpFile> dump, int handover_ms,
           std::unique_ptr<capture::StreamSource> streams = nullptr)
         : index_(index),
+          handover_ms_(handover_ms),
           source_(std::move(source)),
           streams_(std::move(streams)),
           dump_(std::move(dump)),
@@ -184,7 +186,10 @@ public:
             while (Clock::now() < drain_until) {
                 const bool got_chunks = read_streams(0);
                 if (input_failed_) break;
-                if (source_ && source_->dispatch(*this, 64, 20) == capture::LiveSource::Read::Packet) continue;
+                // Waits past the hand-over time: packets the kernel still
+                // holds in a batch are handed over by then.
+                if (source_ && source_->dispatch(*this, 64, handover_ms_ + 20) == capture::LiveSource::Read::Packet)
+                    continue;
                 if (!got_chunks) break;
             }
             if (packets_ != before && !quiet)
@@ -254,6 +259,7 @@ private:
     }
 
     unsigned index_;
+    int handover_ms_;
     std::unique_ptr<capture::LiveSource> source_;       // null: TLS probes only
     std::unique_ptr<capture::StreamSource> streams_;   // the first shard's, with TLS probes
     std::unique_ptr<capture::PcapDumpFile> dump_;
@@ -406,6 +412,10 @@ int run_capture(const CaptureCommandOptions& o) {
     live.filter.server_addresses = o.capture.server_addresses;
     live.filter.user_filter = o.filter;
     live.filter.tunnels = !o.no_tunnels;
+    // A packet may wait in the kernel as long as a frame waits in the
+    // outputs: fewer wake-ups of the capture thread (LiveCaptureOptions).
+    live.handover_ms = static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(
+        shortest_flush_interval(o.output).count(), 1, capture::LiveCaptureOptions::kMaxHandoverMs));
 
     std::optional<Clock::duration> stats_every;
     if (!o.stats_interval.empty()) {
@@ -456,7 +466,7 @@ int run_capture(const CaptureCommandOptions& o) {
     std::vector<std::unique_ptr<Shard>> shards;
     for (unsigned i = 0; i < threads; ++i)
         shards.push_back(std::make_unique<Shard>(i, config, routes, std::move(sources[i]), std::move(dumps[i]),
-                                                 i == 0 ? std::move(streams) : nullptr));
+                                                 live.handover_ms, i == 0 ? std::move(streams) : nullptr));
     Totals totals;
     sum_shards(shards, totals);
     if (server) board.publish(collect_samples(totals, routes, !o.write_pcap.empty()));

@@ -252,6 +252,17 @@ struct Params {
 
 }  // namespace
 
+std::chrono::milliseconds shortest_flush_interval(const OutputOptions& options) {
+    auto shortest = duration_ms_option("--flush-interval", options.flush_interval);
+    for (const auto& text : options.destinations) {
+        const auto dest = output::parse_destination(text);
+        if (auto it = dest.params.find("flush-interval"); it != dest.params.end())
+            shortest = std::min(shortest, duration_ms_option("output " + output::to_string(dest) + " flush-interval",
+                                                              it->second));
+    }
+    return shortest;
+}
+
 std::vector<output::OutputRoute> open_outputs(const OutputOptions& options, std::size_t producers) {
     std::vector<output::OutputRoute> outputs;
     for (const auto& text : options.destinations) {

@@ -80,6 +80,10 @@ void add_output_options(CLI::App& cmd, OutputOptions& options, const char* defau
 
 // Throws util::FatalError (exit code 2) for values CLI11 cannot check.
 pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, const OutputOptions& output);
+// The shortest flush interval of the outputs (--flush-interval, or an
+// output's flush-interval= when shorter): how long a message may wait in
+// sidetap before it is written; the capture may hold packets as long.
+std::chrono::milliseconds shortest_flush_interval(const OutputOptions& options);
 // `producers`: threads that write to every output at once (capture shards).
 std::vector<output::OutputRoute> open_outputs(const OutputOptions& output, std::size_t producers = 1);
 

@@ -169,7 +169,7 @@ std::uint64_t Decoder::link_type_count(std::uint32_t link_type) const {
 }
 
 bool Decoder::decode_link(const capture::Packet& packet, IpPacket& out) {
-    out = IpPacket{};
+    reset(out);
     count_link(packet.link_type);
     const Bytes data = packet.data;
 
@@ -345,7 +345,7 @@ bool Decoder::decode_ipv6(Bytes bytes, IpPacket& out) {
 
 bool Decoder::decode_transport(const IpPacket& ip, std::uint64_t timestamp_ns, Segment& out) {
     if (ip.is_fragment || ip.truncated) return false;
-    out = Segment{};
+    reset(out);
     out.timestamp_ns = timestamp_ns;
     out.src = ip.src;
     out.dst = ip.dst;
@@ -467,7 +467,7 @@ Decap Decoder::decapsulate(const IpPacket& outer, IpPacket& inner) {
     }
     decapsulated_.add(layer.kind);
 
-    inner = IpPacket{};
+    reset(inner);
     inner.encap = outer.encap;
     if (inner.encap.depth == 0) {
         inner.encap.tunnel = layer.kind;

@@ -105,4 +105,36 @@ struct Segment {
     Encapsulation encap;
 };
 
+// Member by member, what `= IpPacket{}` / `= Segment{}` would do: GCC
+// clears structs of this size with `rep stosq`, whose start-up alone costs
+// tens of cycles — with two such clears per packet, several percent of the
+// live capture's time per message (measured); these are a few vector stores.
+inline void reset(Encapsulation& e) { e = Encapsulation{}; }
+inline void reset(IpAddress& a) { a = IpAddress{}; }
+inline void reset(IpPacket& p) {
+    reset(p.src);
+    reset(p.dst);
+    p.protocol = 0;
+    p.is_fragment = false;
+    p.more_fragments = false;
+    p.fragment_id = 0;
+    p.fragment_offset = 0;
+    p.payload = {};
+    p.truncated = false;
+    reset(p.encap);
+}
+inline void reset(Segment& s) {
+    s.timestamp_ns = 0;
+    reset(s.src);
+    reset(s.dst);
+    s.src_port = 0;
+    s.dst_port = 0;
+    s.transport = Transport::Udp;
+    s.seq = 0;
+    s.ack = 0;
+    s.tcp_flags = 0;
+    s.payload = {};
+    reset(s.encap);
+}
+
 }  // namespace sidetap::decode

@@ -33,7 +33,7 @@ constexpr std::uint8_t kResponseMessage = (14 << 3) | 2;
 constexpr std::uint8_t kInet = 1, kInet6 = 2;
 constexpr std::uint8_t kUdp = 1, kTcp = 2, kDot = 3, kDoh = 4;
 // http_protocol = 16: a two-byte tag, written after the DNS bytes (field 14).
-constexpr std::uint8_t kHttpProtocolTag[2] = {(16 << 3) & 0x7f | 0x80, (16 << 3) >> 7};
+constexpr std::uint8_t kHttpProtocolTag[2] = {((16 << 3) & 0x7f) | 0x80, (16 << 3) >> 7};
 constexpr std::uint8_t kHttp2 = 2;
 
 inline std::uint8_t* put_varint(std::uint8_t* p, std::uint64_t v) {

@@ -143,13 +143,27 @@ void FrameQueue::commit(std::size_t lane) {
     l.reserved_size = 0;
     // Count before publishing, so size() (popped first, then pushed) never
     // sees more frames removed than added.
-    l.pushed.store(l.pushed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    l.tail.store(l.reserved_at + need, std::memory_order_release);
+    const std::size_t pushed = l.pushed.load(std::memory_order_relaxed) + 1;
+    const std::size_t tail = l.reserved_at + need;
+    l.pushed.store(pushed, std::memory_order_relaxed);
+    l.tail.store(tail, std::memory_order_release);
     l.unsignalled_bytes += need;
-    if (++l.unsignalled_frames >= l.wake_frames || l.unsignalled_bytes >= l.wake_bytes) {
+    if (++l.unsignalled_frames < l.wake_frames && l.unsignalled_bytes < l.wake_bytes) return;
+    // Past the threshold since the last signal; but a batch the consumer
+    // took after that signal may have taken some of these frames too, and a
+    // wake-up for less than its threshold only sends it back to sleep (half
+    // of all wake-ups, measured). Signal what is really waiting; otherwise
+    // count from it.
+    const std::size_t queued_frames = pushed - l.popped.load(std::memory_order_acquire);
+    const std::size_t start = std::max(l.head.load(std::memory_order_acquire), l.floor.load(std::memory_order_relaxed));
+    const std::size_t queued_bytes = tail > start ? tail - start : 0;
+    if (queued_frames >= l.wake_frames || queued_bytes >= l.wake_bytes) {
         l.unsignalled_frames = 0;
         l.unsignalled_bytes = 0;
         signal_consumer();
+    } else {
+        l.unsignalled_frames = queued_frames;
+        l.unsignalled_bytes = queued_bytes;
     }
 }
 

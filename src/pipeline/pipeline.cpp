@@ -137,14 +137,13 @@ void Pipeline::on_stream_message(const streams::StreamMessage& m) {
 }
 
 void Pipeline::handle_packet(const capture::Packet& packet) {
-    decode::IpPacket ip;
     const auto unknown_before = decoder_.anomalies().get(decode::Anomaly::UnknownLinkType);
-    if (!decoder_.decode_link(packet, ip)) {
+    if (!decoder_.decode_link(packet, link_ip_)) {
         if (decoder_.anomalies().get(decode::Anomaly::UnknownLinkType) != unknown_before)
             warn_unknown_link_type(packet.link_type);
         return;
     }
-    handle_ip(ip, packet.timestamp_ns);
+    handle_ip(link_ip_, packet.timestamp_ns);
 }
 
 // Decapsulation sits after defragmentation: a tunnel packet split by the
@@ -189,7 +188,7 @@ void Pipeline::handle_datagram(const decode::IpPacket& ip, std::uint64_t timesta
     // The datagram that completes a message (UDP; the segment that completes
     // a DNS-over-TCP message) gives it its VLAN and tunnel.
     if (want_origin_) current_.encap = ip.encap;
-    decode::Segment segment;
+    decode::Segment& segment = segment_;
     if (!decoder_.decode_transport(ip, timestamp_ns, segment)) return;
     if (segment.transport == decode::Transport::Udp)
         ++stats_.udp_datagrams;

@@ -194,6 +194,10 @@ private:
     dnstap::ExtraTemplate::Buffer rendered_{};
     PipelineStats stats_;
     dns::DnsMessage message_;  // reused for every message
+    // Members, not locals: a local of these types is cleared per packet
+    // (decode::reset explains why that is worth avoiding).
+    decode::IpPacket link_ip_;  // handle_packet()'s decoded packet
+    decode::Segment segment_;   // handle_datagram()'s transport segment
     decode::IpPacket ip_;       // handle_ip()'s working copy (fragments, tunnels)
     decode::IpPacket next_ip_;  // ... and what the defragmenter or decapsulation made
     ExpiryClock clock_;
