@@ -1,5 +1,7 @@
 #include "dns/message.h"
 
+#include <cstring>
+
 namespace sidetap::dns {
 
 namespace {
@@ -8,6 +10,21 @@ std::uint16_t be16(std::span<const std::uint8_t> b, std::size_t off) {
     return static_cast<std::uint16_t>((b[off] << 8) | b[off + 1]);
 }
 
+}  // namespace
+
+namespace {
+// 'A'..'Z' to 'a'..'z' in each byte of `w`, every other byte unchanged
+// (SWAR: bit 7 of each byte computes "A <= byte <= Z" without carries
+// between bytes, as every byte is first cut to 7 bits).
+inline std::uint64_t ascii_lower8(std::uint64_t w) {
+    constexpr std::uint64_t kLow7 = 0x7f7f7f7f7f7f7f7fULL;
+    constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+    const std::uint64_t low7 = w & kLow7;
+    const std::uint64_t above_z = low7 + 0x2525252525252525ULL;  // 0x5b.. reach 0x80
+    const std::uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;   // 0x41.. reach 0x80
+    const std::uint64_t upper = (from_a ^ above_z) & ~w & kHigh;
+    return w | (upper >> 2);  // 0x20: clear in 'A'..'Z'
+}
 }  // namespace
 
 bool read_name(std::span<const std::uint8_t> wire, std::size_t offset, std::array<std::uint8_t, kMaxNameWire>& out,
@@ -44,11 +61,26 @@ bool read_name(std::span<const std::uint8_t> wire, std::size_t offset, std::arra
         if (out_len + 1 + len + 1 > kMaxNameWire) return false;
         if (len > wire.size() - pos - 1) return false;
         out[out_len++] = len;
-        for (std::size_t i = 0; i < len; ++i) {
-            std::uint8_t c = wire[pos + 1 + i];
-            if (c >= 'A' && c <= 'Z') c = static_cast<std::uint8_t>(c + ('a' - 'A'));
-            out[out_len++] = c;
+        const std::uint8_t* from = wire.data() + pos + 1;
+        std::uint8_t* to = out.data() + out_len;
+        // Eight bytes at a time when both buffers have room for whole words:
+        // the bytes written past the label are overwritten by what follows
+        // (the next label, the root label) or lie beyond the name's length.
+        const std::size_t words = (std::size_t{len} + 7) / 8 * 8;
+        if (words <= wire.size() - pos - 1 && words <= kMaxNameWire - out_len) {
+            for (std::size_t i = 0; i < len; i += 8) {
+                std::uint64_t w;
+                std::memcpy(&w, from + i, 8);
+                w = ascii_lower8(w);
+                std::memcpy(to + i, &w, 8);
+            }
+        } else {
+            for (std::size_t i = 0; i < len; ++i) {
+                const std::uint8_t c = from[i];
+                to[i] = static_cast<std::uint8_t>(c + (static_cast<std::uint8_t>(c - 'A') < 26 ? 0x20 : 0));
+            }
         }
+        out_len += len;
         pos += 1 + std::size_t{len};
     }
 }

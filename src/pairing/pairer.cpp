@@ -40,8 +40,18 @@ inline std::uint64_t hash_bytes(std::uint64_t h, const std::uint8_t* p, std::siz
         n -= 8;
     }
     if (n != 0) {
-        std::uint64_t w = 0;
-        std::memcpy(&w, p, n);
+        // The last 1-7 bytes, every one of them in `w`, without a memcpy
+        // of variable length (a library call per hash): two overlapping
+        // 4-byte loads, or the first, middle and last byte.
+        std::uint64_t w;
+        if (n >= 4) {
+            std::uint32_t lo, hi;
+            std::memcpy(&lo, p, 4);
+            std::memcpy(&hi, p + n - 4, 4);
+            w = (std::uint64_t{hi} << 32) | lo;
+        } else {
+            w = (std::uint64_t{p[0]} << 16) | (std::uint64_t{p[n / 2]} << 8) | p[n - 1];
+        }
         h = mix(h ^ w ^ (static_cast<std::uint64_t>(n) << 56), kP1);
     }
     return h;

@@ -100,6 +100,50 @@ TEST(DnsParse, LowerCasesMixedCaseNameAsciiOnly) {
     EXPECT_EQ(name_of(q.question), name({std::string("\xC4@[z")}));
 }
 
+TEST(DnsReadName, LowerCasesEveryByteValueWhateverTheLabelLengthAndWhereTheBuffersEnd) {
+    // Word-at-a-time lower-casing must equal the byte rule for every byte
+    // value, label length, and distance to the end of the message (whole
+    // words fit, or only the exact bytes do) and of the 255-byte name.
+    auto lower = [](std::uint8_t c) { return static_cast<std::uint8_t>(c >= 'A' && c <= 'Z' ? c + 32 : c); };
+    for (std::size_t len = 1; len <= 63; ++len) {
+        for (std::size_t tail = 0; tail <= 9; ++tail) {
+            for (unsigned first = 0; first < 256; first += 7) {
+                Bytes wire;
+                Bytes want;
+                // A long first label puts the second one near the end of the
+                // 255-byte name for the longer lengths.
+                const std::size_t pad = len > 40 ? 180 : 0;
+                if (pad != 0) {
+                    for (std::size_t part = 0; part < pad / 60; ++part) {
+                        wire.push_back(59);
+                        want.push_back(59);
+                        for (std::size_t i = 0; i < 59; ++i) {
+                            wire.push_back('Q');
+                            want.push_back('q');
+                        }
+                    }
+                }
+                wire.push_back(static_cast<std::uint8_t>(len));
+                want.push_back(static_cast<std::uint8_t>(len));
+                for (std::size_t i = 0; i < len; ++i) {
+                    const auto c = static_cast<std::uint8_t>((first + i * 37) & 0xFF);
+                    wire.push_back(c);
+                    want.push_back(lower(c));
+                }
+                wire.push_back(0);
+                want.push_back(0);
+                for (std::size_t i = 0; i < tail; ++i) wire.push_back('Z');
+                std::array<std::uint8_t, kMaxNameWire> out{};
+                std::uint8_t out_length = 0;
+                std::size_t next = 0;
+                ASSERT_TRUE(read_name(wire, 0, out, out_length, next)) << len << " " << tail;
+                EXPECT_EQ(Bytes(out.begin(), out.begin() + out_length), want) << len << " " << tail << " " << first;
+                EXPECT_EQ(next, wire.size() - tail);
+            }
+        }
+    }
+}
+
 TEST(DnsParse, RootNameQuestion) {
     const Parsed p = parse(cat(cat(header(0), Bytes{0}), {0, 6, 0, 1}));  // SOA? .
     ASSERT_EQ(p.status, ParseStatus::Ok);
