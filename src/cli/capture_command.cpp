@@ -503,8 +503,12 @@ int run_capture(const CaptureCommandOptions& o) {
     auto next_stats = stats_every ? Clock::now() + *stats_every : Clock::time_point::max();
     for (;;) {
         {
+            // Until the next tick or stats line, but at least twice a second
+            // for SIGHUP (a signal does not end a condition-variable wait);
+            // shards ending wake it at once. Each wake-up costs the host CPU.
+            const auto until = std::min({next_tick, next_stats, Clock::now() + std::chrono::milliseconds(500)});
             std::unique_lock lock(done_mutex);
-            done_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return running.load() == 0; });
+            done_cv.wait_until(lock, until, [&] { return running.load() == 0; });
             if (running.load() == 0) break;
         }
         if (take_reopen_request())
