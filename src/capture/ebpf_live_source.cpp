@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <mutex>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -119,11 +120,15 @@ std::string filter_text(const LiveCaptureOptions& options, const std::vector<std
 
 struct EbpfLiveSource::Capture {
     Capture(const LiveCaptureOptions& options, unsigned shards, std::uint32_t seed);
-    ~Capture() {
-        // Detach first (no new records), then the object goes.
-        socket_.reset();
-        tc_.clear();
-        cgroup_links_.clear();
+    ~Capture() { detach(); }
+    // No new records; the object (rings, counters) stays. Once, whichever
+    // shard asks first.
+    void detach() {
+        std::call_once(detached_, [this] {
+            socket_.reset();
+            tc_.clear();
+            cgroup_links_.clear();
+        });
     }
     Capture(const Capture&) = delete;
     Capture& operator=(const Capture&) = delete;
@@ -138,6 +143,7 @@ struct EbpfLiveSource::Capture {
     std::vector<std::unique_ptr<ebpf::TcAttachment>> tc_;
     ebpf::Fd cgroup_dir_;
     std::vector<ebpf::Fd> cgroup_links_;
+    std::once_flag detached_;
 };
 
 EbpfLiveSource::Capture::Capture(const LiveCaptureOptions& options, unsigned shards, std::uint32_t seed)
@@ -384,6 +390,8 @@ LiveSource::Read EbpfLiveSource::read(Packet& out, int timeout_ms) {
         remaining -= slice;            // a wakeup counts as a whole slice: the wait stays bounded
     }
 }
+
+void EbpfLiveSource::seal() { capture_->detach(); }
 
 void EbpfLiveSource::update_stats() {
     auto& counters = stats_[0].counters;

@@ -83,6 +83,9 @@ public:
     EbpfLiveSource& operator=(const EbpfLiveSource&) = delete;
 
     Read read(Packet& out, int timeout_ms) override;
+    // Detaches the program from its hooks (once for all shards): the rings
+    // keep what they hold, the kernel counters stop.
+    void seal() override;
     [[nodiscard]] const std::string& error() const override { return error_; }
     void update_stats() override;
     [[nodiscard]] const std::vector<LiveChannelStats>& stats() const override { return stats_; }

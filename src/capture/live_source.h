@@ -136,6 +136,13 @@ public:
     Status next(Packet& out) override;
     void stop() { stop_.store(true, std::memory_order_relaxed); }
 
+    // Admits no new packet from now on; what the kernel already holds can
+    // still be read. Called at stop, before the final drain: the counts
+    // read after the drain (received, passed) then cover exactly the
+    // packets delivered, with none arriving between the drain's last look
+    // and the read. Default: nothing to close.
+    virtual void seal() {}
+
     virtual void update_stats() = 0;
     [[nodiscard]] virtual const std::vector<LiveChannelStats>& stats() const = 0;
     [[nodiscard]] virtual std::vector<LiveChannelInfo> channels() const = 0;

@@ -3,6 +3,7 @@
 #include "capture/shard.h"
 #include "util/error.h"
 
+#include <linux/filter.h>
 #include <linux/if_packet.h>
 #include <pcap/pcap.h>
 #include <poll.h>
@@ -149,6 +150,15 @@ void PcapLiveSource::open_handle(const std::string& name, const LiveCaptureOptio
         throw util::FatalError("capture on " + name + ": cannot make non-blocking: " + errbuf);
     handle.fd = pcap_get_selectable_fd(p);
     if (handle.fd < 0) throw util::FatalError("capture on " + name + ": no selectable file descriptor");
+}
+
+void PcapLiveSource::seal() {
+    // Straight to the socket: pcap_setfilter() would also flush what the
+    // ring already holds, which is still to be read.
+    sock_filter refuse_all{BPF_RET | BPF_K, 0, 0, 0};
+    sock_fprog program{1, &refuse_all};
+    for (const Handle& h : handles_)
+        if (h.fd >= 0) (void)::setsockopt(h.fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program);
 }
 
 std::string_view PcapLiveSource::interface_of(const Handle& h, const std::uint8_t* data, std::uint32_t caplen) {

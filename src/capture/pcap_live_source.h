@@ -97,6 +97,9 @@ public:
     // Index of the interface of the packet last returned.
     [[nodiscard]] std::size_t last_interface() const { return last_; }
 
+    // A filter that admits nothing replaces each handle's filter in the
+    // kernel (a packet it refuses is not counted as received).
+    void seal() override;
     void update_stats() override;
     [[nodiscard]] const std::vector<LiveChannelStats>& stats() const override { return stats_; }
     [[nodiscard]] std::vector<LiveChannelInfo> channels() const override;

@@ -179,7 +179,10 @@ public:
             publish();
         }
         // Drain: what the kernel already captured before the stop signal is
-        // part of the run (bounded, so a flood cannot keep us from exiting).
+        // part of the run (bounded, so a flood cannot keep us from exiting);
+        // sealed first, so that nothing arrives after the drain's last look
+        // and the counts below match what was processed.
+        if (source_) source_->seal();
         if (!input_failed_) {
             const auto drain_until = Clock::now() + std::chrono::seconds(2);
             const std::uint64_t before = packets_;
