@@ -25,7 +25,7 @@
 #     -S SENDER   blaster (default: bench/pcap_blaster.c, compiled here with cc -O2; sendmmsg on
 #                 an AF_PACKET socket that bypasses the qdisc, paced by sleeping between
 #                 batches) or tcpreplay (tcpreplay -K --pps; on 2 cores it tops out at ~300 kpps)
-#     -t TABLES   comma-separated from lossless, drain (default both)
+#     -t TABLES   comma-separated from sender, lossless, drain (default all three)
 #     -d PACKETS  packets sent into the stopped capture for the drain table (default 2000000)
 #     -B MIB      kernel buffer of the captures in the drain table, MiB (default 1024; must hold
 #                 PACKETS: ~210 bytes a packet of the default capture for libpcap, ~180 in an
@@ -40,6 +40,9 @@
 #   pcap1/2  sidetap capture -i IF --threads 1/2 -B 64 -w FILE
 #   ebpf1/2  sidetap capture --ebpf tc -i IF --threads 1/2 -B 64 -w FILE
 #            (drain: -B MIB, and the output's on-full=block: the time includes the writing)
+# Sender (always the blaster): unpaced (2M packets) and paced (300 kpps, 3 s) with no capture, then
+# unpaced (1M packets) beside each capture (-B 64): the kernel side of a capture (packet socket
+# delivery, the tc program) runs in the sender's system calls, so its CPU per packet shows it.
 # Lossless rate: the sender sends R x SECONDS packets at R packets/s (blaster: -r R -c R x
 # SECONDS; tcpreplay: -K --pps R --loop 0 --limit), the capture is given 1.5 s to catch up,
 # then stopped. A trial is lossless when the capture saw every packet the sender sent (tcpdump:
@@ -65,7 +68,7 @@ cd "$(dirname "$0")/.."
 . bench/netns_env.sh
 
 sidetap=build/sidetap pcap="" pairs=200000 start=100000 secs=3 steps=3 configs="" dest=file NE_KEEP=0
-sender=blaster tables="lossless drain" drain_n=2000000 drain_mib=1024 drain_runs=3
+sender=blaster tables="sender lossless drain" drain_n=2000000 drain_mib=1024 drain_runs=3
 while getopts "s:p:n:r:l:b:m:w:S:t:d:B:R:kh" opt; do
   case $opt in
     s) sidetap=$OPTARG ;;
@@ -89,7 +92,7 @@ done
 [[ -x $sidetap ]] || { echo "lossless_bench: no sidetap binary at $sidetap" >&2; exit 1; }
 needs="ip tcpdump ethtool python3 taskset"
 [[ $sender == tcpreplay ]] && needs+=" tcpreplay"
-[[ $sender == blaster || $tables == *drain* ]] && needs+=" cc"
+[[ $sender == blaster || $tables == *drain* || $tables == *sender* ]] && needs+=" cc"
 for t in $needs; do
   command -v $t >/dev/null || { echo "lossless_bench: missing $t (scripts/install-deps.sh)" >&2; exit 1; }
 done
@@ -107,7 +110,7 @@ if [[ -z $pcap ]]; then
   python3 bench/gen_udp_pcap.py -n "$pairs" -o "$pcap" 2>/dev/null
 fi
 blaster=$NE_TMP/pcap_blaster
-if [[ $sender == blaster || $tables == *drain* ]]; then
+if [[ $sender == blaster || $tables == *drain* || $tables == *sender* ]]; then
   cc -O2 -std=c17 -Wall -Wextra -o "$blaster" bench/pcap_blaster.c -lpcap
 fi
 ne_ns snd
@@ -266,6 +269,28 @@ drain() {
   echo "  drain $c: $p, sender $actual pps; $d_ok" >&2
 }
 
+# The sender alone (no capture): its highest rate, and its CPU at a paced 300 kpps; then its
+# highest rate with each capture running (-B 64), whose kernel side runs in its system calls.
+declare -A smax scpu
+if [[ $tables == *sender* ]]; then
+  chosen=$sender sender=blaster
+  send 0 2000000
+  smax[none]=$actual scpu[none]=$(awk -v c="$s_cpu" -v n="$sent" 'BEGIN { printf "%.0f", c * 1e9 / n }')
+  send 300000 900000
+  s300=$(awk -v c="$s_cpu" 'BEGIN { printf "%.0f", c / 3 * 100 }') s300_pps=$actual
+  echo "  sender alone: ${smax[none]} pps at most, ${scpu[none]} ns CPU a packet; at 300 kpps (measured $s300_pps) ${s300}% of a CPU" >&2
+  for c in $configs; do
+    start_capture "$c" 64 "$out"
+    sleep 0.3
+    send 0 1000000
+    sleep 1
+    ne_stop "$cap_pid"
+    smax[$c]=$actual scpu[$c]=$(awk -v c="$s_cpu" -v n="$sent" 'BEGIN { printf "%.0f", c * 1e9 / n }')
+    echo "  sender beside $c: ${smax[$c]} pps at most, ${scpu[$c]} ns CPU a packet" >&2
+  done
+  sender=$chosen
+fi
+
 declare -A best first why
 if [[ $tables == *lossless* ]]; then
   for c in $configs; do
@@ -321,6 +346,15 @@ label() {
 echo
 ne_machine
 echo "\`sudo bench/lossless_bench.sh -r $start -l $secs -b $steps -w $dest -S $sender -t ${tables// /,} -d $drain_n -B $drain_mib -R $drain_runs -m ${configs// /,}\`; capture: $(basename "$pcap"); sidetap writes to $([[ $dest == null ]] && echo /dev/null || echo a dnstap file)."
+if [[ $tables == *sender* ]]; then
+  echo
+  echo "Sender (pcap_blaster, whatever -S): alone, paced at 300 kpps (measured $s300_pps): ${s300}% of a CPU."
+  echo
+  echo "| beside | highest rate (pps, unpaced) | sender CPU a packet (ns, user+sys) |"
+  echo "|---|---|---|"
+  echo "| nothing | ${smax[none]} | ${scpu[none]} |"
+  for c in $configs; do echo "| $(label "$c") | ${smax[$c]} | ${scpu[$c]} |"; done
+fi
 if [[ $tables == *lossless* ]]; then
   echo
   echo "| capture | highest lossless rate (pps, measured) | first lossy rate tried (pps) | what ended it |"
