@@ -51,7 +51,8 @@
 # mark the trial "veth limit" instead: no capture can see them. The rate reported is the one the
 # sender measured; a trial where it reached less than 90% of the asked rate ends the doubling
 # ("sender limit"). The sender's CPU (user+sys, including the veth's receive path and the
-# capture's kernel side, which run in its system calls) is in each trial's line on stderr.
+# capture's kernel side, which run in its system calls) is in each trial's line on stderr, with
+# the CPU other processes took meanwhile (/proc/stat busy time - sender - capture; blaster only).
 # Drain: the capture starts with the drain buffer, gets SIGSTOP; the blaster (pinned to CPU 0)
 # sends PACKETS as fast as it can; SIGCONT; a poller (python3, every 10 ms) reads the
 # capture's threads' run time (/proc/PID/task/*/schedstat) and ends when it has been idle
@@ -119,6 +120,8 @@ ne_veth snd llb-snd cap llb-cap
 ne_in cap sysctl -q -w net.ipv6.conf.llb-cap.disable_ipv6=1 || true
 ne_in snd sysctl -q -w net.ipv6.conf.llb-snd.disable_ipv6=1 || true
 
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+
 cap_stat() { ne_in cap cat "/sys/class/net/llb-cap/statistics/$1"; }
 
 # start_capture CONFIG BUFFER_MIB OUT -> cap_pid; stderr in $NE_TMP/cap.err
@@ -180,13 +183,16 @@ trial() {
   start_capture "$c" 64 "$out"
   sleep 0.3
   local drop0 tx0; drop0=$(cap_stat rx_dropped); tx0=$(cap_stat tx_packets)
+  local b0 c0 others=""; b0=$(busy_ticks); c0=$(ne_cpu_ticks "$cap_pid")
   send "$pps" $((pps * secs))
+  [[ -n $s_cpu ]] && others=$(awk -v b="$(( $(busy_ticks) - b0 - $(ne_cpu_ticks "$cap_pid") + c0 ))" -v s="$s_cpu" \
+    -v hz="$(getconf CLK_TCK)" 'BEGIN { o = b / hz - s; printf "%.1f", o < 0 ? 0 : o }')
   sleep 1.5   # let the capture catch up (its rings hold what it did not read yet)
   ne_stop "$cap_pid"
   local vdrop=$(( $(cap_stat rx_dropped) - drop0 )) back=$(( $(cap_stat tx_packets) - tx0 ))
   capture_counts "$c"
   t_pps=$actual
-  t_note="sent ${sent:-?}, seen ${seen:-?}${lost:+, $lost}, veth rx_dropped $vdrop${s_cpu:+, sender CPU ${s_cpu} s}"
+  t_note="sent ${sent:-?}, seen ${seen:-?}${lost:+, $lost}, veth rx_dropped $vdrop${s_cpu:+, sender CPU ${s_cpu} s}${others:+, other processes $others s CPU meanwhile}"
   ((s_failed == 0)) || t_note+=", sender refused $s_failed"
   ((back == 0)) || t_note+=", $back packets sent back by the cap side"
   if ((vdrop > 0)); then t_ok=veth
