@@ -177,7 +177,8 @@ send() {
   [[ -n $sent ]] || { echo "lossless_bench: the sender failed:" >&2; cat "$f" >&2; exit 1; }
 }
 
-# trial CONFIG PPS -> sets t_ok (lossless|lossy|veth|sender), t_pps (measured), t_note
+# trial CONFIG PPS -> sets t_ok (lossless|lossy|veth), t_short (1: the sender reached less than
+# 90% of PPS), t_pps (measured), t_note
 trial() {
   local c=$1 pps=$2
   start_capture "$c" 64 "$out"
@@ -197,10 +198,11 @@ trial() {
   ((back == 0)) || t_note+=", $back packets sent back by the cap side"
   if ((vdrop > 0)); then t_ok=veth
   elif [[ -n $lost || ${seen:-0} -lt ${sent:-1} ]]; then t_ok=lossy
-  elif awk -v a="${actual:-0}" -v b="$pps" 'BEGIN { exit !(a < 0.9 * b) }'; then t_ok=sender
   else t_ok=lossless
   fi
-  echo "  $c at $pps pps (measured ${actual:-?}): $t_ok ($t_note)" >&2
+  t_short=0
+  awk -v a="${actual:-0}" -v b="$pps" 'BEGIN { exit !(a < 0.9 * b) }' && t_short=1
+  echo "  $c at $pps pps (measured ${actual:-?}): $t_ok$( ((t_short)) && echo ", sender short") ($t_note)" >&2
 }
 
 # Continues PID and times it until it is idle: prints "drain_s=S cpu_s=C" (see the header).
@@ -297,27 +299,43 @@ if [[ $tables == *sender* ]]; then
   sender=$chosen
 fi
 
+# Doubling from -r until a trial loses something or the sender falls short, then -b bisection
+# steps between the highest lossless and the lowest lossy rate. A lossless trial where the
+# sender fell short counts at the rate it reached, and ends the search (nothing faster can be
+# tried); a lossy one where it fell short counts as lossy at the rate it reached.
 declare -A best first why
 if [[ $tables == *lossless* ]]; then
   for c in $configs; do
-    good=0 good_pps=0 bad=0 bad_pps=0 rate=$start
+    good=0 good_pps=0 bad=0 bad_pps=0 rate=$start why[$c]=""
+    # record: after a trial at $rate; fails when the search cannot go higher
+    record() {
+      if [[ $t_ok == lossless ]]; then
+        good=$rate
+        if ((t_pps > good_pps)); then good_pps=$t_pps; fi
+        if ((t_short)); then
+          [[ -n ${why[$c]} ]] || why[$c]="sender (lossless at the highest rate it reached)"
+          return 1
+        fi
+        return 0
+      fi
+      bad=$rate bad_pps=$t_pps why[$c]=$t_ok
+      if ((t_short)); then bad=$t_pps; why[$c]+=" (sender short)"; fi
+      if ((bad <= good)); then bad=0; fi
+      return 1
+    }
     while :; do
       trial "$c" "$rate"
-      if [[ $t_ok == lossless ]]; then good=$rate good_pps=$t_pps; rate=$((rate * 2))
-      else bad=$rate bad_pps=$t_pps why[$c]=$t_ok; break
-      fi
+      record || break
+      rate=$((rate * 2))
       ((rate <= 10000000)) || { why[$c]="not reached"; break; }
     done
-    if ((bad > 0 && good > 0)) && [[ ${why[$c]} != sender ]]; then
-      for ((s = 0; s < steps; s++)); do
-        rate=$(((good + bad) / 2))
-        trial "$c" "$rate"
-        if [[ $t_ok == lossless ]]; then good=$rate good_pps=$t_pps
-        else bad=$rate bad_pps=$t_pps why[$c]=$t_ok
-        fi
-      done
-    fi
-    best[$c]=$good_pps first[$c]=$bad_pps
+    for ((s = 0; s < steps && bad > 0 && good > 0 && bad - good > good / 50; s++)); do
+      rate=$(((good + bad) / 2))
+      trial "$c" "$rate"
+      if ! record && [[ $t_ok == lossless ]]; then break; fi
+    done
+    best[$c]=$good_pps first[$c]=""
+    if ((bad_pps > 0)); then first[$c]=$bad_pps; fi
   done
 fi
 
@@ -363,7 +381,7 @@ if [[ $tables == *sender* ]]; then
 fi
 if [[ $tables == *lossless* ]]; then
   echo
-  echo "| capture | highest lossless rate (pps, measured) | first lossy rate tried (pps) | what ended it |"
+  echo "| capture | highest lossless rate (pps, measured) | lowest lossy rate (pps, measured) | what ended it |"
   echo "|---|---|---|---|"
   for c in $configs; do
     echo "| $(label "$c") | ${best[$c]} | ${first[$c]:-} | ${why[$c]:-} |"
