@@ -32,6 +32,9 @@
 #                 eBPF ring; sidetap -B per thread, for eBPF per ring and CPU)
 #     -R RUNS     drain runs per capture, the shortest reported (default 3)
 #     -k          keep the temporary directory
+# Examples: sudo bench/lossless_bench.sh                    (everything, ~3-4 minutes)
+#           sudo bench/lossless_bench.sh -t drain -m pcap1,pcap2
+#           sudo bench/lossless_bench.sh -n 20000 -r 200000 -l 1 -b 1 -d 200000 -B 128 -R 1  (smoke)
 # Setup: namespaces snd and cap joined by a veth pair (MTU 1500, offloads off, IPv6 off). The
 # capture runs on the cap side, which has no address: the frames (addressed to other MACs) are
 # seen by packet sockets and tc, then dropped by IP as not for this host, so nothing is sent
