@@ -626,10 +626,7 @@ std::function<int()> add_capture_command(CLI::App& app) {
                     "Drop privileges to this user once the capture handles, outputs and metrics socket are open");
     add_capture_options(*cmd, options->capture);
     add_envelope_options(*cmd, options->output);
-    // A live capture drops what its outputs cannot queue: more slack than
-    // CoreDNS's 10000 frames (12 ms at 800k messages/s, less than a writer
-    // thread may wait for a CPU on a busy host: bench/RESULTS.md).
-    add_output_options(*cmd, options->output, "drop", 100000);
+    add_output_options(*cmd, options->output, "drop");
     return [options] { return run_capture(*options); };
 }
 

@@ -124,10 +124,8 @@ void add_envelope_options(CLI::App& cmd, OutputOptions& options) {
     options.per_output_extra = true;
 }
 
-void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full,
-                        std::size_t default_queue) {
+void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full) {
     options.on_full = default_on_full;
-    options.queue = default_queue;
     cmd.add_option("-w,--output", options.destinations,
                    "Output (repeatable): a file path, - for stdout (default), unix:///path, tcp://host:port, "
                    "tls://host:port; per-output settings as URI parameters: ?types=CQ,CR&wire=no&queue=N&"
@@ -141,12 +139,7 @@ void add_output_options(CLI::App& cmd, OutputOptions& options, const char* defau
     cmd.add_flag("-q,--quiet", options.quiet, "No progress line and no stats summary");
     cmd.add_option("--types", options.types,
                    "Message types to emit, e.g. CLIENT_QUERY,CLIENT_RESPONSE or CQ,CR (default: all)");
-    cmd.add_option("--queue", options.queue,
-                   "Frames each output may queue, all capture threads together (default " +
-                       std::to_string(default_queue) +
-                       (default_queue == 10000 ? ", as CoreDNS)"
-                                               : ": a live capture at 800k messages/s keeps ~100 ms of slack for "
-                                                 "its writer; pages are used as the queue fills)"))
+    cmd.add_option("--queue", options.queue, "Frames each output may queue (default 10000, as CoreDNS)")
         ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 24));
     cmd.add_option("--write-buffer", options.write_buffer, "Bytes batched per write (default 1M: one wake-up of the writer per 1 MiB queued at most; a frame waits at most --flush-interval)")
         ->capture_default_str();

@@ -76,10 +76,7 @@ void add_capture_options(CLI::App& cmd, CaptureOptions& options);
 void add_envelope_options(CLI::App& cmd, OutputOptions& options);
 // default_on_full: "block" for replay (never lose data from a file),
 // "drop" for live sources (never stall capture).
-// `default_queue`: --queue's default (10000, CoreDNS's; more for a live
-// capture, whose outputs drop when full).
-void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full,
-                        std::size_t default_queue = 10000);
+void add_output_options(CLI::App& cmd, OutputOptions& options, const char* default_on_full);
 
 // Throws util::FatalError (exit code 2) for values CLI11 cannot check.
 pipeline::PipelineConfig make_pipeline_config(const CaptureOptions& capture, const OutputOptions& output);
