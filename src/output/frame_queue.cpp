@@ -269,7 +269,9 @@ std::size_t FrameQueue::collect(Batch& batch, std::size_t max_bytes) {
             // header read is a cache miss, and the walk from one to the next
             // serialises them. Asking for the lines ahead in the ring lets
             // those misses overlap (frames are contiguous, bar the wrap).
-            __builtin_prefetch(l.ring.get() + ((pos + 512) & l.mask));
+            // Never past the committed end: a line the producer is still to
+            // write would be pulled away from it.
+            if (end - pos > 512) __builtin_prefetch(l.ring.get() + ((pos + 512) & l.mask));
             std::size_t next = 0;
             const auto payload = frame_at(l, pos, next);
             const std::size_t framed = payload.size() + kFrameHeader;
