@@ -68,8 +68,8 @@ enum class ExtWalk { Done, Bad, Fragment };
 // Skips IPv6 extension headers at the front of `p`, updating `nh`. Stops at
 // the first header that is not an extension header (UDP, TCP, ESP, No Next
 // Header...) or at a Fragment header that really fragments (its fields go to
-// `frag`; `p` then holds the fragment data).
-ExtWalk walk_ipv6_extensions(std::uint8_t& nh, Bytes& p, IpPacket& frag) {
+// `frag`, unless null; `p` then holds the fragment data).
+ExtWalk walk_ipv6_extensions(std::uint8_t& nh, Bytes& p, IpPacket* frag) {
     for (int i = 0; i < kMaxIpv6ExtHeaders; ++i) {
         std::size_t len = 0;
         switch (nh) {
@@ -93,10 +93,12 @@ ExtWalk walk_ipv6_extensions(std::uint8_t& nh, Bytes& p, IpPacket& frag) {
             p = p.subspan(8);
             // An atomic fragment (offset 0, M clear; RFC 6946) is a whole datagram.
             if (offset != 0 || more) {
-                frag.is_fragment = true;
-                frag.more_fragments = more;
-                frag.fragment_offset = offset;
-                frag.fragment_id = id;
+                if (frag) {
+                    frag->is_fragment = true;
+                    frag->more_fragments = more;
+                    frag->fragment_offset = offset;
+                    frag->fragment_id = id;
+                }
                 return ExtWalk::Fragment;
             }
             continue;
@@ -333,7 +335,7 @@ bool Decoder::decode_ipv6(Bytes bytes, IpPacket& out) {
         return false;
     }
     rest = rest.first(payload_len);
-    const ExtWalk walk = walk_ipv6_extensions(nh, rest, out);
+    const ExtWalk walk = walk_ipv6_extensions(nh, rest, &out);
     if (walk == ExtWalk::Bad) {
         anomalies_.add(Anomaly::Ipv6BadExtension);
         return false;
@@ -354,8 +356,9 @@ bool Decoder::decode_transport(const IpPacket& ip, std::uint64_t timestamp_ns, S
     Bytes p(ip.payload.data(), ip.payload.size());  // see decapsulate()
     std::uint8_t proto = ip.protocol;
     if (ip.src.family == 6) {
-        IpPacket frag;
-        if (walk_ipv6_extensions(proto, p, frag) != ExtWalk::Done) {
+        // No IpPacket for fragment fields it would not keep: one cleared per
+        // IPv6 packet is what decode::reset() avoids.
+        if (walk_ipv6_extensions(proto, p, nullptr) != ExtWalk::Done) {
             anomalies_.add(Anomaly::Ipv6BadExtension);
             return false;
         }
@@ -416,8 +419,7 @@ Decap Decoder::decapsulate(const IpPacket& outer, IpPacket& inner) {
     if (outer.src.family == 6) {
         // A reassembled IPv6 datagram may still start with extension
         // headers; a bad chain is decode_transport's to count.
-        IpPacket frag;
-        if (walk_ipv6_extensions(proto, p, frag) != ExtWalk::Done) return Decap::None;
+        if (walk_ipv6_extensions(proto, p, nullptr) != ExtWalk::Done) return Decap::None;
     }
 
     // Which tunnel, if any (cheap checks only: the common case is DNS).
