@@ -176,7 +176,6 @@ private:
     void setup_extra(const PipelineConfig& config, const std::vector<output::OutputRoute>& routes,
                      std::size_t producer);
     // The origin facts of the packet about to be handled.
-    void clear_origin();
     void note_packet(const capture::Packet& packet);
     void set_origin(dns::DnsMessage& message) const;
 
